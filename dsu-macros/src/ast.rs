@@ -1,0 +1,123 @@
+//! Parsing: what `#[updateable]` was put on, with the original syn nodes kept so every error
+//! can point at its cause.
+
+use proc_macro2::TokenStream;
+use syn::{FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Path, Receiver, Signature, Type};
+
+/// The item under `#[updateable]`.
+pub enum Input {
+    /// A free function (or an associated function of an impl that is not annotated).
+    Fn(ItemFn),
+    /// An `impl` block: every method becomes updateable.
+    Impl(ItemImpl),
+    /// Anything else; refused with the item kind named.
+    Other(Item),
+}
+
+impl Input {
+    pub fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        // A method of an impl block arrives without its impl; `Item` cannot parse it when it has
+        // a receiver, so try `ItemFn` first (syn accepts receivers there).
+        if let Ok(f) = syn::parse2::<ItemFn>(tokens.clone()) {
+            return Ok(Input::Fn(f));
+        }
+        match syn::parse2::<Item>(tokens.clone()) {
+            Ok(Item::Impl(i)) => Ok(Input::Impl(i)),
+            Ok(other) => Ok(Input::Other(other)),
+            Err(_) => {
+                // A method with a visibility-less or defaulted signature inside an impl block:
+                // parse as an impl item to produce a precise error later.
+                let f = syn::parse2::<ImplItem>(tokens)?;
+                match f {
+                    ImplItem::Fn(ImplItemFn { attrs, vis, sig, block, .. }) => {
+                        Ok(Input::Fn(ItemFn { attrs, vis, sig, block: Box::new(block) }))
+                    }
+                    other => Err(syn::Error::new_spanned(
+                        other,
+                        "#[dsu::updateable] goes on a function or an impl block",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Where a function lives: free, inherent method, or trait-impl method.
+#[derive(Clone)]
+pub enum Owner<'a> {
+    Free,
+    Inherent { self_ty: &'a Type },
+    Trait { self_ty: &'a Type, trait_path: &'a Path, assoc: Vec<syn::Ident> },
+}
+
+impl Owner<'_> {
+    pub fn self_ty(&self) -> Option<&Type> {
+        match self {
+            Owner::Free => None,
+            Owner::Inherent { self_ty } | Owner::Trait { self_ty, .. } => Some(self_ty),
+        }
+    }
+}
+
+/// One function to make updateable.
+pub struct UpdateableFn<'a> {
+    pub owner: Owner<'a>,
+    pub attrs: &'a [syn::Attribute],
+    pub vis: &'a syn::Visibility,
+    pub sig: &'a Signature,
+    pub block: &'a syn::Block,
+    pub receiver: Option<&'a Receiver>,
+    /// Typed arguments after the receiver: (pattern, type).
+    pub args: Vec<(&'a Pat, &'a Type)>,
+}
+
+impl<'a> UpdateableFn<'a> {
+    pub fn new(
+        owner: Owner<'a>,
+        attrs: &'a [syn::Attribute],
+        vis: &'a syn::Visibility,
+        sig: &'a Signature,
+        block: &'a syn::Block,
+    ) -> Self {
+        let mut receiver = None;
+        let mut args = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(r) => receiver = Some(r),
+                FnArg::Typed(t) => args.push((&*t.pat, &*t.ty)),
+            }
+        }
+        UpdateableFn { owner, attrs, vis, sig, block, receiver, args }
+    }
+
+    /// The path a user reads, relative to the module: `greet`, `Counter::bump`,
+    /// `<Counter as fmt::Display>::fmt`.
+    pub fn local_path(&self) -> String {
+        let name = self.sig.ident.to_string();
+        match &self.owner {
+            Owner::Free => name,
+            Owner::Inherent { self_ty } => format!("{}::{name}", tokens_text(self_ty)),
+            Owner::Trait { self_ty, trait_path, .. } => {
+                format!("<{} as {}>::{name}", tokens_text(self_ty), tokens_text(trait_path))
+            }
+        }
+    }
+}
+
+/// Token text without the spaces `to_string` puts around punctuation, for paths shown to users.
+pub fn tokens_text(t: &impl quote::ToTokens) -> String {
+    let s = t.to_token_stream().to_string();
+    let mut out = s
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" ::", "::")
+        .replace("< ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&");
+    if out.starts_with("::") {
+        out.replace_range(..2, "");
+    }
+    out
+}

@@ -1,0 +1,502 @@
+//! Expansion: a function becomes a dispatcher that loads its slot and jumps, plus the original
+//! body under a hidden name, plus the table entry ([`dsu_abi::FnInfo`] and [`dsu_abi::FnLink`])
+//! through which the runtime finds the slot.
+//!
+//! Every hidden item of a function lives inside the dispatcher's body, so two updateable
+//! functions never collide and nothing leaks into the user's namespace. Only a method's original
+//! body must live outside, in a hidden inherent `impl` of the same type, because it uses `self`
+//! and `Self`.
+
+use crate::ast::{tokens_text, Input, Owner, UpdateableFn};
+use crate::valid::{self, Errors};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, ToTokens};
+use syn::visit_mut::VisitMut;
+use syn::{
+    FnArg, Ident, ImplItem, ImplItemFn, Item, ItemImpl, Lifetime, Pat, PatIdent, ReturnType,
+    Signature, Type,
+};
+
+/// Entry point of `#[updateable]`.
+pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    valid::no_args(&args, "updateable", &mut errors);
+    let parsed = match Input::parse(input.clone()) {
+        Ok(p) => p,
+        Err(e) => return fallback(e, input),
+    };
+    let result = match &parsed {
+        Input::Fn(f) => {
+            let u = UpdateableFn::new(Owner::Free, &f.attrs, &f.vis, &f.sig, &f.block);
+            valid::check_fn(&u, &mut errors);
+            errors.finish().map(|()| expand_free_fn(&u))
+        }
+        Input::Impl(item) => {
+            valid::check_impl(item, &mut errors);
+            let fns = impl_fns(item);
+            for f in &fns {
+                valid::check_fn(f, &mut errors);
+            }
+            errors.finish().map(|()| expand_impl(item, &fns))
+        }
+        Input::Other(item) => Err(syn::Error::new_spanned(item, refusal_for_item(item))),
+    };
+    result.unwrap_or_else(|e| fallback(e, input))
+}
+
+/// Entry point of `#[update_point]`.
+pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    valid::no_args(&args, "update_point", &mut errors);
+    let mut f = match syn::parse2::<syn::ItemFn>(input.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let e = syn::Error::new(
+                Span::call_site(),
+                "#[dsu::update_point] goes on a function; inside a loop, call \
+                 `dsu::update_point()` instead",
+            );
+            return fallback(e, input);
+        }
+    };
+    if let Err(e) = errors.finish() {
+        return fallback(e, input);
+    }
+    let stmt: syn::Stmt = syn::parse_quote!(::dsu::__private::update_point(););
+    f.block.stmts.insert(0, stmt);
+    f.into_token_stream()
+}
+
+/// On error: the error *and* the item unchanged, so the user sees one error, not a cascade.
+fn fallback(e: syn::Error, original: TokenStream) -> TokenStream {
+    let err = e.to_compile_error();
+    quote!(#err #original)
+}
+
+fn refusal_for_item(item: &Item) -> String {
+    let kind = match item {
+        Item::Struct(_) | Item::Enum(_) | Item::Union(_) => {
+            return "#[dsu::updateable] on types is not supported yet; keep the type as it is and \
+                    mark the functions that use it"
+                .into();
+        }
+        Item::Static(_) => {
+            return "#[dsu::updateable] cannot be put on a static: a patch gets its own copy of \
+                    every static. Keep state that must survive in a `dsu::State` cell"
+                .into();
+        }
+        Item::Trait(_) => "a trait definition (put it on the impl blocks instead)",
+        Item::Mod(_) => "a module",
+        Item::Const(_) => "a const",
+        Item::Type(_) => "a type alias",
+        Item::Use(_) => "a use declaration",
+        Item::Macro(_) => "a macro invocation",
+        Item::ForeignMod(_) => "an extern block",
+        _ => "this item",
+    };
+    format!("#[dsu::updateable] goes on a function or an impl block, not on {kind}")
+}
+
+fn impl_fns(item: &ItemImpl) -> Vec<UpdateableFn<'_>> {
+    let owner = match &item.trait_ {
+        None => Owner::Inherent { self_ty: &item.self_ty },
+        Some((_, path, _)) => Owner::Trait {
+            self_ty: &item.self_ty,
+            trait_path: path,
+            assoc: item
+                .items
+                .iter()
+                .filter_map(|i| match i {
+                    ImplItem::Type(t) => Some(t.ident.clone()),
+                    ImplItem::Const(c) => Some(c.ident.clone()),
+                    _ => None,
+                })
+                .collect(),
+        },
+    };
+    item.items
+        .iter()
+        .filter_map(|i| match i {
+            ImplItem::Fn(f) => {
+                Some(UpdateableFn::new(owner.clone(), &f.attrs, &f.vis, &f.sig, &f.block))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
+    let mut imp_sig = f.sig.clone();
+    imp_sig.ident = Ident::new("__dsu_impl", Span::call_site());
+    let lints = lint_attrs(f.attrs);
+    let block = f.block;
+    let imp = quote! {
+        #(#lints)*
+        #imp_sig #block
+    };
+    let attrs: Vec<_> = f.attrs.iter().collect();
+    dispatcher(f, &attrs, quote!(__dsu_impl), imp)
+}
+
+fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>]) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let mut out = item.clone();
+    let mut hidden = Vec::new();
+    let mut fn_iter = fns.iter();
+    for impl_item in &mut out.items {
+        let ImplItem::Fn(m) = impl_item else { continue };
+        let f = fn_iter.next().expect("one UpdateableFn per method");
+        let hidden_name = hidden_method_name(f);
+        let mut imp: ImplItemFn = m.clone();
+        imp.sig.ident = hidden_name.clone();
+        imp.vis = syn::Visibility::Inherited;
+        imp.attrs = lint_attrs(f.attrs);
+        imp.attrs.push(syn::parse_quote!(#[doc(hidden)]));
+        imp.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
+        if let Owner::Trait { .. } = &f.owner {
+            // The body moves from the trait impl into an inherent impl, where `Self::Item`
+            // would be ambiguous: spell the trait out.
+            QualifyAssoc(&f.owner).visit_impl_item_fn_mut(&mut imp);
+        }
+        hidden.push(imp);
+
+        let attrs: Vec<_> = f.attrs.iter().filter(|a| !is_dsu_updateable(a)).collect();
+        let dispatcher =
+            dispatcher(f, &attrs, quote!(<#self_ty>::#hidden_name), TokenStream::new());
+        *impl_item = syn::parse2(dispatcher).expect("a dispatcher is an impl item");
+    }
+    out.attrs.retain(|a| !is_dsu_updateable(a));
+    quote! {
+        #out
+        impl #self_ty {
+            #(#hidden)*
+        }
+    }
+}
+
+fn is_dsu_updateable(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "updateable")
+}
+
+/// Lint attributes of the original item, repeated on its hidden body.
+fn lint_attrs(attrs: &[syn::Attribute]) -> Vec<syn::Attribute> {
+    attrs
+        .iter()
+        .filter(|a| {
+            ["allow", "warn", "deny", "expect", "forbid"].iter().any(|l| a.path().is_ident(l))
+        })
+        .cloned()
+        .collect()
+}
+
+fn hidden_method_name(f: &UpdateableFn<'_>) -> Ident {
+    match &f.owner {
+        Owner::Trait { trait_path, .. } => {
+            let t: String = tokens_text(trait_path)
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format_ident!("__dsu_impl_{}_{}", t, f.sig.ident)
+        }
+        _ => format_ident!("__dsu_impl_{}", f.sig.ident),
+    }
+}
+
+/// The dispatcher: the function's own signature (arguments renamed), a body that declares the
+/// slot and table entry, loads the slot and calls through it.
+fn dispatcher(
+    f: &UpdateableFn<'_>,
+    attrs: &[&syn::Attribute],
+    imp_path: TokenStream,
+    nested_impl: TokenStream,
+) -> TokenStream {
+    let shape = FnShape::of(f);
+    let fn_ty = &shape.fn_ty;
+    let sig_text = fn_ty.to_token_stream().to_string();
+    let sig_hash = dsu_abi::fnv128(sig_text.as_bytes());
+    let layouts = shape.layout_types.iter().map(|t| {
+        quote!(.with_layout(::core::mem::size_of::<#t>(), ::core::mem::align_of::<#t>()))
+    });
+
+    let body_text = match &f.owner {
+        Owner::Free => {
+            let (sig, block) = (f.sig, f.block);
+            quote!(#sig #block).to_string()
+        }
+        _ => {
+            let (sig, block, ty) = (f.sig, f.block, f.owner.self_ty());
+            let trait_text = match &f.owner {
+                Owner::Trait { trait_path, .. } => trait_path.to_token_stream().to_string(),
+                _ => String::new(),
+            };
+            format!("{} {} {} {}", quote!(#ty), trait_text, quote!(#sig), quote!(#block))
+        }
+    };
+    let body_hash = dsu_abi::body_hash(&body_text);
+
+    let local = f.local_path();
+    let symbol_local = dsu_abi::symbol_safe(&local);
+    let info_prefix = dsu_abi::FN_INFO_PREFIX;
+    let link_prefix = dsu_abi::FN_LINK_PREFIX;
+    let build_env = dsu_abi::BUILD_ENV;
+
+    let mut sig: Signature = f.sig.clone();
+    // The hidden items inside the dispatcher use the function's lifetime names in their own
+    // binders; rename the dispatcher's so they do not shadow each other.
+    let declared: Vec<Ident> = sig.generics.lifetimes().map(|l| l.lifetime.ident.clone()).collect();
+    RenameLifetimes(&declared).visit_signature_mut(&mut sig);
+    let mut call_args = Vec::new();
+    let mut n = 0usize;
+    for input in sig.inputs.iter_mut() {
+        match input {
+            FnArg::Receiver(r) => {
+                if r.reference.is_none() {
+                    r.mutability = None;
+                }
+                call_args.push(quote!(self));
+            }
+            FnArg::Typed(t) => {
+                let id = format_ident!("__dsu_arg{}", n);
+                n += 1;
+                t.pat = Box::new(Pat::Ident(PatIdent {
+                    attrs: vec![],
+                    by_ref: None,
+                    mutability: None,
+                    ident: id.clone(),
+                    subpat: None,
+                }));
+                t.attrs.clear();
+                call_args.push(quote!(#id));
+            }
+        }
+    }
+    let inline = if f.attrs.iter().any(|a| a.path().is_ident("inline")) {
+        quote!()
+    } else {
+        quote!(#[inline])
+    };
+    let call = if sig.unsafety.is_some() {
+        // SAFETY (generated): the caller of this `unsafe fn` upholds its contract, which is the
+        // contract of the implementation being called.
+        quote!(unsafe { __dsu_f(#(#call_args),*) })
+    } else {
+        quote!(__dsu_f(#(#call_args),*))
+    };
+
+    let vis = f.vis;
+    quote! {
+        #(#attrs)*
+        #inline
+        #vis #sig {
+            #nested_impl
+            static __DSU_SLOT: ::dsu::__private::Slot =
+                ::dsu::__private::Slot::new(#imp_path as #fn_ty as *mut ());
+            const __DSU_PATH: &str = ::core::concat!(::core::module_path!(), "::", #local);
+            const __DSU_BUILD: &str =
+                ::dsu::__private::build_identity(::core::option_env!(#build_env));
+            const __DSU_SIG: ::dsu::__private::Fingerprint =
+                ::dsu::__private::Fingerprint::from_u128(#sig_hash) #(#layouts)*;
+            #[used]
+            #[export_name = ::core::concat!(#info_prefix, ::core::module_path!(), "::", #symbol_local)]
+            static __DSU_INFO: ::dsu::__private::FnInfo<{ __DSU_PATH.len() + __DSU_BUILD.len() }> =
+                ::dsu::__private::FnInfo::new(__DSU_PATH, __DSU_BUILD, __DSU_SIG, #body_hash);
+            #[used]
+            #[export_name = ::core::concat!(#link_prefix, ::core::module_path!(), "::", #symbol_local)]
+            static __DSU_LINK: ::dsu::__private::FnLink = ::dsu::__private::FnLink::new(
+                ::core::ptr::addr_of!(__DSU_SLOT).cast(),
+                #imp_path as #fn_ty as *const (),
+            );
+            // SAFETY (generated): the slot only ever holds implementations of this exact
+            // signature: this crate's own, or a patch's whose signature fingerprint the runtime
+            // checked against __DSU_SIG before storing it.
+            let __dsu_f: #fn_ty = unsafe { __DSU_SLOT.get::<#fn_ty>() };
+            #call
+        }
+    }
+}
+
+/// The function's type as a `fn` pointer, and the types whose layout enters its fingerprint.
+struct FnShape {
+    fn_ty: Type,
+    layout_types: Vec<Type>,
+}
+
+impl FnShape {
+    fn of(f: &UpdateableFn<'_>) -> Self {
+        let self_lt = Lifetime::new("'__dsu_self", Span::call_site());
+        let mut lifetimes: Vec<Lifetime> = f
+            .sig
+            .generics
+            .lifetimes()
+            .map(|l| l.lifetime.clone())
+            .collect();
+        let mut inputs: Vec<Type> = Vec::new();
+        let mut receiver_lt = None;
+        if let Some(r) = f.receiver {
+            let self_ty = f.owner.self_ty().expect("receiver implies an impl");
+            let ty: Type = match &r.reference {
+                Some((_, lt)) => {
+                    let lt = match lt {
+                        Some(lt) => lt.clone(),
+                        None => {
+                            lifetimes.push(self_lt.clone());
+                            self_lt.clone()
+                        }
+                    };
+                    receiver_lt = Some(lt.clone());
+                    let m = &r.mutability;
+                    syn::parse_quote!(&#lt #m #self_ty)
+                }
+                None => substitute_self(&r.ty, &f.owner),
+            };
+            inputs.push(ty);
+        }
+        for (_, ty) in &f.args {
+            inputs.push(substitute_self(ty, &f.owner));
+        }
+        let output: Option<Type> = match &f.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => {
+                let mut ty = substitute_self(ty, &f.owner);
+                if let Some(lt) = &receiver_lt {
+                    // In a method, elided output lifetimes borrow from `self`; a fn pointer type
+                    // has no such rule, so name it.
+                    NameElided(lt).visit_type_mut(&mut ty);
+                }
+                Some(ty)
+            }
+        };
+        let unsafety = &f.sig.unsafety;
+        let ret = output.as_ref().map(|t| quote!(-> #t));
+        let binder = if lifetimes.is_empty() { quote!() } else { quote!(for<#(#lifetimes),*>) };
+        let fn_ty: Type = syn::parse_quote!(#binder #unsafety fn(#(#inputs),*) #ret);
+
+        let mut layout_types: Vec<Type> = inputs.clone();
+        if let Some(t) = output {
+            if !matches!(t, Type::Never(_)) {
+                layout_types.push(t);
+            }
+        }
+        for t in &mut layout_types {
+            StaticLifetimes.visit_type_mut(t);
+        }
+        FnShape { fn_ty, layout_types }
+    }
+}
+
+/// `Self` → the impl's type; in a trait impl, `Self::Assoc` → `<Type as Trait>::Assoc`.
+fn substitute_self(ty: &Type, owner: &Owner<'_>) -> Type {
+    let mut ty = ty.clone();
+    if let Owner::Trait { .. } = owner {
+        QualifyAssoc(owner).visit_type_mut(&mut ty);
+    }
+    if let Some(self_ty) = owner.self_ty() {
+        ReplaceSelf(self_ty).visit_type_mut(&mut ty);
+    }
+    ty
+}
+
+struct ReplaceSelf<'a>(&'a Type);
+
+impl VisitMut for ReplaceSelf<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::Path(p) = ty {
+            if p.qself.is_none() && p.path.is_ident("Self") {
+                *ty = self.0.clone();
+                return;
+            }
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+}
+
+struct QualifyAssoc<'a, 'b>(&'a Owner<'b>);
+
+impl QualifyAssoc<'_, '_> {
+    fn qualified(&self, path: &syn::Path) -> Option<TokenStream> {
+        let Owner::Trait { self_ty, trait_path, assoc } = self.0 else { return None };
+        let segs = &path.segments;
+        if path.leading_colon.is_none()
+            && segs.len() >= 2
+            && segs[0].ident == "Self"
+            && assoc.iter().any(|a| *a == segs[1].ident)
+        {
+            let rest = segs.iter().skip(1);
+            Some(quote!(<#self_ty as #trait_path>::#(#rest)::*))
+        } else {
+            None
+        }
+    }
+}
+
+impl VisitMut for QualifyAssoc<'_, '_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::Path(p) = ty {
+            if p.qself.is_none() {
+                if let Some(q) = self.qualified(&p.path) {
+                    *ty = syn::parse2(q).expect("qualified path is a type");
+                    return;
+                }
+            }
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        if let syn::Expr::Path(p) = e {
+            if p.qself.is_none() {
+                if let Some(q) = self.qualified(&p.path) {
+                    *e = syn::parse2(q).expect("qualified path is an expression");
+                    return;
+                }
+            }
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+/// Gives elided lifetimes (`&T`, `'_`) the receiver's lifetime.
+struct NameElided<'a>(&'a Lifetime);
+
+impl VisitMut for NameElided<'_> {
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(self.0.clone());
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident == "_" {
+            *l = self.0.clone();
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {
+        // Elided lifetimes inside a fn pointer type belong to that type.
+    }
+}
+
+/// `'a` → `'__dsu_a` for the lifetimes a function declares.
+struct RenameLifetimes<'a>(&'a [Ident]);
+
+impl VisitMut for RenameLifetimes<'_> {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if self.0.contains(&l.ident) {
+            *l = Lifetime::new(&format!("'__dsu_{}", l.ident), l.apostrophe);
+        }
+    }
+}
+
+/// Layout does not depend on lifetimes; named ones are not in scope where the layout is taken.
+struct StaticLifetimes;
+
+impl VisitMut for StaticLifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident != "_" {
+            *l = Lifetime::new("'static", l.apostrophe);
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+}

@@ -1,0 +1,29 @@
+//! Procedural macros of dsu. Users reach them as `#[dsu::updateable]` and `#[dsu::update_point]`;
+//! the generated code reaches the runtime only through `::dsu::__private`.
+//!
+//! Each macro is parsed (`ast.rs`), validated (`valid.rs`) and expanded (`expand.rs`) by
+//! `proc_macro2` functions, so tests call them directly.
+
+mod ast;
+mod expand;
+mod valid;
+
+#[cfg(test)]
+mod tests;
+
+use proc_macro::TokenStream;
+
+/// Makes a function, or every method of an `impl` block, replaceable by a patch.
+///
+/// Each function becomes a *slot* (an atomic code pointer) plus its original body; a call loads
+/// the slot and jumps. See the `dsu` crate documentation.
+#[proc_macro_attribute]
+pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::updateable(args.into(), input.into()).into()
+}
+
+/// Makes entering the function an update point: a pending patch is applied here.
+#[proc_macro_attribute]
+pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::update_point(args.into(), input.into()).into()
+}

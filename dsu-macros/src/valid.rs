@@ -1,0 +1,199 @@
+//! Validation: one rule per function, each saying why the form is refused and what to do.
+//! All errors are collected and combined, so the user sees every problem at once.
+
+use crate::ast::{Owner, UpdateableFn};
+use syn::visit::Visit;
+use syn::{GenericParam, ItemImpl, ReturnType, Type};
+
+/// Collects errors; `finish` combines them into one.
+#[derive(Default)]
+pub struct Errors(Vec<syn::Error>);
+
+impl Errors {
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new_spanned(tokens, msg));
+    }
+
+    pub fn finish(self) -> syn::Result<()> {
+        let mut iter = self.0.into_iter();
+        match iter.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                for e in iter {
+                    first.combine(e);
+                }
+                Err(first)
+            }
+        }
+    }
+}
+
+/// Runs every function rule.
+pub fn check_fn(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    no_type_or_const_generics(f, errors);
+    no_where_clause(f, errors);
+    no_bounded_lifetimes(f, errors);
+    not_const(f, errors);
+    not_async(f, errors);
+    no_foreign_abi(f, errors);
+    not_variadic(f, errors);
+    no_impl_trait(f, errors);
+    method_needs_annotated_impl(f, errors);
+}
+
+/// A slot holds one code pointer; a generic function has one instance per type argument, and
+/// instances are made in the caller's crate, out of the patch's reach.
+fn no_type_or_const_generics(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    for p in &f.sig.generics.params {
+        match p {
+            GenericParam::Type(_) | GenericParam::Const(_) => errors.spanned(
+                p,
+                "#[dsu::updateable] cannot make a generic function updateable: a slot holds one \
+                 code pointer. Make a non-generic wrapper for each type you need and mark it instead",
+            ),
+            GenericParam::Lifetime(_) => {}
+        }
+    }
+}
+
+/// Where clauses only make sense with generic parameters or early-bound lifetimes.
+fn no_where_clause(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if let Some(w) = &f.sig.generics.where_clause {
+        errors.spanned(
+            w,
+            "#[dsu::updateable] functions cannot have a where clause: remove the bounds",
+        );
+    }
+}
+
+/// A bounded lifetime (`'a: 'b`) is early-bound and the function can no longer be stored as a
+/// `for<'a> fn(..)` pointer.
+fn no_bounded_lifetimes(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    for p in &f.sig.generics.params {
+        if let GenericParam::Lifetime(l) = p {
+            if !l.bounds.is_empty() {
+                errors.spanned(
+                    l,
+                    "#[dsu::updateable] functions cannot have lifetime bounds: remove the bound",
+                );
+            }
+        }
+    }
+}
+
+/// A `const fn` can be evaluated at compile time into its callers; no slot can replace that.
+fn not_const(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if let Some(c) = &f.sig.constness {
+        errors.spanned(
+            c,
+            "#[dsu::updateable] cannot make a `const fn` updateable: constant evaluation happens at \
+             compile time. Remove `const`, or leave this function out",
+        );
+    }
+}
+
+/// Updateable `async fn` needs the future-versioning of a later runtime release.
+fn not_async(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if let Some(a) = &f.sig.asyncness {
+        errors.spanned(
+            a,
+            "#[dsu::updateable] does not support `async fn` yet: make a synchronous updateable \
+             function for the logic and call it from the async one",
+        );
+    }
+}
+
+/// `extern "C"` functions are called by foreign code through their symbol, not through a slot.
+fn no_foreign_abi(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if let Some(abi) = &f.sig.abi {
+        errors.spanned(
+            abi,
+            "#[dsu::updateable] cannot make an `extern` function updateable: foreign callers bind \
+             to its symbol. Keep the extern function as a thin wrapper around an updateable Rust one",
+        );
+    }
+}
+
+fn not_variadic(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if let Some(v) = &f.sig.variadic {
+        errors.spanned(v, "#[dsu::updateable] functions cannot be variadic");
+    }
+}
+
+/// `impl Trait` is a hidden generic parameter (argument position) or a hidden concrete type that
+/// a patch could change (return position).
+fn no_impl_trait(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    struct Finder<'e> {
+        errors: &'e mut Errors,
+        what: &'static str,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            let msg = format!(
+                "#[dsu::updateable] functions cannot use `impl Trait` {}: use a concrete type or \
+                 `Box<dyn Trait>`",
+                self.what
+            );
+            self.errors.spanned(t, msg);
+        }
+    }
+    for (_, ty) in &f.args {
+        Finder { errors, what: "in argument position" }.visit_type(ty);
+    }
+    if let ReturnType::Type(_, ty) = &f.sig.output {
+        Finder { errors, what: "in return position" }.visit_type(ty);
+    }
+}
+
+/// A method's original body must stay in an `impl` of its type; only the impl-level attribute
+/// knows that type.
+fn method_needs_annotated_impl(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if !matches!(f.owner, Owner::Free) {
+        return;
+    }
+    let mentions_self = f.receiver.is_some() || {
+        struct SelfFinder(bool);
+        impl<'ast> Visit<'ast> for SelfFinder {
+            fn visit_ident(&mut self, i: &'ast syn::Ident) {
+                self.0 |= i == "Self";
+            }
+        }
+        let mut s = SelfFinder(false);
+        s.visit_signature(f.sig);
+        s.0
+    };
+    if mentions_self {
+        errors.spanned(
+            &f.sig.ident,
+            "#[dsu::updateable] on a method goes on its impl block: write \
+             `#[dsu::updateable] impl Type { .. }` to make every method of the block updateable",
+        );
+    }
+}
+
+/// Runs every impl-block rule.
+pub fn check_impl(item: &ItemImpl, errors: &mut Errors) {
+    if !item.generics.params.is_empty() {
+        errors.spanned(
+            &item.generics,
+            "#[dsu::updateable] cannot be put on a generic impl block: each instance would need \
+             its own slots. Write the impl for a concrete type",
+        );
+    }
+    if let Some(u) = &item.unsafety {
+        errors.spanned(u, "#[dsu::updateable] cannot be put on an `unsafe impl`");
+    }
+    if let Some(d) = &item.defaultness {
+        errors.spanned(d, "#[dsu::updateable] cannot be put on a `default impl`");
+    }
+    if let Type::ImplTrait(_) = &*item.self_ty {
+        errors.spanned(&item.self_ty, "#[dsu::updateable] needs a concrete self type");
+    }
+}
+
+/// `#[updateable]` and `#[update_point]` take no arguments yet.
+pub fn no_args(args: &proc_macro2::TokenStream, macro_name: &str, errors: &mut Errors) {
+    if !args.is_empty() {
+        errors.spanned(args, format!("#[dsu::{macro_name}] takes no arguments"));
+    }
+}

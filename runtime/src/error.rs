@@ -1,0 +1,76 @@
+//! Why a patch was refused. Every variant names what differs, with both values where there are
+//! two; after any of them the program keeps running the version it had.
+
+use dsu_abi::Fingerprint;
+use std::path::PathBuf;
+
+/// A refused patch, or a misused runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The patch file could not be read.
+    #[error("cannot read patch {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not a shared library at all (random bytes, a text file, an object file).
+    #[error("{path} is not a patch library: {reason}")]
+    NotALibrary { path: PathBuf, reason: String },
+
+    /// The file is a shared library but damaged, for example truncated.
+    #[error("patch {path} is malformed: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+
+    /// The library has no dsu header: it was not built as a patch.
+    #[error("{path} has no `{symbol}` symbol: it is a shared library, but not a dsu patch")]
+    MissingHeader { path: PathBuf, symbol: &'static str },
+
+    /// The header's magic bytes are wrong.
+    #[error("patch {path} has a bad header magic: expected {expected:02x?}, found {found:02x?}")]
+    BadMagic { path: PathBuf, expected: Vec<u8>, found: Vec<u8> },
+
+    /// The patch format's major version is not the one this runtime reads.
+    #[error("patch {path} has format version {found}, this runtime reads version {expected}")]
+    UnsupportedFormat { path: PathBuf, expected: u16, found: u16 },
+
+    /// The patch was made for another build: another revision, rustc, target, profile or
+    /// dependency library.
+    #[error(
+        "patch {path} was built for another {field}: the running program has {field} `{running}`, \
+         the patch applies to `{patch}`"
+    )]
+    WrongBuild { path: PathBuf, field: &'static str, running: String, patch: String },
+
+    /// A function's signature in the patch differs from the live slot's.
+    #[error(
+        "patch {path} changes the signature of `{function}`: the live slot has fingerprint \
+         {running}, the patch has {patch}; callers compiled against the old signature would \
+         reach the new code"
+    )]
+    SignatureMismatch { path: PathBuf, function: String, running: Fingerprint, patch: Fingerprint },
+
+    /// The patch changes no function of the running version.
+    #[error("patch {path} changes nothing in the running version (already applied?)")]
+    NothingToApply { path: PathBuf },
+
+    /// The dynamic loader refused the library.
+    #[error("cannot load patch {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+
+    /// The mapped library differs from the file that was verified, or its table is inconsistent.
+    #[error("patch {path} is inconsistent: {reason}")]
+    Inconsistent { path: PathBuf, reason: String },
+
+    /// The running program cannot take patches.
+    #[error("the running program is not updateable: {reason}")]
+    NotUpdateable { reason: String },
+
+    /// A state cell was asked for with another type than the one it holds.
+    #[error(
+        "state cell `{name}` holds a `{found}`, but this code expects a `{expected}`"
+    )]
+    StateType { name: String, expected: String, found: String },
+}

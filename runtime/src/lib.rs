@@ -1,0 +1,100 @@
+//! Dynamic software updating for Rust: replace the code of a running program without a restart
+//! and without losing its state.
+//!
+//! # The problem
+//!
+//! A long-running service is fixed or upgraded today by a graceful restart: start the new
+//! binary, hand the sockets over, drain the old process. Every byte of in-memory state (caches,
+//! sessions, counters) is lost or must be serialised and reloaded. dsu keeps the process and
+//! swaps the code in place, at moments the program chooses.
+//!
+//! # The model
+//!
+//! * **Slots.** `#[dsu::updateable]` on a function (or an `impl` block) turns each function into
+//!   a *slot*, an atomic code pointer, plus its original body. Callers do not change: a call
+//!   loads the slot and jumps, which costs what a non-inlined call costs.
+//! * **Update points.** A patch is applied only at an *update point*: entering a function marked
+//!   `#[dsu::update_point]`, or a call to [`update_point()`]. Put them at request or event-loop
+//!   boundaries. With nothing pending, an update point is one relaxed atomic load.
+//! * **One runtime.** A patch is the updateable crate built again from newer source, as a
+//!   library. `cargo dsu` builds the program's dependencies, std and this runtime once, as
+//!   shared libraries that the program and every patch link to, so patched code runs on the
+//!   host's allocator, tokio runtime, logger, panic handler and dependency globals.
+//! * **Verification.** [`load`] reads the patch file before mapping it: a fixed header (magic,
+//!   format version), then a manifest naming the exact build it applies to (crate, source
+//!   revision and tree, rustc, target, profile, dependency library), then each function's stable
+//!   path, signature fingerprint and body hash. Anything that differs from the running program
+//!   is refused with an [`Error`] naming both values, and the program keeps running.
+//! * **Never unload.** A loaded patch library stays mapped for the life of the process.
+//! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
+//!   must survive lives in a [`State`] cell, owned by the runtime and found by name.
+//!
+//! # Using it
+//!
+//! ```ignore
+//! static HITS: dsu::State<AtomicU64> = dsu::State::new("hits", || AtomicU64::new(0));
+//!
+//! #[dsu::updateable]
+//! fn greet(name: &str) -> String {
+//!     HITS.fetch_add(1, Ordering::Relaxed);
+//!     format!("hello, {name}")
+//! }
+//!
+//! #[dsu::update_point]
+//! fn handle(request: &str) -> String {
+//!     greet(request)
+//! }
+//!
+//! // Somewhere in the program, when told about a new patch:
+//! match dsu::load("target/dsu/patches/app-v2.so") {
+//!     Ok(report) => log::info!("patch queued: {:?}", report.changed),
+//!     Err(e) => log::warn!("patch refused: {e}"),
+//! }
+//! ```
+//!
+//! # Performance
+//!
+//! A call through a slot is one load and an indirect call; an idle update point is one relaxed
+//! load. Figures and the commands that measure them are in `docs/PERFORMANCE.md`.
+//!
+//! # Limitations
+//!
+//! * Generic functions, `const fn`, `extern` functions and `async fn` cannot be updateable.
+//! * Updates are applied by the first thread that reaches an update point; other threads may be
+//!   running the previous version of a function at that moment (it stays mapped).
+//! * Types cannot change layout yet; [`State`] checks a cell's type by name, size and alignment.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod elf;
+mod error;
+mod load;
+mod slot;
+mod state;
+mod sync;
+mod update;
+
+pub use dsu_macros::{update_point, updateable};
+pub use error::Error;
+pub use load::{load, LoadReport};
+pub use state::State;
+pub use update::{is_pending, status, update_point, AppliedPatch, Status};
+
+/// The build identity and fingerprint types, for programs that report them.
+pub use dsu_abi::{BuildIdentity, Fingerprint};
+
+/// Used by the code `#[dsu::updateable]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::slot::Slot;
+    pub use crate::update::update_point;
+    pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
+
+    /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.
+    pub const fn build_identity(from_env: Option<&'static str>) -> &'static str {
+        match from_env {
+            Some(s) => s,
+            None => "",
+        }
+    }
+}

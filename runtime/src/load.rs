@@ -1,0 +1,227 @@
+//! Loading a patch: verify from the file, then map, then queue.
+//!
+//! Order of checks, each refusing with its own [`Error`]:
+//! 1. the file is an ELF shared library, whole;
+//! 2. it exports the header symbol; the fixed header (magic, format major) is checked before the
+//!    manifest is decoded;
+//! 3. the manifest's build identity equals the running version's, field by field;
+//! 4. every function in its table has the signature fingerprint of the live slot of that path;
+//! 5. it changes something;
+//! 6. only then is the library mapped; the mapped table must equal the verified file bytes.
+//!
+//! Steps 1 to 5 read bytes from the file and run nothing in it.
+
+use crate::elf::{ElfError, LibraryFile};
+use crate::update::{self, CodePtr, HostFn, PatchFn, PreparedPatch};
+use crate::Error;
+use dsu_abi::{FnInfoView, FnLink, DecodeError, FN_INFO_FIXED, FN_INFO_PREFIX, HEADER_SYMBOL};
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicPtr;
+
+/// What a successful [`load`] queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The patch file.
+    pub path: PathBuf,
+    /// The source revision the program will run once the patch is applied.
+    pub revision: String,
+    /// Functions whose code the patch replaces.
+    pub changed: Vec<String>,
+    /// Functions the patch adds.
+    pub added: Vec<String>,
+}
+
+/// Verifies the patch at `path` and queues it; the next update point applies it.
+///
+/// On any error nothing changes: the program keeps running the version it had, and later
+/// patches are checked against that version.
+pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
+    let path = path.as_ref().to_path_buf();
+    let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let elf_err = |e: ElfError| match e {
+        ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
+        ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
+    };
+    let file = LibraryFile::parse(&data).map_err(elf_err)?;
+
+    let header = file
+        .symbol(HEADER_SYMBOL)
+        .map_err(elf_err)?
+        .ok_or(Error::MissingHeader { path: path.clone(), symbol: HEADER_SYMBOL })?;
+    let (_, manifest) = dsu_abi::decode_patch_blob(header.bytes).map_err(|e| match e {
+        DecodeError::BadMagic { expected, found } => {
+            Error::BadMagic { path: path.clone(), expected, found }
+        }
+        DecodeError::UnsupportedMajor { expected, found } => {
+            Error::UnsupportedFormat { path: path.clone(), expected, found }
+        }
+        other => Error::Malformed { path: path.clone(), reason: format!("header: {other}") },
+    })?;
+
+    let mut table = Vec::new();
+    for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
+        let info = FnInfoView::parse(sym.bytes).map_err(|e| Error::Malformed {
+            path: path.clone(),
+            reason: format!("function table entry {}: {e}", sym.name),
+        })?;
+        table.push((sym.name, sym.bytes, info));
+    }
+
+    let mut guard = update::lock();
+    let rt = update::runtime(&mut guard)?;
+    if let Some((field, running, patch)) = rt.expected().first_difference(&manifest.applies_to) {
+        return Err(Error::WrongBuild {
+            path,
+            field,
+            running: running.to_string(),
+            patch: patch.to_string(),
+        });
+    }
+    let mut changed = Vec::new();
+    let mut added = Vec::new();
+    for (_, _, info) in &table {
+        match rt.expected_fn(info.path) {
+            Some((signature, _)) if signature != info.signature => {
+                return Err(Error::SignatureMismatch {
+                    path,
+                    function: info.path.to_string(),
+                    running: signature,
+                    patch: info.signature,
+                });
+            }
+            Some((_, body)) if body != info.body => changed.push(info.path.to_string()),
+            Some(_) => {}
+            None => added.push(info.path.to_string()),
+        }
+    }
+    if changed.is_empty() && added.is_empty() {
+        return Err(Error::NothingToApply { path });
+    }
+
+    // Verified: map it. RTLD_LOCAL keeps the patch's symbols out of the global scope, so a later
+    // patch never binds to this one's definitions.
+    //
+    // SAFETY: loading a library runs its initialisers. The file was verified above to be a dsu
+    // patch built for exactly this program, rustc and dependency library, so its initialisers are
+    // those of the program's own crate and dependencies, which the host already runs.
+    let lib = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
+        .map_err(|e| Error::Open { path: path.clone(), reason: e.to_string() })?;
+    // Never unload a patch, not even one refused from here on: its initialisers have run, its
+    // code may be on some thread's stack once applied, its `&'static` data and vtables may be
+    // held by live values, and its thread-local destructors run at thread exit.
+    let lib: &'static Library = Box::leak(Box::new(lib));
+
+    let mut functions = Vec::with_capacity(table.len());
+    for (name, file_bytes, info) in &table {
+        // SAFETY: `name` is a function-info symbol of this library, verified above to hold
+        // `file_bytes.len()` bytes; `lib` stays mapped forever (leaked above).
+        let mapped = unsafe { mapped_info(lib, name, file_bytes.len()) }
+            .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        if mapped != *file_bytes {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!("the mapped {name} differs from the verified file"),
+            });
+        }
+        // SAFETY: as above; the link symbol belongs to the verified info symbol.
+        let link = unsafe { link_of(lib, name) }
+            .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        functions.push(PatchFn {
+            path: info.path.to_string(),
+            signature: info.signature,
+            body: info.body,
+            changed: changed.iter().chain(&added).any(|p| p == info.path),
+            slot: link.slot,
+            imp: CodePtr(link.imp),
+        });
+    }
+
+    let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
+    let report = LoadReport { path: path.clone(), revision: target.revision.clone(), changed, added };
+    rt.queue(PreparedPatch { path, target, functions });
+    Ok(report)
+}
+
+/// The running executable's function table, read through its exported symbols.
+pub(crate) fn host_functions() -> Result<Vec<HostFn<'static>>, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::NotUpdateable {
+        reason: format!("cannot find the running executable: {e}"),
+    })?;
+    let data = std::fs::read(&exe).map_err(|e| Error::NotUpdateable {
+        reason: format!("cannot read {}: {e}", exe.display()),
+    })?;
+    let names: Vec<String> = match LibraryFile::parse(&data) {
+        Ok(file) => file
+            .symbols_with_prefix(FN_INFO_PREFIX)
+            .map(|syms| syms.iter().map(|s| s.name.to_string()).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let this = Library::this();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        // SAFETY: the executable exports `name` as an FnInfo made by the dsu macros; the
+        // executable is mapped for the life of the process.
+        let bytes = unsafe { mapped_info(&this, &name, usize::MAX) }
+            .map_err(|reason| Error::NotUpdateable { reason })?;
+        let info = FnInfoView::parse(bytes).map_err(|e| Error::NotUpdateable {
+            reason: format!("function table entry {name}: {e}"),
+        })?;
+        // SAFETY: as above, for the matching link symbol.
+        let link = unsafe { link_of(&this, &name) }.map_err(|reason| Error::NotUpdateable { reason })?;
+        out.push(HostFn { info, slot: link.slot });
+    }
+    Ok(out)
+}
+
+struct Link {
+    slot: &'static AtomicPtr<()>,
+    imp: *const (),
+}
+
+/// The bytes of the mapped FnInfo `name`: `len` bytes, or the length its header says when `len`
+/// is `usize::MAX`.
+///
+/// # Safety
+/// `name`, if defined in `lib`, must be an FnInfo made by the dsu macros, and `lib` must stay
+/// mapped for the rest of the process.
+unsafe fn mapped_info(lib: &Library, name: &str, len: usize) -> Result<&'static [u8], String> {
+    // SAFETY: the symbol is data; reading it as a pointer gives its address.
+    let addr: *const u8 = unsafe { lib.get::<*const u8>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("symbol {name}: {e}"))?;
+    let len = if len == usize::MAX {
+        // SAFETY: every FnInfo starts with FN_INFO_FIXED initialised bytes (caller's contract).
+        let fixed = unsafe { std::slice::from_raw_parts(addr, FN_INFO_FIXED) };
+        FnInfoView::total_len(fixed).map_err(|e| format!("symbol {name}: {e}"))?
+    } else {
+        len
+    };
+    // SAFETY: the FnInfo has `len` initialised bytes (its header, or the verified file, says so)
+    // and lives as long as the library, which is never unloaded.
+    Ok(unsafe { std::slice::from_raw_parts(addr, len) })
+}
+
+/// The FnLink that belongs to the FnInfo symbol `info_name`.
+///
+/// # Safety
+/// As for [`mapped_info`].
+unsafe fn link_of(lib: &Library, info_name: &str) -> Result<Link, String> {
+    let link_name = dsu_abi::link_symbol_for(info_name)
+        .ok_or_else(|| format!("{info_name} is not a function-info symbol"))?;
+    // SAFETY: the symbol is data; reading it as a pointer gives its address.
+    let addr: *const FnLink = unsafe { lib.get::<*const FnLink>(link_name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("symbol {link_name}: {e}"))?;
+    // SAFETY: the macros emit an FnLink under this name beside every FnInfo; it is immutable
+    // and lives as long as the library.
+    let link = unsafe { &*addr };
+    if link.slot.is_null() || link.imp.is_null() {
+        return Err(format!("{link_name} holds a null pointer"));
+    }
+    // SAFETY: `slot` is the address of the library's Slot static, a `repr(transparent)`
+    // AtomicPtr that lives as long as the library.
+    let slot = unsafe { &*link.slot };
+    Ok(Link { slot, imp: link.imp })
+}

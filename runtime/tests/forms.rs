@@ -1,0 +1,149 @@
+//! Every supported form of `#[dsu::updateable]` compiles and behaves like the original function
+//! when no patch is loaded.
+
+use std::collections::HashMap;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub hits: u64,
+}
+
+#[dsu::updateable]
+fn add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[dsu::updateable]
+pub fn first_word(s: &str) -> &str {
+    s.split_whitespace().next().unwrap_or("")
+}
+
+#[dsu::updateable]
+fn longest<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.len() >= b.len() { a } else { b }
+}
+
+#[dsu::updateable]
+fn parse_entry((name, hits): (&str, &str)) -> Result<Entry, String> {
+    let hits = hits.parse::<u64>().map_err(|e| format!("bad hits: {e}"))?;
+    Ok(Entry { name: name.to_string(), hits })
+}
+
+#[dsu::updateable]
+fn total(entries: Vec<Entry>, mut extra: u64) -> u64 {
+    extra += entries.iter().map(|e| e.hits).sum::<u64>();
+    extra
+}
+
+#[dsu::updateable]
+fn fact(n: u64) -> u64 {
+    if n == 0 { 1 } else { n * fact(n - 1) }
+}
+
+#[dsu::updateable]
+unsafe fn read_raw(p: *const u32) -> u32 {
+    // SAFETY: the caller passes a valid pointer.
+    unsafe { *p }
+}
+
+pub struct Store {
+    entries: HashMap<String, Entry>,
+}
+
+#[dsu::updateable]
+impl Store {
+    pub fn new() -> Self {
+        Store { entries: HashMap::new() }
+    }
+
+    pub fn insert(&mut self, e: Entry) -> Option<Entry> {
+        self.entries.insert(e.name.clone(), e)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        v.sort();
+        v
+    }
+
+    pub fn into_len(self) -> usize {
+        self.entries.len()
+    }
+
+    fn boxed(self: Box<Self>) -> usize {
+        self.entries.len() + 100
+    }
+}
+
+#[dsu::updateable]
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.hits)
+    }
+}
+
+pub struct Countdown(u32);
+
+#[dsu::updateable]
+impl Iterator for Countdown {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0 == 0 {
+            None
+        } else {
+            self.0 -= 1;
+            Some(self.0)
+        }
+    }
+}
+
+#[dsu::update_point]
+fn handle(x: u32) -> u32 {
+    add(x, 1)
+}
+
+#[test]
+fn free_functions() {
+    assert_eq!(add(2, 3), 5);
+    assert_eq!(first_word("hello world"), "hello");
+    assert_eq!(longest("ab", "abc"), "abc");
+    assert_eq!(parse_entry(("a", "3")), Ok(Entry { name: "a".into(), hits: 3 }));
+    assert!(parse_entry(("a", "x")).unwrap_err().starts_with("bad hits"));
+    assert_eq!(total(vec![Entry { name: "a".into(), hits: 2 }], 1), 3);
+    assert_eq!(fact(5), 120);
+    let v = 9u32;
+    // SAFETY: `v` is a live u32.
+    assert_eq!(unsafe { read_raw(&v) }, 9);
+    assert_eq!(handle(1), 2);
+}
+
+#[test]
+fn methods() {
+    let mut s = Store::new();
+    assert_eq!(s.insert(Entry { name: "b".into(), hits: 1 }), None);
+    s.insert(Entry { name: "a".into(), hits: 2 });
+    assert_eq!(s.get("a").map(|e| e.hits), Some(2));
+    assert_eq!(s.names(), vec!["a", "b"]);
+    assert_eq!(Box::new(Store::new()).boxed(), 100);
+    assert_eq!(s.into_len(), 2);
+    assert_eq!(Entry { name: "x".into(), hits: 4 }.to_string(), "x=4");
+    assert_eq!(Countdown(3).collect::<Vec<_>>(), vec![2, 1, 0]);
+}
+
+#[test]
+fn idle_update_point_and_status_outside_cargo_dsu() {
+    dsu::update_point();
+    assert!(!dsu::is_pending());
+    // A test binary is not built by `cargo dsu build`: loading is refused with a clear reason.
+    match dsu::load("/nonexistent/patch.so") {
+        Err(dsu::Error::Io { .. }) => {}
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}

@@ -1,0 +1,1 @@
+//! Compile-fail tests of the dsu macros live in `tests/`.
