@@ -1,0 +1,150 @@
+//! `cargo-dsu` as cargo's `RUSTC_WORKSPACE_WRAPPER`: it adjusts the rustc invocations of the
+//! generated dependency library and of the updateable crate, and leaves every other one alone.
+//!
+//! For the updateable crate it
+//! * points `--extern dsu=…` at the shared dependency library, so the program reaches every
+//!   dependency (and the dsu runtime) through that one library;
+//! * adds an rpath of `$ORIGIN`, so the program finds its shared libraries beside itself;
+//! * exports the `__dsu_*` symbols, through which the runtime finds the program's function table;
+//! * hands the build identity to the macros through `DSU_BUILD`;
+//! * records the final invocation, from which patches are built later.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Environment variable naming the wrapper's configuration file.
+pub const CONFIG_ENV: &str = "DSU_WRAPPER_CONFIG";
+
+/// What the recipe tells the wrapper.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WrapperConfig {
+    /// Crate name of the generated dependency library.
+    pub deps_crate: String,
+    /// The dependency library (`libdsu_deps_<H>.so`), once built.
+    pub deps_dylib: Option<PathBuf>,
+    /// Crate name of the updateable crate.
+    pub crate_name: String,
+    /// Build identity handed to the macros.
+    pub build_identity: String,
+    /// Where to record the updateable crate's rustc invocation.
+    pub record: PathBuf,
+}
+
+/// A recorded rustc invocation of the updateable crate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RustcInvocation {
+    pub rustc: PathBuf,
+    /// Arguments as cargo passed them, before the wrapper's changes.
+    pub args: Vec<String>,
+    /// Environment as cargo set it (the `CARGO_*` variables and `OUT_DIR`).
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+/// Runs the wrapper: `argv` is `[rustc, args…]`. Returns rustc's exit code.
+pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
+    let config: WrapperConfig = serde_json::from_slice(
+        &std::fs::read(config_path)
+            .with_context(|| format!("reading wrapper config {}", config_path.display()))?,
+    )?;
+    let mut argv = argv.into_iter();
+    let rustc = PathBuf::from(argv.next().context("wrapper called without rustc")?);
+    let args: Vec<String> = argv
+        .map(|a| a.into_string().map_err(|a| anyhow::anyhow!("non-UTF-8 argument {a:?}")))
+        .collect::<Result<_>>()?;
+    let crate_name = arg_value(&args, "--crate-name").unwrap_or_default();
+
+    let mut cmd = Command::new(&rustc);
+    if crate_name == config.deps_crate {
+        cmd.args(&args).args(rpath_args());
+    } else if crate_name == config.crate_name && is_bin(&args) {
+        let deps = config
+            .deps_dylib
+            .as_ref()
+            .context("the dependency library must be built before the updateable crate")?;
+        let invocation = RustcInvocation {
+            rustc: rustc.clone(),
+            args: args.clone(),
+            env: std::env::vars()
+                .filter(|(k, _)| k.starts_with("CARGO") || k == "OUT_DIR")
+                .collect(),
+            cwd: std::env::current_dir()?,
+        };
+        std::fs::write(&config.record, serde_json::to_vec_pretty(&invocation)?)
+            .with_context(|| format!("recording to {}", config.record.display()))?;
+        cmd.args(rewrite_extern_dsu(&args, deps))
+            .args(rpath_args())
+            .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB))
+            .env(dsu_abi::BUILD_ENV, &config.build_identity);
+    } else {
+        cmd.args(&args);
+    }
+    let status = cmd.status().with_context(|| format!("running {}", rustc.display()))?;
+    Ok(status.code().unwrap_or(101))
+}
+
+/// `-C link-arg=-Wl,-rpath,$ORIGIN`: find shared libraries beside the binary.
+pub fn rpath_args() -> [String; 1] {
+    ["-Clink-arg=-Wl,-rpath,$ORIGIN".to_string()]
+}
+
+/// The value following `flag` (`--flag value` or `--flag=value`).
+pub fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == flag {
+            return it.next().map(String::as_str);
+        }
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn is_bin(args: &[String]) -> bool {
+    args.windows(2).any(|w| w[0] == "--crate-type" && w[1] == "bin")
+}
+
+/// Replaces `--extern dsu=<rlib>` by `--extern dsu=<dependency library>`. rustc accepts an extern
+/// whose name differs from the crate's, as cargo's renamed dependencies do.
+pub fn rewrite_extern_dsu(args: &[String], deps_dylib: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--extern" {
+            if let Some(v) = it.next() {
+                if v.starts_with("dsu=") {
+                    out.push(a.clone());
+                    out.push(format!("dsu={}", deps_dylib.display()));
+                } else {
+                    out.push(a.clone());
+                    out.push(v.clone());
+                }
+            }
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_only_the_dsu_extern() {
+        let args: Vec<String> = ["--crate-name", "app", "--extern", "dsu=/t/libdsu-1.rlib", "--extern", "log=/t/liblog.rlib"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = rewrite_extern_dsu(&args, std::path::Path::new("/t/libdsu_deps_x.so"));
+        assert_eq!(out[3], "dsu=/t/libdsu_deps_x.so");
+        assert_eq!(out[5], "log=/t/liblog.rlib");
+        assert_eq!(arg_value(&args, "--crate-name"), Some("app"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Helpers shared by the end-to-end tests: scratch packages made from fixtures, one shared target
+//! directory, and a host program driven line by line.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// One target directory for every end-to-end test, so the dependency library and every
+/// third-party crate are built once.
+pub fn shared_target_dir() -> PathBuf {
+    std::env::var_os("DSU_E2E_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("dsu-e2e"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Writes the fixture package `app` with `src/main.rs` taken from `version` into `dir`.
+/// Unchanged files are left untouched so builds stay incremental.
+pub fn write_app(dir: &Path, version: &str) {
+    let fx = fixture("app");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let manifest = std::fs::read_to_string(fx.join("Cargo.toml.in"))
+        .unwrap()
+        .replace("@DSU_RUNTIME@", workspace_root().join("runtime").to_str().unwrap());
+    write_if_changed(&dir.join("Cargo.toml"), manifest.as_bytes());
+    write_if_changed(&dir.join("Cargo.lock"), &std::fs::read(fx.join("Cargo.lock")).unwrap());
+    write_if_changed(&dir.join("src/main.rs"), &std::fs::read(fx.join(version)).unwrap());
+}
+
+pub fn write_if_changed(path: &Path, content: &[u8]) {
+    if std::fs::read(path).ok().as_deref() != Some(content) {
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+/// The `cargo-dsu` executable of this build.
+pub fn cargo_dsu() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cargo-dsu"))
+}
+
+/// A running host program, driven one line at a time.
+pub struct Host {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Host {
+    /// Starts `binary` directly: no cargo, no LD_LIBRARY_PATH.
+    pub fn start(binary: &Path) -> Host {
+        let mut child = Command::new(binary)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Host { child, stdin, lines }
+    }
+
+    /// Sends one command and returns its one-line response.
+    pub fn send(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("host stdin");
+        self.stdin.flush().unwrap();
+        // A bound on a hung host, not a wait for anything: every command answers at once.
+        match self.lines.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => line,
+            Err(e) => {
+                let status = self.child.try_wait();
+                panic!("host gave no answer to {command:?} ({e}); exit status: {status:?}")
+            }
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

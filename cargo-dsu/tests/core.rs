@@ -1,0 +1,193 @@
+//! End to end: a host and patches built by the recipe from versions of a small program; the host
+//! runs as a child process and loads patches at its update points.
+
+mod common;
+
+use cargo_dsu::recipe::{self, BuildOptions, BuildRecord, PatchOptions};
+use common::*;
+use dsu_abi::BuildIdentity;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+struct Built {
+    host: BuildRecord,
+    /// v1 -> v2: every updateable function changed.
+    v2: PathBuf,
+    /// v1 -> v3: `greet` changes signature.
+    v3_signature: PathBuf,
+    scratch: PathBuf,
+}
+
+/// Builds the host (v1) and the patches once for all tests of this file.
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = shared_target_dir();
+        let scratch = target.join("scratch-core");
+        let app = scratch.join("app");
+        write_app(&app, "v1.rs");
+        let mut opts = BuildOptions::new(app.join("Cargo.toml"), cargo_dsu());
+        opts.target_dir = Some(target.clone());
+        let host = recipe::build(&opts).expect("building the host");
+
+        let patch = |version: &str, name: &str| {
+            let src = scratch.join(name);
+            write_app(&src, version);
+            let out = scratch.join(format!("{name}.so"));
+            recipe::build_patch(&host, &PatchOptions::new(&src, host.identity(), &out))
+                .unwrap_or_else(|e| panic!("building patch {name}: {e:#}"))
+        };
+        let v2 = patch("v2.rs", "app-v2");
+        let v3_signature = patch("v3-signature.rs", "app-v3-signature");
+        Built { host, v2, v3_signature, scratch }
+    })
+}
+
+/// A patch from v2's source claiming to apply to `applies_to`.
+fn patch_claiming(name: &str, applies_to: BuildIdentity) -> PathBuf {
+    let b = built();
+    let src = b.scratch.join("app-v2");
+    let out = b.scratch.join(format!("{name}.so"));
+    recipe::build_patch(&b.host, &PatchOptions::new(&src, applies_to, &out)).expect("patch")
+}
+
+fn assert_serves_v1(host: &mut Host) {
+    assert!(host.send("greet still").starts_with("hello still (v1"), "host must keep serving v1");
+    assert_eq!(host.send("status"), "applied=0 pending=0");
+}
+
+#[test]
+fn output_directory_runs_without_cargo() {
+    let b = built();
+    let dir = &b.host.out_dir;
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("libdsu_deps_") && n.ends_with(".so")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("libstd-") && n.ends_with(".so")), "{names:?}");
+    let mut host = Host::start(&b.host.binary);
+    assert_eq!(host.send("greet a"), "hello a (v1, hits=1)");
+}
+
+#[test]
+fn patch_applies_at_update_point_on_one_runtime() {
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    assert_eq!(host.send("greet a"), "hello a (v1, hits=1)");
+    assert_eq!(host.send("bump"), "1");
+    assert_eq!(host.send("show"), "counter=1");
+    assert_eq!(host.send("job"), "job v1");
+    assert_eq!(host.send("log x"), "1 v1 says x");
+    assert_eq!(host.send("risky 0"), "0");
+
+    let queued = host.send(&format!("load {}", b.v2.display()));
+    assert!(queued.starts_with("queued changed="), "{queued}");
+    for f in ["app::greet", "app::spawn_job", "app::Counter::bump", "app::<Counter as fmt::Display>::fmt"] {
+        assert!(queued.contains(f), "{f} missing from {queued}");
+    }
+    // The update point at the entry of the next command applies it.
+    assert_eq!(host.send("greet b"), "HELLO b (v2, hits=2)", "state cell kept across the update");
+    assert_eq!(host.send("status"), "applied=1 pending=0");
+    // Methods, trait methods, and state held by the host.
+    assert_eq!(host.send("bump"), "11");
+    assert_eq!(host.send("show"), "Counter<11>");
+    // tokio spawn and sleep from patched code run on the host's runtime.
+    assert_eq!(host.send("job"), "job v2 slept");
+    // log from patched code reaches the host's logger.
+    assert_eq!(host.send("log yz"), "2 v2 says yz");
+    // A panic in patched code is caught by the host's catch_unwind.
+    assert_eq!(host.send("risky 0"), "caught: v2 refuses zero");
+    assert_eq!(host.send("risky 4"), "8");
+
+    // The same patch again changes nothing, and is refused as such.
+    let again = host.send(&format!("load {}", b.v2.display()));
+    assert!(again.starts_with("refused:"), "{again}");
+    assert_eq!(host.send("greet c"), "HELLO c (v2, hits=3)");
+}
+
+#[test]
+fn refuses_patch_for_another_revision() {
+    // After v1 -> v2, a patch made for v1 no longer applies.
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    assert!(host.send(&format!("load {}", b.v2.display())).starts_with("queued"));
+    assert!(host.send("greet a").starts_with("HELLO a"));
+    let stale = patch_claiming("app-v2-for-v1", b.host.identity());
+    let r = host.send(&format!("load {}", stale.display()));
+    assert!(r.contains("was built for another tree"), "{r}");
+    assert!(r.contains(&b.host.identity().tree), "names the patch's value: {r}");
+    assert!(host.send("greet b").starts_with("HELLO b (v2"));
+}
+
+#[test]
+fn refuses_patch_for_another_rustc() {
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    let other = BuildIdentity { rustc: "0123456789abcdef".into(), ..b.host.identity() };
+    let p = patch_claiming("app-v2-other-rustc", other);
+    let r = host.send(&format!("load {}", p.display()));
+    assert!(r.contains("was built for another rustc"), "{r}");
+    assert!(r.contains("0123456789abcdef") && r.contains(&b.host.identity().rustc), "{r}");
+    assert_serves_v1(&mut host);
+}
+
+#[test]
+fn refuses_patch_for_another_dependency_library() {
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    let other = BuildIdentity { deps: "feedfacefeedface".into(), ..b.host.identity() };
+    let p = patch_claiming("app-v2-other-deps", other);
+    let r = host.send(&format!("load {}", p.display()));
+    assert!(r.contains("was built for another deps"), "{r}");
+    assert!(r.contains("feedfacefeedface") && r.contains(&b.host.identity().deps), "{r}");
+    assert_serves_v1(&mut host);
+}
+
+#[test]
+fn refuses_changed_signature() {
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    let r = host.send(&format!("load {}", b.v3_signature.display()));
+    assert!(r.contains("changes the signature of `app::greet`"), "{r}");
+    assert!(r.contains("fingerprint"), "{r}");
+    assert_serves_v1(&mut host);
+}
+
+#[test]
+fn refuses_files_that_are_not_patches() {
+    let b = built();
+    let dir = b.scratch.join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let random = dir.join("random.so");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&random, bytes).unwrap();
+    let text = dir.join("text.so");
+    std::fs::write(&text, "this is not a library\n").unwrap();
+    let truncated = dir.join("truncated.so");
+    let whole = std::fs::read(&b.v2).unwrap();
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let deps_lib = b.host.deps_dylib.clone();
+
+    let mut host = Host::start(&b.host.binary);
+    let cases = [
+        (random, "is not a patch library: not an ELF file"),
+        (text, "is not a patch library: not an ELF file"),
+        (truncated, "is malformed"),
+        (deps_lib, "has no `__dsu_patch` symbol"),
+        (dir.join("missing.so"), "cannot read patch"),
+    ];
+    for (path, expected) in cases {
+        let r = host.send(&format!("load {}", path.display()));
+        assert!(r.starts_with("refused:") && r.contains(expected), "{}: {r}", path.display());
+        assert_serves_v1(&mut host);
+    }
+}
