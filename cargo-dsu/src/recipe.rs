@@ -30,6 +30,9 @@ use std::process::{Command, Stdio};
 /// Flags every crate of an updateable build is compiled with; host and patches must agree.
 pub const RUSTFLAGS: &[&str] = &["-Cprefer-dynamic"];
 
+/// Environment variable naming the file that holds a patch's header and manifest while it builds.
+const PATCH_BLOB_ENV: &str = "DSU_PATCH_HEADER_FILE";
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -140,15 +143,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
         profile: opts.profile().into(),
         deps: deps.hash.clone(),
     };
-    let record_tmp = dsu_dir.join(format!("{bin}.rustc.json"));
+    // Kept between builds: when cargo finds the program fresh, the wrapper does not run and the
+    // previous invocation is still the right one.
+    let record_tmp = out_dir.join(format!(".{bin}.rustc.json"));
     let mut config = WrapperConfig {
         deps_crate: deps.name.clone(),
         deps_dylib: None,
+        deps_rlibs: Vec::new(),
         crate_name: crate_name.clone(),
-        build_identity: identity.to_env_string(),
         record: record_tmp.clone(),
     };
-    let config_path = dsu_dir.join("wrapper.json");
+    let config_path = out_dir.join(".wrapper.json");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
 
     let artifacts = cargo_build(
@@ -158,6 +163,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
         &target_dir,
         &config_path,
         &[],
+        None,
     )
     .context("building the shared dependency library")?;
     let deps_dylib = artifacts
@@ -171,8 +177,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
 
     // 2. The program.
     config.deps_dylib = Some(deps_dylib.clone());
+    config.deps_rlibs = artifacts
+        .iter()
+        .flat_map(|a| a.filenames.iter())
+        .filter(|f| f.extension() == Some("rlib"))
+        .map(|f| f.clone().into_std_path_buf())
+        .collect();
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    let _ = std::fs::remove_file(&record_tmp);
     let artifacts = cargo_build(
         opts,
         &opts.manifest_path,
@@ -180,6 +191,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
         &target_dir,
         &config_path,
         &["--bin".into(), bin.clone()],
+        Some(&identity),
     )
     .context("building the program")?;
     let exe = artifacts
@@ -275,22 +287,35 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
         ".dsu-patch-{}",
         original_root.file_name().expect("file name").to_string_lossy()
     ));
+    // One work directory per source tree, held under a lock: patches from the same source share
+    // the generated root and the incremental cache.
+    let work = record
+        .target_dir
+        .join("dsu")
+        .join("patch-build")
+        .join(format!("{}-{}", record.bin, identity::hex_hash(opts.source_root.to_string_lossy().as_bytes())));
+    let out = work.join("out");
+    std::fs::create_dir_all(&out)?;
+    let lock = std::fs::File::create(work.join(".lock"))?;
+    lock.lock().context("locking the patch work directory")?;
+    let blob_file = work.join("header.bin");
+    std::fs::write(&blob_file, &blob)?;
+
+    // The same text for every patch of this source, so it is written once: the header's bytes
+    // come from the work directory, named by an environment variable.
     let mut source = std::fs::read_to_string(&original_root)
         .with_context(|| format!("reading {}", original_root.display()))?;
     write!(
         source,
         "\n// Appended by cargo-dsu: the patch header and manifest.\n\
          #[doc(hidden)]\n#[used]\n#[no_mangle]\n#[allow(non_upper_case_globals)]\n\
-         pub static {}: [u8; {}] = {:?};\n",
-        dsu_abi::HEADER_SYMBOL,
-        blob.len(),
-        blob
+         pub static {sym}: [u8; include_bytes!(env!(\"{env}\")).len()] = \
+         *include_bytes!(env!(\"{env}\"));\n",
+        sym = dsu_abi::HEADER_SYMBOL,
+        env = PATCH_BLOB_ENV,
     )?;
     write_if_changed(&generated_root, source.as_bytes())?;
 
-    let work = record.target_dir.join("dsu").join("patch-build").join(&record.bin);
-    let out = work.join("out");
-    std::fs::create_dir_all(&out)?;
     let mut args = Vec::new();
     let mut it = inv.args.iter().peekable();
     while let Some(a) = it.next() {
@@ -337,7 +362,8 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
             original_root.display()
         ))
         .args(wrapper::rpath_args())
-        .env(dsu_abi::BUILD_ENV, patch_identity.to_env_string());
+        .env(dsu_abi::BUILD_ENV, patch_identity.to_env_string())
+        .env(PATCH_BLOB_ENV, &blob_file);
     for (k, v) in inv.env.iter().filter(|(k, _)| k != "CARGO_MAKEFLAGS") {
         let v = v.replace(&old_root.display().to_string(), &opts.source_root.display().to_string());
         cmd.env(k, v);
@@ -520,6 +546,7 @@ fn cargo_build(
     target_dir: &Path,
     wrapper_config: &Path,
     extra: &[String],
+    identity: Option<&BuildIdentity>,
 ) -> Result<Vec<cargo_metadata::Artifact>> {
     let mut cmd = Command::new(&opts.cargo);
     cmd.arg("build")
@@ -539,6 +566,12 @@ fn cargo_build(
     if opts.release {
         cmd.arg("--release");
     }
+    // Set for cargo, not only for rustc: cargo tracks the variables the macros read
+    // (`option_env!`) in its own environment, and would otherwise rebuild every time.
+    match identity {
+        Some(id) => cmd.env(dsu_abi::BUILD_ENV, id.to_env_string()),
+        None => cmd.env_remove(dsu_abi::BUILD_ENV),
+    };
     let mut child = cmd.spawn().with_context(|| format!("running {}", opts.cargo.display()))?;
     let mut artifacts = Vec::new();
     let stdout = child.stdout.take().expect("piped");

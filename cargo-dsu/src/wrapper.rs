@@ -6,10 +6,9 @@
 //!   dependency (and the dsu runtime) through that one library;
 //! * adds an rpath of `$ORIGIN`, so the program finds its shared libraries beside itself;
 //! * exports the `__dsu_*` symbols, through which the runtime finds the program's function table;
-//! * hands the build identity to the macros through `DSU_BUILD`;
 //! * records the final invocation, from which patches are built later.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -25,10 +24,11 @@ pub struct WrapperConfig {
     pub deps_crate: String,
     /// The dependency library (`libdsu_deps_<H>.so`), once built.
     pub deps_dylib: Option<PathBuf>,
+    /// The rlibs the dependency library was built from.
+    #[serde(default)]
+    pub deps_rlibs: Vec<PathBuf>,
     /// Crate name of the updateable crate.
     pub crate_name: String,
-    /// Build identity handed to the macros.
-    pub build_identity: String,
     /// Where to record the updateable crate's rustc invocation.
     pub record: PathBuf,
 }
@@ -65,6 +65,7 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
             .deps_dylib
             .as_ref()
             .context("the dependency library must be built before the updateable crate")?;
+        check_single_copies(&args, &config.deps_rlibs)?;
         let invocation = RustcInvocation {
             rustc: rustc.clone(),
             args: args.clone(),
@@ -77,13 +78,50 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
             .with_context(|| format!("recording to {}", config.record.display()))?;
         cmd.args(rewrite_extern_dsu(&args, deps))
             .args(rpath_args())
-            .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB))
-            .env(dsu_abi::BUILD_ENV, &config.build_identity);
+            .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB));
     } else {
         cmd.args(&args);
     }
     let status = cmd.status().with_context(|| format!("running {}", rustc.display()))?;
     Ok(status.code().unwrap_or(101))
+}
+
+/// Every crate the program names as an rlib extern must be the very rlib inside the dependency
+/// library. Otherwise a flag or feature differs between the two builds, and the program would
+/// silently link a second, static copy of that crate (a second tokio, a second logger).
+fn check_single_copies(args: &[String], deps_rlibs: &[PathBuf]) -> Result<()> {
+    let crate_of = |file: &str| -> Option<String> {
+        let stem = file.strip_prefix("lib")?;
+        let stem = stem.strip_suffix(".rlib").or_else(|| stem.strip_suffix(".rmeta"))?;
+        Some(stem.rsplit_once('-').map_or(stem, |(name, _)| name).to_string())
+    };
+    let file_name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    for w in args.windows(2).filter(|w| w[0] == "--extern") {
+        let Some((name, path)) = w[1].split_once('=') else { continue };
+        if name == "dsu" {
+            continue;
+        }
+        let Some(file) = file_name(std::path::Path::new(path)) else { continue };
+        let Some(krate) = crate_of(&file) else { continue };
+        let same_crate: Vec<String> = deps_rlibs
+            .iter()
+            .filter_map(|p| file_name(p))
+            .filter(|f| crate_of(f).as_deref() == Some(&krate))
+            .collect();
+        if !same_crate.is_empty() && !same_crate.iter().any(|f| strip_ext(f) == strip_ext(&file)) {
+            bail!(
+                "the program would link a second copy of `{krate}`: it gets {file}, the shared \
+                 dependency library holds {}. A build flag, feature or profile setting differs \
+                 between the two builds",
+                same_crate.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn strip_ext(f: &str) -> &str {
+    f.rsplit_once('.').map_or(f, |(s, _)| s)
 }
 
 /// `-C link-arg=-Wl,-rpath,$ORIGIN`: find shared libraries beside the binary.
@@ -146,5 +184,19 @@ mod tests {
         assert_eq!(out[3], "dsu=/t/libdsu_deps_x.so");
         assert_eq!(out[5], "log=/t/liblog.rlib");
         assert_eq!(arg_value(&args, "--crate-name"), Some("app"));
+    }
+
+    #[test]
+    fn refuses_a_second_copy_of_a_dependency() {
+        let args: Vec<String> = ["--extern", "log=/t/deps/liblog-aaaa.rmeta", "--extern", "dsu=/t/libdsu-1.rlib"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let same = vec![PathBuf::from("/t/deps/liblog-aaaa.rlib")];
+        assert!(check_single_copies(&args, &same).is_ok());
+        let other = vec![PathBuf::from("/t/deps/liblog-bbbb.rlib")];
+        let err = check_single_copies(&args, &other).unwrap_err().to_string();
+        assert!(err.contains("second copy of `log`") && err.contains("liblog-bbbb.rlib"), "{err}");
+        assert!(check_single_copies(&args, &[]).is_ok(), "crates outside the library are fine");
     }
 }
