@@ -48,35 +48,47 @@ impl Rustc {
     }
 }
 
-/// The source revision of `dir`: the git commit, with `+dirty` when the work tree differs from
-/// it, or `none` outside git.
-pub fn git_revision(dir: &Path) -> String {
-    let rev = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(dir)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let Some(rev) = rev else { return "none".into() };
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no", "--", "."])
-        .current_dir(dir)
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    if dirty { format!("{rev}+dirty") } else { rev }
+/// The source state of a package directory: its revision and the hash of its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    /// A git commit, with `+dirty` when the package's files differ from it; `none` outside git.
+    pub revision: String,
+    /// Hash of the package's source files (paths and contents).
+    pub tree: String,
 }
 
-/// Hash of every source file of the package in `dir` (paths and contents), skipping build
-/// output, version-control data and hidden files.
-pub fn tree_hash(dir: &Path) -> Result<String> {
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files)?;
-    files.sort();
+/// The source state of the package in `dir` as it is on disk.
+///
+/// In a git work tree where the package is tracked, its files are those git knows of (tracked,
+/// plus untracked ones not ignored), so a clean work tree at commit C hashes like a checkout of
+/// C. Elsewhere every file counts but build output and hidden files.
+pub fn work_tree_state(dir: &Path) -> Result<SourceState> {
+    let tracked = git(dir, &["ls-files", "--error-unmatch", "Cargo.toml"]).is_ok();
+    if !tracked {
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files)?;
+        return Ok(SourceState { revision: "none".into(), tree: tree_hash_of(dir, files)? });
+    }
+    let listed = git(dir, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
+    let files: Vec<String> = listed
+        .split('\0')
+        .filter(|f| !f.is_empty() && dir.join(f).is_file())
+        .map(String::from)
+        .collect();
+    let head = git(dir, &["rev-parse", "HEAD"])?.trim().to_string();
+    let dirty = !git(dir, &["status", "--porcelain", "--", "."])?.trim().is_empty();
+    Ok(SourceState {
+        revision: if dirty { format!("{head}+dirty") } else { head },
+        tree: tree_hash_of(dir, files)?,
+    })
+}
+
+/// Hash of the files `rel_paths` under `root`.
+pub fn tree_hash_of(root: &Path, mut rel_paths: Vec<String>) -> Result<String> {
+    rel_paths.sort();
     let mut buf = Vec::new();
-    for rel in files {
-        let content = std::fs::read(dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
+    for rel in rel_paths {
+        let content = std::fs::read(root.join(&rel)).with_context(|| format!("reading {rel}"))?;
         buf.extend_from_slice(rel.as_bytes());
         buf.push(0);
         buf.extend_from_slice(hex_hash(&content).as_bytes());
@@ -85,7 +97,21 @@ pub fn tree_hash(dir: &Path) -> Result<String> {
     Ok(hex_hash(&buf))
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+/// Runs git in `dir`; its stdout, or an error with its stderr.
+pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running git (is it installed?)")?;
+    if !out.status.success() {
+        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8(out.stdout).context("git output is not UTF-8")?)
+}
+
+/// Every file under `dir` except build output (`target/`) and hidden files, relative to `root`.
+pub fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name();

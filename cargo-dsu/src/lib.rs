@@ -1,7 +1,11 @@
 //! `cargo dsu`: builds a program in updateable form and builds patches for it.
 //!
-//! The recipe ([`recipe`]) is a library so that tests and the command line drive the same code.
+//! The recipe ([`recipe`]) and the command line ([`cli`]) are a library so that tests, the demo
+//! and the `cargo-dsu` binary drive the same code.
 
+pub mod cli;
+pub mod diff;
+pub mod git;
 pub mod identity;
 pub mod recipe;
 pub mod wrapper;

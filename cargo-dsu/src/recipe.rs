@@ -38,6 +38,8 @@ const PATCH_BLOB_ENV: &str = "DSU_PATCH_HEADER_FILE";
 pub struct BuildOptions {
     /// `Cargo.toml` of the package to build.
     pub manifest_path: PathBuf,
+    /// The package, by name; the manifest's package when `None`.
+    pub package: Option<String>,
     /// The binary target; the package's only binary when `None`.
     pub bin: Option<String>,
     pub release: bool,
@@ -53,6 +55,7 @@ impl BuildOptions {
     pub fn new(manifest_path: impl Into<PathBuf>, wrapper: impl Into<PathBuf>) -> Self {
         BuildOptions {
             manifest_path: manifest_path.into(),
+            package: None,
             bin: None,
             release: false,
             target_dir: None,
@@ -106,38 +109,93 @@ impl BuildRecord {
     }
 }
 
-/// Builds the package in updateable form. See the module documentation.
-pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
+/// The program's crate cannot be built in updateable form (no binary, no `dsu` dependency, no
+/// `cargo dsu build` yet).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotUpdateable(pub String);
+
+/// The program or the patch did not compile; the compiler's errors were shown.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileFailed(pub String);
+
+/// The target directory cannot be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to the target directory {}", .0.display())]
+pub struct OutputNotWritable(pub PathBuf);
+
+/// Where a package's updateable build lives.
+pub struct Target {
+    pub metadata: Metadata,
+    pub package_id: PackageId,
+    pub package_root: PathBuf,
+    pub bin: String,
+    /// The binary's crate name (`-` replaced by `_`).
+    pub crate_name: String,
+    pub rustc: Rustc,
+    /// Target triple (the host's).
+    pub triple: String,
+    pub target_dir: PathBuf,
+    /// `<target dir>/dsu`.
+    pub dsu_dir: PathBuf,
+    /// `<target dir>/dsu/<profile>`.
+    pub out_dir: PathBuf,
+}
+
+/// Finds the package, its binary and its directories.
+pub fn locate(opts: &BuildOptions) -> Result<Target> {
     let rustc = Rustc::detect()?;
-    let target = rustc.host.clone();
+    let triple = rustc.host.clone();
     let metadata = MetadataCommand::new()
         .cargo_path(&opts.cargo)
         .manifest_path(&opts.manifest_path)
-        .other_options(vec!["--filter-platform".into(), target.clone()])
+        .other_options(vec!["--filter-platform".into(), triple.clone()])
         .exec()
-        .context("reading the workspace with cargo metadata")?;
-    let package = root_package(&metadata, &opts.manifest_path)?;
+        .map_err(|e| NotUpdateable(format!("cannot read the package at {}: {e}", opts.manifest_path.display())))?;
+    let package = root_package(&metadata, &opts.manifest_path, opts.package.as_deref())?;
     let bin = pick_bin(package, opts.bin.as_deref())?;
-    let crate_name = bin.replace('-', "_");
-    let package_root = package.manifest_path.parent().expect("manifest has a parent").as_std_path().to_path_buf();
+    let package_root =
+        package.manifest_path.parent().expect("manifest has a parent").as_std_path().to_path_buf();
     let target_dir = opts
         .target_dir
         .clone()
         .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf());
     let dsu_dir = target_dir.join("dsu");
     let out_dir = dsu_dir.join(opts.profile());
+    Ok(Target {
+        package_id: package.id.clone(),
+        crate_name: bin.replace('-', "_"),
+        bin,
+        package_root,
+        rustc,
+        triple,
+        target_dir,
+        dsu_dir,
+        out_dir,
+        metadata,
+    })
+}
+
+/// Builds the package in updateable form. See the module documentation.
+pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
+    let Target {
+        metadata, package_id, package_root, bin, crate_name, rustc, triple: target, target_dir, dsu_dir, out_dir,
+    } = locate(opts)?;
     std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the output directory {}", out_dir.display()))?;
+        .and_then(|()| std::fs::write(out_dir.join(".dsu-write-probe"), b""))
+        .map_err(|e| anyhow::Error::new(OutputNotWritable(out_dir.clone())).context(e))?;
 
     // 1. The dependency library.
-    let deps = DepsCrate::generate(&metadata, &package.id, &rustc, &target, opts)?;
+    let deps = DepsCrate::generate(&metadata, &package_id, &rustc, &target, opts)?;
     let deps_dir = dsu_dir.join("deps").join(&deps.name);
     deps.write(&deps_dir, &metadata)?;
 
+    let source = identity::work_tree_state(&package_root)?;
     let identity = BuildIdentity {
         crate_name: crate_name.clone(),
-        revision: identity::git_revision(&package_root),
-        tree: identity::tree_hash(&package_root)?,
+        revision: source.revision,
+        tree: source.tree,
         rustc: rustc.hash(),
         target: target.clone(),
         profile: opts.profile().into(),
@@ -240,23 +298,27 @@ pub struct PatchOptions {
     /// The version the patch applies to: the build's identity, or the version an earlier patch
     /// reached.
     pub applies_to: BuildIdentity,
-    /// Revision of the newer source.
-    pub source_revision: String,
+    /// Revision and tree hash of the newer source.
+    pub source: identity::SourceState,
     /// Where to write the patch.
     pub output: PathBuf,
 }
 
 impl PatchOptions {
-    /// A patch from `source_root` for the version `applies_to`, identified by that tree's git
-    /// revision and tree hash.
-    pub fn new(source_root: impl Into<PathBuf>, applies_to: BuildIdentity, output: impl Into<PathBuf>) -> Self {
+    /// A patch from the package directory `source_root`, as it is on disk, for the version
+    /// `applies_to`.
+    pub fn new(
+        source_root: impl Into<PathBuf>,
+        applies_to: BuildIdentity,
+        output: impl Into<PathBuf>,
+    ) -> Result<Self> {
         let source_root = source_root.into();
-        PatchOptions {
-            source_revision: identity::git_revision(&source_root),
+        Ok(PatchOptions {
+            source: identity::work_tree_state(&source_root)?,
             source_root,
             applies_to,
             output: output.into(),
-        }
+        })
     }
 }
 
@@ -264,11 +326,10 @@ impl PatchOptions {
 /// build context of `record`.
 pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf> {
     let inv = &record.invocation;
-    let source_tree = identity::tree_hash(&opts.source_root)?;
     let manifest = Manifest {
         applies_to: opts.applies_to.clone(),
-        source_revision: opts.source_revision.clone(),
-        source_tree: source_tree.clone(),
+        source_revision: opts.source.revision.clone(),
+        source_tree: opts.source.tree.clone(),
         created_by: format!("cargo-dsu {}", env!("CARGO_PKG_VERSION")),
     };
     let blob = dsu_abi::encode_patch_blob(&manifest);
@@ -346,7 +407,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
         }
     }
     let args = wrapper::rewrite_extern_dsu(&args, &record.deps_dylib);
-    let patch_identity = opts.applies_to.at_source(&opts.source_revision, &source_tree);
+    let patch_identity = opts.applies_to.at_source(&opts.source.revision, &opts.source.tree);
 
     let mut cmd = Command::new(&inv.rustc);
     cmd.current_dir(&new_cwd)
@@ -370,7 +431,10 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     }
     let status = cmd.status().with_context(|| format!("running {}", inv.rustc.display()))?;
     if !status.success() {
-        bail!("the patch did not compile (rustc exited with {status})");
+        return Err(CompileFailed(format!(
+            "the patch did not compile (rustc exited with {status}); the compiler's errors are above"
+        ))
+        .into());
     }
     let built = out.join(format!("lib{}.so", record.bin.replace('-', "_")));
     if let Some(parent) = opts.output.parent() {
@@ -392,14 +456,26 @@ fn rebase(p: &Path, cwd: &Path, root: &Path) -> Result<PathBuf> {
         .to_path_buf())
 }
 
-fn root_package<'m>(metadata: &'m Metadata, manifest: &Path) -> Result<&'m cargo_metadata::Package> {
+fn root_package<'m>(
+    metadata: &'m Metadata,
+    manifest: &Path,
+    name: Option<&str>,
+) -> Result<&'m cargo_metadata::Package> {
+    let members = metadata.workspace_packages();
+    if let Some(name) = name {
+        return members.into_iter().find(|p| p.name.as_str() == name).ok_or_else(|| {
+            NotUpdateable(format!("no package named `{name}` in the workspace")).into()
+        });
+    }
     let manifest = manifest.canonicalize().unwrap_or_else(|_| manifest.to_path_buf());
-    metadata
-        .packages
+    members
         .iter()
         .find(|p| p.manifest_path.as_std_path() == manifest)
+        .copied()
         .or_else(|| metadata.root_package())
-        .context("no package found at that manifest path; use -p to choose one")
+        .ok_or_else(|| {
+            NotUpdateable("the manifest is a virtual workspace; choose a package with -p".into()).into()
+        })
 }
 
 fn pick_bin(package: &cargo_metadata::Package, bin: Option<&str>) -> Result<String> {
@@ -411,10 +487,20 @@ fn pick_bin(package: &cargo_metadata::Package, bin: Option<&str>) -> Result<Stri
         .collect();
     match (bin, bins.as_slice()) {
         (Some(b), _) if bins.contains(&b) => Ok(b.to_string()),
-        (Some(b), _) => bail!("package {} has no binary named {b} (it has: {})", package.name, bins.join(", ")),
+        (Some(b), _) => Err(NotUpdateable(format!(
+            "package {} has no binary named {b} (it has: {})",
+            package.name,
+            bins.join(", ")
+        ))
+        .into()),
         (None, [one]) => Ok(one.to_string()),
-        (None, []) => bail!("package {} has no binary to build", package.name),
-        (None, many) => bail!("package {} has several binaries ({}); choose one with --bin", package.name, many.join(", ")),
+        (None, []) => Err(NotUpdateable(format!("package {} has no binary to build", package.name)).into()),
+        (None, many) => Err(NotUpdateable(format!(
+            "package {} has several binaries ({}); choose one with --bin",
+            package.name,
+            many.join(", ")
+        ))
+        .into()),
     }
 }
 
@@ -459,7 +545,11 @@ impl DepsCrate {
             deps.insert(dep.name.clone(), spec);
         }
         if !deps.contains_key("dsu") {
-            bail!("the package does not depend on `dsu`; add it to [dependencies]");
+            return Err(NotUpdateable(
+                "no updateable crate: the package does not depend on `dsu`; add it to [dependencies]"
+                    .into(),
+            )
+            .into());
         }
 
         let root_manifest = std::fs::read_to_string(metadata.workspace_root.join("Cargo.toml"))
@@ -582,7 +672,7 @@ fn cargo_build(
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("cargo build failed ({status}); the compiler's errors are above");
+        return Err(CompileFailed(format!("cargo build failed ({status}); the compiler's errors are above")).into());
     }
     Ok(artifacts)
 }

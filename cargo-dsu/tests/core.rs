@@ -34,7 +34,7 @@ fn built() -> &'static Built {
             let src = scratch.join(name);
             write_app(&src, version);
             let out = scratch.join(format!("{name}.so"));
-            recipe::build_patch(&host, &PatchOptions::new(&src, host.identity(), &out))
+            recipe::build_patch(&host, &PatchOptions::new(&src, host.identity(), &out).unwrap())
                 .unwrap_or_else(|e| panic!("building patch {name}: {e:#}"))
         };
         let v2 = patch("v2.rs", "app-v2");
@@ -48,7 +48,7 @@ fn patch_claiming(name: &str, applies_to: BuildIdentity) -> PathBuf {
     let b = built();
     let src = b.scratch.join("app-v2");
     let out = b.scratch.join(format!("{name}.so"));
-    recipe::build_patch(&b.host, &PatchOptions::new(&src, applies_to, &out)).expect("patch")
+    recipe::build_patch(&b.host, &PatchOptions::new(&src, applies_to, &out).unwrap()).expect("patch")
 }
 
 fn assert_serves_v1(host: &mut Host) {
