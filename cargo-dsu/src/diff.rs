@@ -151,11 +151,16 @@ fn refuse_changed_statics(old: &Items, new: &Items, report: &mut Report) {
         let (a, b) = (o.get(path), n.get(path));
         if a.map(|e| &e.whole) != b.map(|e| &e.whole) {
             let at = b.or(a).expect("in one of them");
+            let what = match (a, b) {
+                (None, _) => "was added",
+                (_, None) => "was removed",
+                _ => "changed",
+            };
             report.refusals.push(Refusal {
                 file: at.file.clone(),
                 line: at.line,
                 reason: format!(
-                    "static `{path}` changed: a patch gets its own copy of every static, so the \
+                    "static `{path}` {what}: a patch gets its own copy of every static, so the \
                      running program would not see the change; keep state in a dsu::State cell"
                 ),
             });
@@ -399,7 +404,7 @@ mod tests {
         );
         let reasons: Vec<&str> = r.refusals.iter().map(|x| x.reason.as_str()).collect();
         assert_eq!(r.refusals.len(), 2, "{reasons:?}");
-        assert!(reasons[0].contains("static `app::N`") && reasons[1].contains("static `app::M`"), "{reasons:?}");
+        assert!(reasons[0].contains("static `app::N` changed") && reasons[1].contains("static `app::M` was added"), "{reasons:?}");
     }
 
     #[test]

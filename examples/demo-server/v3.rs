@@ -1,0 +1,102 @@
+//! A tiny updateable TCP server: one request per line, one response line per request.
+//!
+//! Requests: `GET <name>`, `STATS`, `PATCH <path>` (load a patch), `STATUS`, `QUIT`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Visits per name: owned by the dsu runtime, so they survive every update.
+static VISITS: dsu::State<Mutex<HashMap<String, u64>>> =
+    dsu::State::new("visits", || Mutex::new(HashMap::new()));
+/// Requests answered, across all versions.
+static REQUESTS: dsu::State<AtomicU64> = dsu::State::new("requests", || AtomicU64::new(0));
+
+pub struct Stats {
+    names: usize,
+    visits: u64,
+}
+
+#[dsu::updateable]
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} names, {} visits", self.names, self.visits)
+    }
+}
+
+#[dsu::updateable]
+fn visit(name: &str) -> u64 {
+    let mut visits = VISITS.lock().unwrap();
+    let n = visits.entry(name.to_string()).or_insert(0);
+    *n += 1;
+    *n
+}
+
+#[dsu::updateable]
+fn greet(name: &str) -> String {
+    let n = visit(name);
+    format!("Hello, {name}! This is visit number {n}.{}", badge(n))
+}
+
+/// New in release 3.
+#[dsu::updateable]
+fn badge(visits: u64) -> &'static str {
+    if visits >= 3 { " Welcome back, regular!" } else { "" }
+}
+
+#[dsu::updateable]
+fn stats() -> Stats {
+    let visits = VISITS.lock().unwrap();
+    Stats { names: visits.len(), visits: visits.values().sum() }
+}
+
+#[dsu::update_point]
+fn handle(request: &str) -> Option<String> {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
+    Some(match verb {
+        "GET" => greet(arg),
+        "STATS" => stats().to_string(),
+        "PATCH" => match dsu::load(arg) {
+            Ok(r) => format!("patch queued: {} changed, {} added", r.changed.len(), r.added.len()),
+            Err(e) => format!("patch refused: {e}"),
+        },
+        "STATUS" => match dsu::status() {
+            Ok(s) => format!(
+                "revision {} after {} patches, {} requests",
+                &s.revision[..s.revision.len().min(10)],
+                s.applied.len(),
+                REQUESTS.load(Ordering::Relaxed)
+            ),
+            Err(e) => format!("status unavailable: {e}"),
+        },
+        "QUIT" => return None,
+        other => format!("unknown request {other}"),
+    })
+}
+
+fn serve(stream: TcpStream) -> std::io::Result<bool> {
+    let mut out = stream.try_clone()?;
+    for line in BufReader::new(stream).lines() {
+        match handle(line?.trim()) {
+            Some(response) => writeln!(out, "{response}")?,
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+fn main() -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    println!("listening on {}", listener.local_addr()?);
+    for stream in listener.incoming() {
+        // One client at a time: the demo's. A patch is applied at the next request either way.
+        if serve(stream?).unwrap_or(false) {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The dsu demo: a server patched live through three releases, in one process, state kept.
+//!
+//! It makes a scratch git repository holding four releases of `examples/demo-server`, builds the
+//! first with `cargo dsu build`, starts it, and for each later release runs `cargo dsu patch` and
+//! has the running server load the patch. This executable is also `cargo-dsu`: run as
+//! `dsu-demo dsu …` (or as cargo's rustc wrapper) it is exactly the `cargo dsu` command.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const MANIFEST: &str = include_str!("../../demo-server/Cargo.toml.in");
+const LOCK: &str = include_str!("../../demo-server/Cargo.lock");
+const RELEASES: &[(&str, &str, &str)] = &[
+    ("v1", include_str!("../../demo-server/v1.rs"), "first release"),
+    ("v2", include_str!("../../demo-server/v2.rs"), "friendlier greeting"),
+    ("v3", include_str!("../../demo-server/v3.rs"), "a new function: badges for regulars"),
+    ("v4", include_str!("../../demo-server/v4.rs"), "statistics show an average (a trait method)"),
+    ("v5", include_str!("../../demo-server/v5-refused.rs"), "adds a plain static (refused)"),
+];
+const NAMES: &[&str] = &["alice", "bob", "alice"];
+
+fn main() -> ExitCode {
+    if std::env::var_os(cargo_dsu::wrapper::CONFIG_ENV).is_some()
+        || std::env::args().nth(1).as_deref() == Some("dsu")
+    {
+        return cargo_dsu::cli::main_with(std::env::args_os().collect());
+    }
+    match demo() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Paths {
+    repo: PathBuf,
+    target: PathBuf,
+}
+
+fn paths() -> Result<Paths> {
+    let exe = std::env::current_exe()?;
+    // <target>/<profile>/dsu-demo
+    let target = exe.parent().and_then(Path::parent).context("cannot place the scratch directory")?;
+    let base = target.join("dsu-demo");
+    Ok(Paths { repo: base.join("repo"), target: base.join("target") })
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("git").args(args).current_dir(repo).output().context("running git")?;
+    if !out.status.success() {
+        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn make_repository(p: &Paths) -> Result<()> {
+    let runtime = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../runtime")).canonicalize()?;
+    let _ = std::fs::remove_dir_all(&p.repo);
+    std::fs::create_dir_all(p.repo.join("src"))?;
+    git(&p.repo, &["init", "-q", "-b", "main"])?;
+    git(&p.repo, &["config", "user.email", "demo@dsu.invalid"])?;
+    git(&p.repo, &["config", "user.name", "dsu demo"])?;
+    std::fs::write(p.repo.join("Cargo.toml"), MANIFEST.replace("@DSU_RUNTIME@", runtime.to_str().unwrap()))?;
+    std::fs::write(p.repo.join("Cargo.lock"), LOCK)?;
+    std::fs::write(p.repo.join(".gitignore"), "/target\n")?;
+    for (tag, source, what) in RELEASES {
+        std::fs::write(p.repo.join("src/main.rs"), source)?;
+        git(&p.repo, &["add", "-A"])?;
+        git(&p.repo, &["commit", "-q", "-m", &format!("{tag}: {what}")])?;
+        git(&p.repo, &["tag", tag])?;
+        println!("   committed {tag}: {what}");
+    }
+    git(&p.repo, &["checkout", "-q", "v1"])?;
+    Ok(())
+}
+
+/// Runs this executable as `cargo dsu <args>`; returns its stdout, or its exit code on failure.
+fn cargo_dsu(p: &Paths, args: &[&str]) -> Result<std::result::Result<String, i32>> {
+    println!("$ cargo dsu {}", args.join(" "));
+    let start = Instant::now();
+    let out = Command::new(std::env::current_exe()?)
+        .arg("dsu")
+        .args(args)
+        .args(["--target-dir", p.target.to_str().unwrap()])
+        .current_dir(&p.repo)
+        .stderr(Stdio::inherit())
+        .output()?;
+    println!("   ({:.1} s)", start.elapsed().as_secs_f64());
+    Ok(if out.status.success() {
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    } else {
+        Err(out.status.code().unwrap_or(-1))
+    })
+}
+
+struct Server {
+    child: Child,
+    conn: TcpStream,
+    reader: BufReader<TcpStream>,
+    requests: usize,
+}
+
+impl Server {
+    fn start(binary: &Path) -> Result<Server> {
+        let mut child = Command::new(binary)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first)?;
+        let addr = first.trim().strip_prefix("listening on ").context("server did not start")?.to_string();
+        let conn = TcpStream::connect(&addr)?;
+        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+        println!("   server pid {} listening on {addr}", child.id());
+        let reader = BufReader::new(conn.try_clone()?);
+        Ok(Server { child, conn, reader, requests: 0 })
+    }
+
+    fn request(&mut self, req: &str) -> Result<String> {
+        writeln!(self.conn, "{req}")?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            bail!("the server closed the connection");
+        }
+        self.requests += 1;
+        Ok(line.trim_end().to_string())
+    }
+
+    fn show(&mut self, req: &str) -> Result<String> {
+        let r = self.request(req)?;
+        println!("   > {req:<14} < {r}");
+        Ok(r)
+    }
+}
+
+fn demo() -> Result<()> {
+    let started = Instant::now();
+    let p = paths()?;
+    step("A scratch git repository with five releases of the server");
+    make_repository(&p)?;
+
+    step("Build v1 in updateable form");
+    let binary = match cargo_dsu(&p, &["build"])? {
+        Ok(path) => PathBuf::from(path),
+        Err(code) => bail!("cargo dsu build failed with exit code {code}"),
+    };
+
+    step("Start it and send requests");
+    let mut server = Server::start(&binary)?;
+    let pid = server.child.id();
+    for name in NAMES {
+        server.show(&format!("GET {name}"))?;
+    }
+    server.show("STATS")?;
+
+    let mut applied = 0;
+    for pair in RELEASES.windows(2) {
+        let ((from, _, _), (to, _, what)) = (pair[0], pair[1]);
+        step(&format!("Release {to}: {what}"));
+        match cargo_dsu(&p, &["patch", &format!("{from}..{to}")])? {
+            Ok(patch) => {
+                let answer = server.show(&format!("PATCH {patch}"))?;
+                if !answer.starts_with("patch queued") {
+                    bail!("the server refused the patch: {answer}");
+                }
+                applied += 1;
+                for name in NAMES {
+                    server.show(&format!("GET {name}"))?;
+                }
+                server.show("STATS")?;
+                server.show("STATUS")?;
+            }
+            Err(5) => {
+                println!("   refused as expected (exit code 5); the server keeps running {from}:");
+                server.show("GET alice")?;
+            }
+            Err(code) => bail!("cargo dsu patch failed with exit code {code}"),
+        }
+    }
+
+    step("Summary");
+    let status = server.show("STATUS")?;
+    let alice = server.request("GET alice")?;
+    server.requests -= 1;
+    writeln!(server.conn, "QUIT")?;
+    let exit = server.child.wait()?;
+    println!(
+        "   one server process (pid {pid}) throughout; {applied} patches applied; {} requests answered",
+        server.requests
+    );
+    println!("   state kept across every update: {status}; last greeting: {alice}");
+    println!("   server exited with {exit}; demo took {:.1} s", started.elapsed().as_secs_f64());
+    if applied != RELEASES.len() - 2 {
+        bail!("expected {} patches to apply, {applied} did", RELEASES.len() - 2);
+    }
+    Ok(())
+}
