@@ -1,1 +1,119 @@
+//! Expansion snapshots, one per supported form, with the input in each snapshot's description.
 
+use proc_macro2::TokenStream;
+use quote::quote;
+
+fn pretty(tokens: TokenStream) -> String {
+    let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
+    prettyplease::unparse(&file)
+}
+
+fn check_updateable(name: &str, input: TokenStream) {
+    let expanded = pretty(crate::expand::updateable(TokenStream::new(), input.clone()));
+    insta::with_settings!({ description => pretty(input), omit_expression => true }, {
+        insta::assert_snapshot!(name, expanded);
+    });
+}
+
+#[test]
+fn free_fn() {
+    check_updateable("free_fn", quote! {
+        /// Adds.
+        pub fn add(a: u32, b: u32) -> u32 { a + b }
+    });
+}
+
+#[test]
+fn references_in_and_out() {
+    check_updateable("references_in_and_out", quote! {
+        fn first_word(s: &str) -> &str { s.split(' ').next().unwrap_or("") }
+    });
+}
+
+#[test]
+fn named_lifetime() {
+    check_updateable("named_lifetime", quote! {
+        fn longest<'a>(a: &'a str, b: &'a str) -> &'a str { if a.len() >= b.len() { a } else { b } }
+    });
+}
+
+#[test]
+fn owned_types_and_result() {
+    check_updateable("owned_types_and_result", quote! {
+        fn summarise(name: String, entries: Vec<Entry>, (lo, hi): (u32, u32)) -> Result<Summary, String> {
+            Summary::new(name, entries, lo, hi)
+        }
+    });
+}
+
+#[test]
+fn unsafe_fn() {
+    check_updateable("unsafe_fn", quote! {
+        unsafe fn read(p: *const u32) -> u32 { unsafe { *p } }
+    });
+}
+
+#[test]
+fn inherent_impl() {
+    check_updateable("inherent_impl", quote! {
+        impl Store {
+            pub fn new() -> Self { Store { n: 0 } }
+            pub fn get(&self, key: &str) -> Option<&str> { self.map.get(key).map(String::as_str) }
+            pub fn bump(&mut self) -> u64 { self.n += 1; self.n }
+            pub fn into_len(mut self) -> usize { self.n = 0; self.map.len() }
+            fn boxed(self: Box<Self>) -> usize { self.map.len() }
+        }
+    });
+}
+
+#[test]
+fn trait_impl() {
+    check_updateable("trait_impl", quote! {
+        impl fmt::Display for Entry {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "{}", self.name) }
+        }
+    });
+}
+
+#[test]
+fn trait_impl_with_associated_type() {
+    check_updateable("trait_impl_with_associated_type", quote! {
+        impl Iterator for Countdown {
+            type Item = u32;
+            fn next(&mut self) -> Option<Self::Item> {
+                if self.0 == 0 { None } else { self.0 -= 1; Some(self.0) }
+            }
+        }
+    });
+}
+
+#[test]
+fn update_point_fn() {
+    let input = quote! {
+        fn handle(request: &str) -> String { request.to_uppercase() }
+    };
+    let expanded = pretty(crate::expand::update_point(TokenStream::new(), input.clone()));
+    insta::with_settings!({ description => pretty(input), omit_expression => true }, {
+        insta::assert_snapshot!("update_point_fn", expanded);
+    });
+}
+
+#[test]
+fn refusal_keeps_the_item_and_emits_one_error() {
+    let input = quote! {
+        fn largest<T: PartialOrd>(a: T, b: T) -> T { if a > b { a } else { b } }
+    };
+    let out = crate::expand::updateable(TokenStream::new(), input.clone()).to_string();
+    assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+    assert!(out.ends_with(&input.to_string()), "the original item follows, unchanged: {out}");
+    insta::assert_snapshot!("refusal_generic_fn", out);
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let input = quote! {
+        const async fn both<T>() {}
+    };
+    let out = crate::expand::updateable(TokenStream::new(), input).to_string();
+    assert_eq!(out.matches("compile_error").count(), 3, "generic, const and async: {out}");
+}

@@ -1,0 +1,4 @@
+#[dsu::update_point(every = 10)]
+fn handle() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[dsu::updateable]
+async fn fetch() -> u32 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[dsu::updateable]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {}

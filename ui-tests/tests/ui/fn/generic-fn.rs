@@ -1,0 +1,6 @@
+#[dsu::updateable]
+fn largest<T: PartialOrd + Copy>(a: T, b: T) -> T {
+    if a > b { a } else { b }
+}
+
+fn main() {}

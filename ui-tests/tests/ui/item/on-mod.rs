@@ -1,0 +1,6 @@
+#[dsu::updateable]
+mod handlers {
+    pub fn index() {}
+}
+
+fn main() {}

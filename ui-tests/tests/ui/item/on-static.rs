@@ -1,0 +1,4 @@
+#[dsu::updateable]
+static HITS: u64 = 0;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[dsu::updateable]
+pub struct Entry {
+    pub hits: u64,
+}
+
+fn main() {}

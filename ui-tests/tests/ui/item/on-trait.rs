@@ -1,0 +1,6 @@
+#[dsu::updateable]
+pub trait Greeter {
+    fn greet(&self) -> String;
+}
+
+fn main() {}

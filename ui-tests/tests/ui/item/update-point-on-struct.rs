@@ -1,0 +1,4 @@
+#[dsu::update_point]
+pub struct Server;
+
+fn main() {}
