@@ -270,21 +270,9 @@ fn text(t: &impl ToTokens) -> String {
     t.to_token_stream().to_string()
 }
 
-/// Token text without the spaces `to_string` puts around punctuation (as the macros show paths).
-fn tokens_text(t: &impl ToTokens) -> String {
-    let mut out = text(t)
-        .replace(" :: ", "::")
-        .replace(":: ", "::")
-        .replace(" ::", "::")
-        .replace("< ", "<")
-        .replace(" <", "<")
-        .replace(" >", ">")
-        .replace(" ,", ",")
-        .replace("& ", "&");
-    if out.starts_with("::") {
-        out.replace_range(..2, "");
-    }
-    out
+/// Token text as a user writes it (see [`dsu_abi::normalize_token_text`]).
+fn tokens_text(t: &impl quote::ToTokens) -> String {
+    dsu_abi::normalize_token_text(&t.to_token_stream().to_string())
 }
 
 fn walk(items: &[Item], module: &str, file: &str, out: &mut Items) {

@@ -88,7 +88,7 @@ impl Repo {
             &["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         )?;
         let mut entries = Vec::new();
-        for rel in listed.split('\0').filter(|f| !f.is_empty()) {
+        for rel in listed.split('\0').filter(|f| !f.is_empty() && !f.starts_with("target/")) {
             let path = package_root.join(rel);
             if path.is_file() {
                 entries.push((rel.to_string(), std::fs::read(&path)?));

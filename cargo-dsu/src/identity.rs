@@ -72,7 +72,8 @@ pub fn work_tree_state(dir: &Path) -> Result<SourceState> {
     let listed = git(dir, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
     let files: Vec<String> = listed
         .split('\0')
-        .filter(|f| !f.is_empty() && dir.join(f).is_file())
+        // Build output never counts, even where `.gitignore` forgets it.
+        .filter(|f| !f.is_empty() && !f.starts_with("target/") && dir.join(f).is_file())
         .map(String::from)
         .collect();
     let head = git(dir, &["rev-parse", "HEAD"])?.trim().to_string();

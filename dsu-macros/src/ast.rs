@@ -104,20 +104,7 @@ impl<'a> UpdateableFn<'a> {
     }
 }
 
-/// Token text without the spaces `to_string` puts around punctuation, for paths shown to users.
+/// Token text as a user writes it (see [`dsu_abi::normalize_token_text`]).
 pub fn tokens_text(t: &impl quote::ToTokens) -> String {
-    let s = t.to_token_stream().to_string();
-    let mut out = s
-        .replace(" :: ", "::")
-        .replace(":: ", "::")
-        .replace(" ::", "::")
-        .replace("< ", "<")
-        .replace(" <", "<")
-        .replace(" >", ">")
-        .replace(" ,", ",")
-        .replace("& ", "&");
-    if out.starts_with("::") {
-        out.replace_range(..2, "");
-    }
-    out
+    dsu_abi::normalize_token_text(&t.to_token_stream().to_string())
 }

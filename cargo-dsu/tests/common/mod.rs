@@ -26,6 +26,11 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Writes the fixture package `app` with `src/main.rs` taken from `version` into `dir`.
+///
+/// `tests/fixtures/app/Cargo.lock` pins the fixture's dependencies, the dsu runtime's included:
+/// when the runtime's dependencies change, regenerate it (`cargo generate-lockfile` in a copy
+/// with the runtime path filled in), or cargo rewrites it in the scratch repositories and their
+/// work trees turn dirty.
 /// Unchanged files are left untouched so builds stay incremental.
 pub fn write_app(dir: &Path, version: &str) {
     let fx = fixture("app");
