@@ -218,18 +218,29 @@ fn patch(p: &PatchArgs) -> Result<()> {
     let b_commit = if b.is_empty() { None } else { Some(repo.resolve(b)?) };
 
     let checkouts = target.dsu_dir.join("checkouts").join(&target.bin);
+    // One `cargo dsu patch` at a time per program: the checkouts are shared and rewritten in
+    // place. The lock is held until the patch is built and released when this process exits.
+    std::fs::create_dir_all(&checkouts).map_err(|e| {
+        anyhow::Error::new(recipe::OutputNotWritable(checkouts.clone())).context(e)
+    })?;
+    let lock = std::fs::File::create(checkouts.join(".lock"))
+        .map_err(|e| anyhow::Error::new(recipe::OutputNotWritable(checkouts.clone())).context(e))?;
+    if lock.try_lock().is_err() {
+        status("Blocking", "waiting for another cargo dsu patch of this program");
+        lock.lock().context("locking the checkouts")?;
+    }
     let old_dir = checkouts.join("old");
     let new_dir = checkouts.join("new");
     status("Checking out", format!("{a} ({})", short(&a_commit)));
-    let old = repo.checkout(&a_commit, &old_dir).map_err(writable(&checkouts))?;
+    let old = repo.checkout(&a_commit, &old_dir)?;
     let new = match &b_commit {
         Some(c) => {
             status("Checking out", format!("{b} ({})", short(c)));
-            repo.checkout(c, &new_dir).map_err(writable(&checkouts))?
+            repo.checkout(c, &new_dir)?
         }
         None => {
             status("Copying", "the work tree");
-            repo.copy_work_tree(&target.package_root, &new_dir).map_err(writable(&checkouts))?
+            repo.copy_work_tree(&target.package_root, &new_dir)?
         }
     };
 
@@ -276,22 +287,6 @@ fn patch(p: &PatchArgs) -> Result<()> {
         println!("{}", patch.display());
     }
     Ok(())
-}
-
-fn writable(dir: &Path) -> impl Fn(anyhow::Error) -> anyhow::Error + '_ {
-    move |e| {
-        if std::fs::create_dir_all(dir).is_err() || tempfile_probe(dir).is_err() {
-            anyhow::Error::new(recipe::OutputNotWritable(dir.to_path_buf())).context(e)
-        } else {
-            e
-        }
-    }
-}
-
-fn tempfile_probe(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(".dsu-write-probe");
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(probe)
 }
 
 fn short(rev: &str) -> String {
