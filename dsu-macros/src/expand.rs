@@ -39,6 +39,14 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
             }
             errors.finish().map(|()| expand_impl(item, &fns))
         }
+        Input::Other(Item::Struct(item)) => {
+            valid::check_type_generics(&item.generics, &mut errors);
+            errors.finish().map(|()| expand_type(item, TypeShape::Struct(&item.fields)))
+        }
+        Input::Other(Item::Enum(item)) => {
+            valid::check_type_generics(&item.generics, &mut errors);
+            errors.finish().map(|()| expand_type(item, TypeShape::Enum(&item.variants)))
+        }
         Input::Other(item) => Err(syn::Error::new_spanned(item, refusal_for_item(item))),
     };
     result.unwrap_or_else(|e| fallback(e, input))
@@ -75,9 +83,9 @@ fn fallback(e: syn::Error, original: TokenStream) -> TokenStream {
 
 fn refusal_for_item(item: &Item) -> String {
     let kind = match item {
-        Item::Struct(_) | Item::Enum(_) | Item::Union(_) => {
-            return "#[dsu::updateable] on types is not supported yet; keep the type as it is and \
-                    mark the functions that use it"
+        Item::Union(_) => {
+            return "#[dsu::updateable] cannot be put on a union: its layout has no fields to \
+                    fingerprint and transform safely; use an enum"
                 .into();
         }
         Item::Static(_) => {
@@ -95,6 +103,56 @@ fn refusal_for_item(item: &Item) -> String {
         _ => "this item",
     };
     format!("#[dsu::updateable] goes on a function or an impl block, not on {kind}")
+}
+
+enum TypeShape<'a> {
+    Struct(&'a syn::Fields),
+    Enum(&'a syn::punctuated::Punctuated<syn::Variant, syn::Token![,]>),
+}
+
+/// A struct or enum: the item unchanged, plus its structural fingerprint. Each field's type must
+/// have one; its tokens keep the field's span, so a missing one is reported at the field.
+fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
+    let ident = match syn::parse2::<Item>(item.to_token_stream()) {
+        Ok(Item::Struct(s)) => s.ident,
+        Ok(Item::Enum(e)) => e.ident,
+        _ => unreachable!("expand_type takes structs and enums"),
+    };
+    let mut parts = Vec::new();
+    let fields = |prefix: String, fs: &syn::Fields, parts: &mut Vec<TokenStream>| {
+        for (i, f) in fs.iter().enumerate() {
+            let name = f.ident.as_ref().map_or_else(|| i.to_string(), |id| id.to_string());
+            let label = format!("{prefix}field {name}");
+            let ty = &f.ty;
+            parts.push(quote! {
+                .with(::dsu::__private::Fingerprint::of_text(#label))
+                .with(<#ty as ::dsu::__private::Fingerprinted>::FINGERPRINT)
+            });
+        }
+    };
+    let kind = match &shape {
+        TypeShape::Struct(fs) => {
+            fields(String::new(), fs, &mut parts);
+            "struct"
+        }
+        TypeShape::Enum(variants) => {
+            for v in variants.iter() {
+                let label = format!("variant {}", v.ident);
+                parts.push(quote!(.with(::dsu::__private::Fingerprint::of_text(#label))));
+                fields(format!("{} ", v.ident), &v.fields, &mut parts);
+            }
+            "enum"
+        }
+    };
+    quote! {
+        #item
+        impl ::dsu::__private::Fingerprinted for #ident {
+            const FINGERPRINT: ::dsu::__private::Fingerprint =
+                ::dsu::__private::Fingerprint::of_text(#kind)
+                #(#parts)*
+                .with_layout(::core::mem::size_of::<Self>(), ::core::mem::align_of::<Self>());
+        }
+    }
 }
 
 fn impl_fns(item: &ItemImpl) -> Vec<UpdateableFn<'_>> {

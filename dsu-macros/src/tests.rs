@@ -117,3 +117,18 @@ fn all_errors_are_reported_together() {
     let out = crate::expand::updateable(TokenStream::new(), input).to_string();
     assert_eq!(out.matches("compile_error").count(), 3, "generic, const and async: {out}");
 }
+
+#[test]
+fn updateable_struct() {
+    check_updateable("updateable_struct", quote! {
+        #[derive(Debug, Clone)]
+        pub struct Entry { pub name: String, pub hits: u64, tags: Vec<String> }
+    });
+}
+
+#[test]
+fn updateable_enum() {
+    check_updateable("updateable_enum", quote! {
+        pub enum Shape { Empty, Circle { radius: f64 }, Pair(u32, u32) }
+    });
+}

@@ -191,6 +191,17 @@ pub fn check_impl(item: &ItemImpl, errors: &mut Errors) {
     }
 }
 
+/// A generic type has one layout per instance; fingerprints are per type.
+pub fn check_type_generics(generics: &syn::Generics, errors: &mut Errors) {
+    if !generics.params.is_empty() {
+        errors.spanned(
+            generics,
+            "#[dsu::updateable] cannot be put on a generic type yet: fingerprints are computed per \
+             concrete type. Use a concrete type",
+        );
+    }
+}
+
 /// `#[updateable]` and `#[update_point]` take no arguments yet.
 pub fn no_args(args: &proc_macro2::TokenStream, macro_name: &str, errors: &mut Errors) {
     if !args.is_empty() {

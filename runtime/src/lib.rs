@@ -28,6 +28,9 @@
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
 //!   must survive lives in a [`State`] cell, owned by the runtime and found by name.
+//! * **Type fingerprints.** `#[dsu::updateable]` on a struct or enum gives it a structural
+//!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
+//!   alignment. A cell hands its value only to code compiled for the same fingerprint.
 //!
 //! # Using it
 //!
@@ -62,12 +65,14 @@
 //! * Generic functions, `const fn`, `extern` functions and `async fn` cannot be updateable.
 //! * Updates are applied by the first thread that reaches an update point; other threads may be
 //!   running the previous version of a function at that moment (it stays mapped).
-//! * Types cannot change layout yet; [`State`] checks a cell's type by name, size and alignment.
+//! * Types cannot change layout across an update yet: `cargo dsu patch` refuses a changed type,
+//!   and a [`State`] cell refuses code compiled for another fingerprint of its value's type.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod elf;
 mod error;
+mod fingerprint;
 mod load;
 mod slot;
 mod state;
@@ -76,6 +81,7 @@ mod update;
 
 pub use dsu_macros::{update_point, updateable};
 pub use error::Error;
+pub use fingerprint::Fingerprinted;
 pub use load::{load, LoadReport};
 pub use state::State;
 pub use update::{is_pending, status, update_point, AppliedPatch, Status};
@@ -88,6 +94,7 @@ pub use dsu_abi::{BuildIdentity, Fingerprint};
 pub mod __private {
     pub use crate::slot::Slot;
     pub use crate::update::update_point;
+    pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 
     /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.

@@ -6,7 +6,8 @@
 //! host and every patch reach the same value.
 
 use crate::sync::{AtomicPtr, Mutex, Ordering};
-use crate::Error;
+use crate::{Error, Fingerprinted};
+use dsu_abi::Fingerprint;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
@@ -21,9 +22,9 @@ use std::marker::PhantomData;
 /// crate) get the same value. Each handle caches the value's address after its first access, so
 /// an access is one atomic load.
 ///
-/// The type is checked on first access of each handle by name, size and alignment; versioned
-/// types with structural fingerprints and transformers replace this check when types may
-/// change.
+/// The type is checked on first access of each handle by its structural fingerprint
+/// ([`Fingerprinted`]): a handle compiled against another layout of the value's type is refused
+/// with [`Error::StateType`], never handed the value.
 pub struct State<T: 'static> {
     name: &'static str,
     init: fn() -> T,
@@ -31,25 +32,27 @@ pub struct State<T: 'static> {
     _marker: PhantomData<&'static T>,
 }
 
-/// What a cell's value is, compared when a handle first reaches a cell.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a cell's value is, compared when a handle first reaches a cell. Only the fingerprint is
+/// compared; the name is for messages.
+#[derive(Clone, Copy)]
 struct TypeKey {
     name: &'static str,
-    size: usize,
-    align: usize,
+    fingerprint: Fingerprint,
+}
+
+impl PartialEq for TypeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
 }
 
 impl TypeKey {
-    fn of<T>() -> Self {
-        TypeKey {
-            name: std::any::type_name::<T>(),
-            size: std::mem::size_of::<T>(),
-            align: std::mem::align_of::<T>(),
-        }
+    fn of<T: Fingerprinted>() -> Self {
+        TypeKey { name: std::any::type_name::<T>(), fingerprint: T::FINGERPRINT }
     }
 
     fn describe(&self) -> String {
-        format!("{} (size {}, align {})", self.name, self.size, self.align)
+        format!("{} (fingerprint {})", self.name, self.fingerprint)
     }
 }
 
@@ -64,7 +67,7 @@ unsafe impl Send for Cell {}
 
 static CELLS: Mutex<Option<HashMap<&'static str, Cell>>> = Mutex::new(None);
 
-impl<T: Send + Sync + 'static> State<T> {
+impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     /// A handle to the cell named `name`, initialised by `init` on first access in the process.
     pub const fn new(name: &'static str, init: fn() -> T) -> Self {
         State { name, init, cache: AtomicPtr::new(std::ptr::null_mut()), _marker: PhantomData }
@@ -143,7 +146,7 @@ impl<T: Send + Sync + 'static> State<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> std::ops::Deref for State<T> {
+impl<T: Fingerprinted + Send + Sync + 'static> std::ops::Deref for State<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -159,6 +162,36 @@ mod tests {
     static A: State<AtomicU64> = State::new("state-test-a", || AtomicU64::new(7));
     static A_AGAIN: State<AtomicU64> = State::new("state-test-a", || AtomicU64::new(99));
     static A_WRONG: State<String> = State::new("state-test-a", String::new);
+
+    /// Same name, size and alignment as `Entry` in `other`, another layout.
+    mod one {
+        #[derive(Default)]
+        pub struct Entry {
+            pub a: u32,
+            pub b: u32,
+        }
+        impl crate::Fingerprinted for Entry {
+            const FINGERPRINT: crate::Fingerprint = crate::Fingerprint::of_text("a u32 b u32");
+        }
+    }
+    mod other {
+        #[derive(Default)]
+        pub struct Entry {
+            pub b: u32,
+            pub a: u32,
+        }
+        impl crate::Fingerprinted for Entry {
+            const FINGERPRINT: crate::Fingerprint = crate::Fingerprint::of_text("b u32 a u32");
+        }
+    }
+    static E1: State<one::Entry> = State::new("state-test-e", Default::default);
+    static E2: State<other::Entry> = State::new("state-test-e", Default::default);
+
+    #[test]
+    fn fingerprint_not_name_decides() {
+        E1.get();
+        assert!(matches!(E2.try_get(), Err(Error::StateType { .. })));
+    }
 
     #[test]
     fn same_name_same_value_and_type_checked() {

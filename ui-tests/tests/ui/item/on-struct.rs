@@ -1,6 +1,0 @@
-#[dsu::updateable]
-pub struct Entry {
-    pub hits: u64,
-}
-
-fn main() {}

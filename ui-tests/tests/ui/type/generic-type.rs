@@ -1,0 +1,6 @@
+#[dsu::updateable]
+pub struct Wrapper<T> {
+    pub inner: T,
+}
+
+fn main() {}
