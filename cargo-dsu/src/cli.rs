@@ -269,10 +269,11 @@ fn patch(p: &PatchArgs) -> Result<()> {
     let output = match &p.output {
         Some(o) => o.clone(),
         None => target.dsu_dir.join("patches").join(format!(
-            "{}-{}-{}.so",
+            "{}-{}-{}{}.so",
             target.bin,
             short(&a_commit),
-            b_commit.as_deref().map(short).unwrap_or_else(|| format!("worktree-{}", &new.tree[..8]))
+            b_commit.as_deref().map(short).unwrap_or_else(|| format!("worktree-{}", &new.tree[..8])),
+            if p.package.release { "-release" } else { "" }
         )),
     };
     status("Building", format!("patch {}..{}", short(&a_commit), short(&new.revision)));

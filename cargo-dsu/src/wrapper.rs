@@ -61,10 +61,7 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
     if crate_name == config.deps_crate {
         cmd.args(&args).args(rpath_args());
     } else if crate_name == config.crate_name && is_bin(&args) {
-        let deps = config
-            .deps_dylib
-            .as_ref()
-            .context("the dependency library must be built before the updateable crate")?;
+        let deps = deps_dylib(&config)?;
         check_single_copies(&args, &config.deps_rlibs)?;
         let invocation = RustcInvocation {
             rustc: rustc.clone(),
@@ -79,11 +76,24 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
         cmd.args(rewrite_extern_dsu(&args, deps))
             .args(rpath_args())
             .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB));
+    } else if args.iter().any(|a| a.starts_with("dsu=")) {
+        // Another crate of the workspace (say, the package's library) that uses dsu: it must
+        // reach the same runtime as the program, through the shared library.
+        let deps = deps_dylib(&config)?;
+        check_single_copies(&args, &config.deps_rlibs)?;
+        cmd.args(rewrite_extern_dsu(&args, deps));
     } else {
         cmd.args(&args);
     }
     let status = cmd.status().with_context(|| format!("running {}", rustc.display()))?;
     Ok(status.code().unwrap_or(101))
+}
+
+fn deps_dylib(config: &WrapperConfig) -> Result<&std::path::Path> {
+    config
+        .deps_dylib
+        .as_deref()
+        .context("the dependency library must be built before the crates that use dsu")
 }
 
 /// Every crate the program names as an rlib extern must be the very rlib inside the dependency
