@@ -182,8 +182,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildRecord> {
     let Target {
         metadata, package_id, package_root, bin, crate_name, rustc, triple: target, target_dir, dsu_dir, out_dir,
     } = locate(opts)?;
+    let probe = out_dir.join(".dsu-write-probe");
     std::fs::create_dir_all(&out_dir)
-        .and_then(|()| std::fs::write(out_dir.join(".dsu-write-probe"), b""))
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| anyhow::Error::new(OutputNotWritable(out_dir.clone())).context(e))?;
 
     // 1. The dependency library.

@@ -145,11 +145,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
 
 /// The running executable's function table, read through its exported symbols.
 pub(crate) fn host_functions() -> Result<Vec<HostFn<'static>>, Error> {
-    let exe = std::env::current_exe().map_err(|e| Error::NotUpdateable {
-        reason: format!("cannot find the running executable: {e}"),
-    })?;
-    let data = std::fs::read(&exe).map_err(|e| Error::NotUpdateable {
-        reason: format!("cannot read {}: {e}", exe.display()),
+    // `/proc/self/exe` opens the file the process runs, even after a rebuild replaced the file
+    // at its path (as `cargo dsu build` does, by rename); `current_exe()` would name the new one.
+    let exe = std::path::Path::new("/proc/self/exe");
+    let data = std::fs::read(exe).map_err(|e| Error::NotUpdateable {
+        reason: format!("cannot read the running executable ({}): {e}", exe.display()),
     })?;
     let names: Vec<String> = match LibraryFile::parse(&data) {
         Ok(file) => file
