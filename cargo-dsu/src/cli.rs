@@ -279,7 +279,13 @@ fn patch(p: &PatchArgs) -> Result<()> {
     status("Building", format!("patch {}..{}", short(&a_commit), short(&new.revision)));
     let patch = recipe::build_patch(
         &record,
-        &PatchOptions { source_root: new_dir, applies_to, source: new, output },
+        &PatchOptions {
+            source_root: new_dir,
+            applies_to,
+            source: new,
+            output,
+            extra_source: report.generated.clone(),
+        },
     )?;
     status("Finished", patch.display());
     if p.json {
@@ -330,6 +336,7 @@ pub fn render_report(r: &Report) -> String {
         "\n    callers inside the patch see the new version; callers in the running program keep the old one",
     );
     section("types changed", &r.types_changed, "");
+    section("state cells transformed", &r.cells_transformed, " (at the update point, all or none)");
     for refusal in &r.refusals {
         let _ = writeln!(s, "refused: {}:{}: {}", refusal.file, refusal.line, refusal.reason);
     }

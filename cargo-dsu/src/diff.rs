@@ -41,13 +41,21 @@ pub struct Report {
     pub non_updateable_changed: Vec<ItemRef>,
     /// Structs, enums and unions whose definition changed.
     pub types_changed: Vec<ItemRef>,
+    /// State cells whose values the patch transforms to a changed type.
+    pub cells_transformed: Vec<ItemRef>,
     pub refusals: Vec<Refusal>,
+    /// Code `cargo dsu patch` appends to the patch's crate root (old definitions, derived
+    /// transformers, cell transforms).
+    #[serde(skip)]
+    pub generated: String,
 }
 
 impl Report {
     /// Whether the patch would replace or add no updateable function.
     pub fn is_empty_change(&self) -> bool {
-        self.functions_changed.is_empty() && self.functions_added.is_empty()
+        self.functions_changed.is_empty()
+            && self.functions_added.is_empty()
+            && self.cells_transformed.is_empty()
     }
 }
 
@@ -81,7 +89,16 @@ pub fn compare(crate_name: &str, old_root: &Path, new_root: &Path) -> Result<Rep
     let mut report = Report::default();
     compare_functions(&old, &new, &mut report);
     refuse_changed_statics(&old, &new, &mut report);
-    refuse_changed_types(&old, &new, &mut report);
+    collect_changed_types(&old, &new, &mut report);
+    let functions: Vec<(String, ItemRef, bool, String, String)> = new
+        .0
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, Kind::UpdateableFn | Kind::PlainFn))
+        .map(|(p, e)| (p.clone(), item_ref(p, e), e.kind == Kind::UpdateableFn, e.head.clone(), e.whole.clone()))
+        .collect();
+    let changed_types = report.types_changed.clone();
+    report.generated =
+        crate::types::plan(crate_name, old_root, new_root, &changed_types, &functions, &mut report)?.0;
     refuse_changed_dependencies(old_root, new_root, &mut report)?;
     for list in [
         &mut report.functions_changed,
@@ -89,6 +106,7 @@ pub fn compare(crate_name: &str, old_root: &Path, new_root: &Path) -> Result<Rep
         &mut report.functions_removed,
         &mut report.non_updateable_changed,
         &mut report.types_changed,
+        &mut report.cells_transformed,
     ] {
         list.sort_by(|a, b| (&a.file, a.line, &a.path).cmp(&(&b.file, b.line, &b.path)));
     }
@@ -168,22 +186,25 @@ fn refuse_changed_statics(old: &Items, new: &Items, report: &mut Report) {
     }
 }
 
-/// Values of a changed type may be live in the running program; moving them to a new layout
-/// needs versioned types and transformers. Added types are fine and not reported.
-fn refuse_changed_types(old: &Items, new: &Items, report: &mut Report) {
+/// Values of a changed type may be live in the running program; `types::plan` decides whether
+/// the patch can move them (a transformer) or must refuse. Added types are fine and not reported.
+fn collect_changed_types(old: &Items, new: &Items, report: &mut Report) {
     for (path, n) in new.0.iter().filter(|(_, e)| e.kind == Kind::Type) {
         let Some(o) = old.0.get(path) else { continue };
-        if o.whole != n.whole {
+        if type_text(&o.whole) != type_text(&n.whole) {
             report.types_changed.push(item_ref(path, n));
-            report.refusals.push(Refusal {
-                file: n.file.clone(),
-                line: n.line,
-                reason: format!(
-                    "type `{path}` changed: changing a type's layout needs versioned types and a \
-                     transformer, which this version of dsu cannot apply yet"
-                ),
-            });
         }
+    }
+}
+
+/// A type's tokens without its `#[…transform(…)]` attribute, which is not part of its layout.
+fn type_text(whole: &str) -> String {
+    match whole.find("# [dsu :: transform") .or_else(|| whole.find("# [transform")) {
+        Some(start) => {
+            let end = whole[start..].find(") ]").map_or(whole.len(), |e| start + e + 3);
+            format!("{}{}", &whole[..start], &whole[end..])
+        }
+        None => whole.to_string(),
     }
 }
 
@@ -281,6 +302,8 @@ fn walk(items: &[Item], module: &str, file: &str, out: &mut Items) {
             out.0.insert(path, Entry { file: file.to_string(), line: span.start().line, kind, head, whole });
         };
         match item {
+            // Transformers exist only in patches and are not part of the program's code.
+            Item::Fn(f) if f.attrs.iter().any(|a| a.path().segments.last().is_some_and(|s| s.ident == "transform")) => {}
             Item::Fn(f) => {
                 let kind = if is_updateable(&f.attrs) { Kind::UpdateableFn } else { Kind::PlainFn };
                 add(format!("{module}::{}", f.sig.ident), f.span(), kind, text(&f.sig), text(f));
@@ -404,7 +427,68 @@ mod tests {
         );
         assert_eq!(paths(&r.types_changed), ["app::Entry"]);
         assert_eq!(r.refusals.len(), 1);
-        assert!(r.refusals[0].reason.contains("type `app::Entry` changed"));
+        assert!(r.refusals[0].reason.contains("type `app::Entry` changed and is not #[dsu::updateable]"));
+    }
+
+    const V1: &str = "use std::collections::HashMap;\nuse std::sync::Mutex;\n\
+        #[dsu::updateable]\npub struct Entry { pub name: String, pub hits: u32 }\n\
+        static STORE: dsu::State<Mutex<HashMap<String, Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+        #[dsu::updateable]\nfn count() -> usize { STORE.lock().unwrap().len() }\n";
+
+    #[test]
+    fn type_change_without_transformer_prints_a_stub() {
+        let v2 = V1.replace("pub hits: u32 }", "pub hits: u64, pub seen: bool }");
+        let r = cmp("stub", &[("src/main.rs", V1)], &[("src/main.rs", &v2)]);
+        assert_eq!(r.refusals.len(), 1, "{:?}", r.refusals);
+        let reason = &r.refusals[0].reason;
+        assert!(reason.contains("no transformer"), "{reason}");
+        assert!(reason.contains("fn upgrade_entry(old: &dsu_old::Entry) -> Entry"), "{reason}");
+        assert!(reason.contains("name: old.name.clone()"), "{reason}");
+        assert!(reason.contains("seen: todo!(\"new field\")"), "{reason}");
+    }
+
+    #[test]
+    fn type_change_with_transformer_generates_old_definitions_and_cell_transform() {
+        let v2 = V1.replace("pub hits: u32 }", "pub hits: u64 }") + "#[dsu::transform(from = dsu_old::Entry)]\n\
+            fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n";
+        let r = cmp("transformer", &[("src/main.rs", V1)], &[("src/main.rs", &v2)]);
+        assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+        assert_eq!(r.cells_transformed.len(), 1);
+        assert!(r.generated.contains("pub mod dsu_old"), "{}", r.generated);
+        assert!(r.generated.contains("pub hits : u32"), "old definition: {}", r.generated);
+        assert!(
+            r.generated.contains("CellTransform::new::<Mutex<HashMap<String, dsu_old::Entry>>, Mutex<HashMap<String, Entry>>>(\"store\")")
+                || r.generated.contains("Mutex < HashMap < String , dsu_old :: Entry > >"),
+            "{}",
+            r.generated
+        );
+        assert!(!r.is_empty_change());
+    }
+
+    #[test]
+    fn derived_transformer_only_for_trivial_changes() {
+        let trivial = V1.replace("#[dsu::updateable]\npub struct Entry { pub name: String, pub hits: u32 }",
+            "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub hits: u32, pub name: String, pub seen: bool }");
+        let r = cmp("trivial", &[("src/main.rs", V1)], &[("src/main.rs", &trivial)]);
+        assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+        assert!(r.generated.contains("seen: ::core::default::Default::default()"), "{}", r.generated);
+        let widened = trivial.replace("pub hits: u32,", "pub hits: u64,");
+        let r = cmp("nontrivial", &[("src/main.rs", V1)], &[("src/main.rs", &widened)]);
+        assert_eq!(r.refusals.len(), 1);
+        assert!(r.refusals[0].reason.contains("field `hits` changed type"), "{:?}", r.refusals);
+    }
+
+    #[test]
+    fn code_that_would_meet_the_new_layout_is_refused() {
+        let v2 = V1.replace("pub hits: u32 }", "pub hits: u64 }") + "#[dsu::transform(from = dsu_old::Entry)]\n\
+            fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n\
+            #[dsu::updateable]\nfn first() -> Option<Entry> { None }\n\
+            fn plain() -> usize { STORE.lock().unwrap().len() }\n";
+        let r = cmp("routing", &[("src/main.rs", V1)], &[("src/main.rs", &v2)]);
+        let reasons: Vec<&str> = r.refusals.iter().map(|x| x.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons.iter().any(|x| x.contains("signature of `app::first` mentions `Entry`")), "{reasons:?}");
+        assert!(reasons.iter().any(|x| x.contains("`app::plain` uses `STORE`")), "{reasons:?}");
     }
 
     #[test]

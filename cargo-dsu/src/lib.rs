@@ -8,4 +8,5 @@ pub mod diff;
 pub mod git;
 pub mod identity;
 pub mod recipe;
+pub mod types;
 pub mod wrapper;

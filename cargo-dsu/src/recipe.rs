@@ -304,6 +304,8 @@ pub struct PatchOptions {
     pub source: identity::SourceState,
     /// Where to write the patch.
     pub output: PathBuf,
+    /// Rust items appended to the crate root (what a type change needs: see `types.rs`).
+    pub extra_source: String,
 }
 
 impl PatchOptions {
@@ -320,6 +322,7 @@ impl PatchOptions {
             source_root,
             applies_to,
             output: output.into(),
+            extra_source: String::new(),
         })
     }
 }
@@ -364,8 +367,8 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     let blob_file = work.join("header.bin");
     std::fs::write(&blob_file, &blob)?;
 
-    // The same text for every patch of this source, so it is written once: the header's bytes
-    // come from the work directory, named by an environment variable.
+    // The header's bytes come from the work directory, named by an environment variable, so the
+    // generated root changes only when the source or the type-change code does.
     let mut source = std::fs::read_to_string(&original_root)
         .with_context(|| format!("reading {}", original_root.display()))?;
     write!(
@@ -377,6 +380,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
         sym = dsu_abi::HEADER_SYMBOL,
         env = PATCH_BLOB_ENV,
     )?;
+    source.push_str(&opts.extra_source);
     write_if_changed(&generated_root, source.as_bytes())?;
 
     let mut args = Vec::new();

@@ -30,6 +30,9 @@ pub const HEADER_SYMBOL: &str = "__dsu_patch";
 pub const FN_INFO_PREFIX: &str = "__dsu_fn_";
 /// Prefix of the dynamic symbol holding one function's [`FnLink`].
 pub const FN_LINK_PREFIX: &str = "__dsu_link_";
+/// Prefix of the dynamic symbol of one state cell's transform in a patch (a `dsu::CellTransform`,
+/// read only after the patch's identity and functions have been verified).
+pub const CELL_TRANSFORM_PREFIX: &str = "__dsu_cell_";
 /// Glob the host exports dynamically so the runtime finds its own function table.
 pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 /// Environment variable through which the build recipe hands the build identity to the macros.

@@ -110,8 +110,10 @@ enum TypeShape<'a> {
     Enum(&'a syn::punctuated::Punctuated<syn::Variant, syn::Token![,]>),
 }
 
-/// A struct or enum: the item unchanged, plus its structural fingerprint. Each field's type must
-/// have one; its tokens keep the field's span, so a missing one is reported at the field.
+/// A struct or enum: the item unchanged, plus its structural fingerprint and its identity
+/// transform (so it composes, unchanged, inside containers whose element types change). Each
+/// field's type must have both; its tokens keep the field's span, so a missing one is reported
+/// at the field.
 fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
     let ident = match syn::parse2::<Item>(item.to_token_stream()) {
         Ok(Item::Struct(s)) => s.ident,
@@ -130,18 +132,53 @@ fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
             });
         }
     };
-    let kind = match &shape {
+    // `Self { a: T::transform(&old.a)?, .. }` for one set of fields, read from `old` or from
+    // bindings of a match arm.
+    let rebuild = |path: TokenStream, fs: &syn::Fields, bound: bool| -> TokenStream {
+        let each = fs.iter().enumerate().map(|(i, f)| {
+            let ty = &f.ty;
+            let member: syn::Member = match &f.ident {
+                Some(id) => syn::Member::Named(id.clone()),
+                None => syn::Member::Unnamed(i.into()),
+            };
+            let source = if bound {
+                let b = format_ident!("__dsu_f{}", i);
+                quote!(#b)
+            } else {
+                quote!(&old.#member)
+            };
+            quote!(#member: <#ty as ::dsu::__private::Transform<#ty>>::transform(#source)?)
+        });
+        quote!(#path { #(#each),* })
+    };
+    let pattern = |path: TokenStream, fs: &syn::Fields| -> TokenStream {
+        let each = fs.iter().enumerate().map(|(i, f)| {
+            let member: syn::Member = match &f.ident {
+                Some(id) => syn::Member::Named(id.clone()),
+                None => syn::Member::Unnamed(i.into()),
+            };
+            let b = format_ident!("__dsu_f{}", i);
+            quote!(#member: #b)
+        });
+        quote!(#path { #(#each),* })
+    };
+    let (kind, identity) = match &shape {
         TypeShape::Struct(fs) => {
             fields(String::new(), fs, &mut parts);
-            "struct"
+            ("struct", rebuild(quote!(Self), fs, false))
         }
         TypeShape::Enum(variants) => {
+            let mut arms = Vec::new();
             for v in variants.iter() {
                 let label = format!("variant {}", v.ident);
                 parts.push(quote!(.with(::dsu::__private::Fingerprint::of_text(#label))));
                 fields(format!("{} ", v.ident), &v.fields, &mut parts);
+                let name = &v.ident;
+                let pat = pattern(quote!(Self::#name), &v.fields);
+                let body = rebuild(quote!(Self::#name), &v.fields, true);
+                arms.push(quote!(#pat => #body));
             }
-            "enum"
+            ("enum", quote!(match old { #(#arms,)* }))
         }
     };
     quote! {
@@ -151,6 +188,11 @@ fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
                 ::dsu::__private::Fingerprint::of_text(#kind)
                 #(#parts)*
                 .with_layout(::core::mem::size_of::<Self>(), ::core::mem::align_of::<Self>());
+        }
+        impl ::dsu::__private::Transform<#ident> for #ident {
+            fn transform(old: &Self) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
+                ::core::result::Result::Ok(#identity)
+            }
         }
     }
 }

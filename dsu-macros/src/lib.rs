@@ -6,6 +6,7 @@
 
 mod ast;
 mod expand;
+mod transform;
 mod valid;
 
 #[cfg(test)]
@@ -26,4 +27,12 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::update_point(args.into(), input.into()).into()
+}
+
+/// Marks a state transformer: `#[dsu::transform(from = dsu_old::Entry)] fn up(old: &dsu_old::Entry)
+/// -> Entry`, or, on a struct, `#[dsu::transform(from = dsu_old::Entry, default)]` to have
+/// `cargo dsu patch` derive it. `dsu_old` holds the old revision's definitions, in patches only.
+#[proc_macro_attribute]
+pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
+    transform::transform(args.into(), input.into()).into()
 }

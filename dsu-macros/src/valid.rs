@@ -10,6 +10,10 @@ use syn::{GenericParam, ItemImpl, ReturnType, Type};
 pub struct Errors(Vec<syn::Error>);
 
 impl Errors {
+    pub fn push_span(&mut self, span: proc_macro2::Span, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new(span, msg));
+    }
+
     pub fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
         self.0.push(syn::Error::new_spanned(tokens, msg));
     }

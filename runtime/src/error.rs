@@ -52,6 +52,20 @@ pub enum Error {
     )]
     SignatureMismatch { path: PathBuf, function: String, running: Fingerprint, patch: Fingerprint },
 
+    /// The patch transforms a state cell from another type than the cell holds.
+    #[error(
+        "patch {path} transforms state cell `{cell}` from fingerprint {patch}, but the cell \
+         holds fingerprint {running}"
+    )]
+    StateMismatch { path: PathBuf, cell: String, running: Fingerprint, patch: Fingerprint },
+
+    /// A state transformer failed; nothing changed.
+    #[error(
+        "patch {path} was not applied: the transformer of state cell `{cell}` from `{from_type}` \
+         to `{to_type}` failed: {reason}. Nothing changed; the program keeps running its version"
+    )]
+    TransformFailed { path: PathBuf, cell: String, from_type: String, to_type: String, reason: String },
+
     /// The patch changes no function of the running version.
     #[error("patch {path} changes nothing in the running version (already applied?)")]
     NothingToApply { path: PathBuf },

@@ -15,7 +15,7 @@ use std::mem::{align_of, size_of};
 /// A type with a structural fingerprint.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no dsu fingerprint",
-    label = "this field's type has no fingerprint",
+    label = "this type has no dsu fingerprint",
     note = "mark the type `#[dsu::updateable]`, or use a type dsu knows (std collections, \
             integers, String, Option, Box, Arc, Mutex, …)"
 )]

@@ -77,12 +77,14 @@ mod load;
 mod slot;
 mod state;
 mod sync;
+mod transform;
 mod update;
 
-pub use dsu_macros::{update_point, updateable};
+pub use dsu_macros::{transform, update_point, updateable};
 pub use error::Error;
 pub use fingerprint::Fingerprinted;
-pub use load::{load, LoadReport};
+pub use load::{load, load_and_apply, LoadReport};
+pub use transform::{CellTransform, Transform, TransformError};
 pub use state::State;
 pub use update::{is_pending, status, update_point, AppliedPatch, Status};
 
@@ -94,6 +96,7 @@ pub use dsu_abi::{BuildIdentity, Fingerprint};
 pub mod __private {
     pub use crate::slot::Slot;
     pub use crate::update::update_point;
+    pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 

@@ -7,12 +7,14 @@
 //! 3. the manifest's build identity equals the running version's, field by field;
 //! 4. every function in its table has the signature fingerprint of the live slot of that path;
 //! 5. it changes something;
-//! 6. only then is the library mapped; the mapped table must equal the verified file bytes.
+//! 6. only then is the library mapped; the mapped table must equal the verified file bytes;
+//! 7. every state-cell transform it carries starts from the type the cell holds.
 //!
 //! Steps 1 to 5 read bytes from the file and run nothing in it.
 
 use crate::elf::{ElfError, LibraryFile};
 use crate::update::{self, CodePtr, HostFn, PatchFn, PreparedPatch};
+use crate::transform::CellTransform;
 use crate::Error;
 use dsu_abi::{FnInfoView, FnLink, DecodeError, FN_INFO_FIXED, FN_INFO_PREFIX, HEADER_SYMBOL};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
@@ -30,6 +32,8 @@ pub struct LoadReport {
     pub changed: Vec<String>,
     /// Functions the patch adds.
     pub added: Vec<String>,
+    /// State cells whose type the patch changes (transformed when it is applied).
+    pub cells: Vec<String>,
 }
 
 /// Verifies the patch at `path` and queues it; the next update point applies it.
@@ -58,6 +62,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         }
         other => Error::Malformed { path: path.clone(), reason: format!("header: {other}") },
     })?;
+
+    let cell_symbols: Vec<&str> = file
+        .symbols_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX)
+        .map_err(elf_err)?
+        .iter()
+        .map(|s| s.name)
+        .collect();
 
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
@@ -95,7 +106,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
             None => added.push(info.path.to_string()),
         }
     }
-    if changed.is_empty() && added.is_empty() {
+    if changed.is_empty() && added.is_empty() && cell_symbols.is_empty() {
         return Err(Error::NothingToApply { path });
     }
 
@@ -137,9 +148,49 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         });
     }
 
+    let mut cells = Vec::with_capacity(cell_symbols.len());
+    for name in cell_symbols {
+        // SAFETY: the symbol is data; reading it as a pointer gives its address.
+        let addr = unsafe { lib.get::<*const CellTransform>(name.as_bytes()) }
+            .map(|s| *s)
+            .map_err(|e| Error::Inconsistent { path: path.clone(), reason: format!("symbol {name}: {e}") })?;
+        // SAFETY: `cargo dsu patch` exports a `CellTransform` under every such name; the library
+        // is never unloaded. Its layout is this runtime's: the patch links this very runtime
+        // (the identity's dependency-library hash was checked above).
+        let ct: &'static CellTransform = unsafe { &*addr };
+        if let Some(running) = rt.expected_cell(ct.name) {
+            if running != ct.from {
+                return Err(Error::StateMismatch {
+                    path,
+                    cell: ct.name.to_string(),
+                    running,
+                    patch: ct.from,
+                });
+            }
+        }
+        cells.push(ct);
+    }
+
     let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
-    let report = LoadReport { path: path.clone(), revision: target.revision.clone(), changed, added };
-    rt.queue(PreparedPatch { path, target, functions });
+    let report = LoadReport {
+        path: path.clone(),
+        revision: target.revision.clone(),
+        changed,
+        added,
+        cells: cells.iter().map(|c| c.name.to_string()).collect(),
+    };
+    rt.queue(PreparedPatch { path, target, functions, cells });
+    Ok(report)
+}
+
+/// Verifies the patch at `path` and applies it here and now: this call is an update point.
+///
+/// Call it only where [`update_point`](crate::update_point) could be called. Unlike [`load`], it
+/// returns the outcome of applying, including a failed state transformer, after which nothing has
+/// changed. Patches queued earlier are applied first.
+pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
+    let report = load(path)?;
+    update::apply_now()?;
     Ok(report)
 }
 

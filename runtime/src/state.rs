@@ -4,6 +4,11 @@
 //! the crate with its own statics. A [`State`] static is only a handle; the value lives in the
 //! runtime (one copy per process, in the shared library) and is found by its stable name, so the
 //! host and every patch reach the same value.
+//!
+//! A cell is versioned: it points at its current version (the value and the structural
+//! fingerprint of its type). A patch that changes the type replaces the version with a
+//! transformed value; every access compares the fingerprint the accessing code was compiled for
+//! with the current one, so no code ever sees a value of a layout it was not compiled for.
 
 use crate::sync::{AtomicPtr, Mutex, Ordering};
 use crate::{Error, Fingerprinted};
@@ -19,58 +24,59 @@ use std::marker::PhantomData;
 /// ```
 ///
 /// The first access anywhere in the process runs `init`; later accesses (from any copy of the
-/// crate) get the same value. Each handle caches the value's address after its first access, so
-/// an access is one atomic load.
-///
-/// The type is checked on first access of each handle by its structural fingerprint
-/// ([`Fingerprinted`]): a handle compiled against another layout of the value's type is refused
-/// with [`Error::StateType`], never handed the value.
+/// crate) get the same value. An access is two loads and a 16-byte compare: the handle caches the
+/// cell, and checks that the cell's current version has the fingerprint ([`Fingerprinted`]) the
+/// accessing code was compiled for. A mismatch is [`Error::StateType`], never the value.
 pub struct State<T: 'static> {
     name: &'static str,
     init: fn() -> T,
-    cache: AtomicPtr<T>,
+    cell: AtomicPtr<CellRecord>,
     _marker: PhantomData<&'static T>,
 }
 
-/// What a cell's value is, compared when a handle first reaches a cell. Only the fingerprint is
-/// compared; the name is for messages.
-#[derive(Clone, Copy)]
-struct TypeKey {
-    name: &'static str,
-    fingerprint: Fingerprint,
+/// One version of a cell's value. Versions are never freed: code of an earlier version may still
+/// hold references into its value.
+pub(crate) struct CellVersion {
+    pub fingerprint: Fingerprint,
+    pub type_name: &'static str,
+    pub value: *const (),
 }
 
-impl PartialEq for TypeKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.fingerprint == other.fingerprint
+/// A cell, shared by every handle of the same name.
+pub(crate) struct CellRecord {
+    current: AtomicPtr<CellVersion>,
+}
+
+impl CellRecord {
+    pub fn current(&self) -> &'static CellVersion {
+        // SAFETY: `current` always holds a leaked, never-freed CellVersion (set at creation and
+        // only ever replaced by another leaked one).
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// Makes `version` current. The previous version stays allocated.
+    pub fn replace(&self, version: CellVersion) {
+        self.current.store(Box::into_raw(Box::new(version)), Ordering::Release);
     }
 }
 
-impl TypeKey {
-    fn of<T: Fingerprinted>() -> Self {
-        TypeKey { name: std::any::type_name::<T>(), fingerprint: T::FINGERPRINT }
-    }
+// SAFETY: the value behind a CellVersion is a `T: Send + Sync` (the only way to create one), and
+// records are only read through atomics.
+unsafe impl Send for CellVersion {}
+// SAFETY: as above.
+unsafe impl Sync for CellVersion {}
 
-    fn describe(&self) -> String {
-        format!("{} (fingerprint {})", self.name, self.fingerprint)
-    }
+static CELLS: Mutex<Option<HashMap<String, &'static CellRecord>>> = Mutex::new(None);
+
+/// The cell named `name`, if any code has created it.
+pub(crate) fn cell(name: &str) -> Option<&'static CellRecord> {
+    CELLS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(name).copied())
 }
-
-struct Cell {
-    key: TypeKey,
-    value: *const (),
-}
-
-// SAFETY: `value` points at a leaked `T: Send + Sync`; the registry only hands it to handles of
-// the same type.
-unsafe impl Send for Cell {}
-
-static CELLS: Mutex<Option<HashMap<&'static str, Cell>>> = Mutex::new(None);
 
 impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     /// A handle to the cell named `name`, initialised by `init` on first access in the process.
     pub const fn new(name: &'static str, init: fn() -> T) -> Self {
-        State { name, init, cache: AtomicPtr::new(std::ptr::null_mut()), _marker: PhantomData }
+        State { name, init, cell: AtomicPtr::new(std::ptr::null_mut()), _marker: PhantomData }
     }
 
     /// The cell's stable name.
@@ -87,62 +93,62 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
         }
     }
 
-    /// The value, or [`Error::StateType`] when the cell holds another type.
+    /// The value, or [`Error::StateType`] when the cell's current version has another
+    /// fingerprint than the one this code was compiled for.
     #[inline]
     pub fn try_get(&self) -> Result<&'static T, Error> {
-        let p = self.cache.load(Ordering::Acquire);
-        if !p.is_null() {
-            // SAFETY: the cache only ever holds the address of this cell's leaked value, checked
-            // to be a T when it was stored.
-            return Ok(unsafe { &*p });
+        let mut record = self.cell.load(Ordering::Acquire);
+        if record.is_null() {
+            record = self.resolve();
         }
-        self.resolve()
+        // SAFETY: records are leaked and never freed.
+        let version = unsafe { &*record }.current();
+        if version.fingerprint == T::FINGERPRINT {
+            // SAFETY: the version's value is a T: its fingerprint is T's.
+            Ok(unsafe { &*(version.value as *const T) })
+        } else {
+            Err(Error::StateType {
+                name: self.name.to_string(),
+                expected: format!("{} (fingerprint {})", std::any::type_name::<T>(), T::FINGERPRINT),
+                found: format!("{} (fingerprint {})", version.type_name, version.fingerprint),
+            })
+        }
     }
 
     #[cold]
-    fn resolve(&self) -> Result<&'static T, Error> {
-        let key = TypeKey::of::<T>();
-        let lookup = |cells: &HashMap<&'static str, Cell>| -> Option<Result<*const T, Error>> {
-            cells.get(self.name).map(|cell| {
-                if cell.key == key {
-                    Ok(cell.value as *const T)
-                } else {
-                    Err(Error::StateType {
-                        name: self.name.to_string(),
-                        expected: key.describe(),
-                        found: cell.key.describe(),
-                    })
-                }
-            })
-        };
-        let existing = {
-            let cells = CELLS.lock().unwrap_or_else(|e| e.into_inner());
-            cells.as_ref().and_then(lookup)
-        };
-        let ptr = match existing {
-            Some(r) => r?,
+    fn resolve(&self) -> *mut CellRecord {
+        let record = match cell(self.name) {
+            Some(r) => r,
             None => {
                 // Initialise outside the lock: `init` may itself use other cells.
-                let fresh = Box::into_raw(Box::new((self.init)()));
+                let fresh = CellVersion {
+                    fingerprint: T::FINGERPRINT,
+                    type_name: std::any::type_name::<T>(),
+                    value: Box::into_raw(Box::new((self.init)())) as *const (),
+                };
                 let mut cells = CELLS.lock().unwrap_or_else(|e| e.into_inner());
                 let cells = cells.get_or_insert_with(HashMap::new);
-                match lookup(cells) {
+                match cells.get(self.name) {
                     Some(r) => {
                         // Another thread initialised it first; drop ours.
-                        // SAFETY: `fresh` came from Box::into_raw above and was never shared.
-                        drop(unsafe { Box::from_raw(fresh) });
-                        r?
+                        // SAFETY: `fresh.value` came from Box::into_raw of a T above and was
+                        // never shared.
+                        drop(unsafe { Box::from_raw(fresh.value as *mut T) });
+                        r
                     }
                     None => {
-                        cells.insert(self.name, Cell { key, value: fresh as *const () });
-                        fresh as *const T
+                        let r: &'static CellRecord = Box::leak(Box::new(CellRecord {
+                            current: AtomicPtr::new(Box::into_raw(Box::new(fresh))),
+                        }));
+                        cells.insert(self.name.to_string(), r);
+                        r
                     }
                 }
             }
         };
-        self.cache.store(ptr as *mut T, Ordering::Release);
-        // SAFETY: `ptr` is a leaked, never-freed T (checked above).
-        Ok(unsafe { &*ptr })
+        let ptr = record as *const CellRecord as *mut CellRecord;
+        self.cell.store(ptr, Ordering::Release);
+        ptr
     }
 }
 
@@ -163,7 +169,19 @@ mod tests {
     static A_AGAIN: State<AtomicU64> = State::new("state-test-a", || AtomicU64::new(99));
     static A_WRONG: State<String> = State::new("state-test-a", String::new);
 
+    #[test]
+    fn same_name_same_value_and_type_checked() {
+        A.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(A_AGAIN.load(Ordering::Relaxed), 8, "second handle reaches the first value");
+        assert!(std::ptr::eq(A.get(), A_AGAIN.get()));
+        match A_WRONG.try_get() {
+            Err(Error::StateType { name, .. }) => assert_eq!(name, "state-test-a"),
+            other => panic!("expected a type error, got {:?}", other.map(|_| ())),
+        }
+    }
+
     /// Same name, size and alignment as `Entry` in `other`, another layout.
+    #[allow(dead_code)]
     mod one {
         #[derive(Default)]
         pub struct Entry {
@@ -174,6 +192,7 @@ mod tests {
             const FINGERPRINT: crate::Fingerprint = crate::Fingerprint::of_text("a u32 b u32");
         }
     }
+    #[allow(dead_code)]
     mod other {
         #[derive(Default)]
         pub struct Entry {
@@ -193,14 +212,19 @@ mod tests {
         assert!(matches!(E2.try_get(), Err(Error::StateType { .. })));
     }
 
+    static V: State<AtomicU64> = State::new("state-test-v", || AtomicU64::new(1));
+    static V_NEW: State<String> = State::new("state-test-v", String::new);
+
     #[test]
-    fn same_name_same_value_and_type_checked() {
-        A.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(A_AGAIN.load(Ordering::Relaxed), 8, "second handle reaches the first value");
-        assert!(std::ptr::eq(A.get(), A_AGAIN.get()));
-        match A_WRONG.try_get() {
-            Err(Error::StateType { name, .. }) => assert_eq!(name, "state-test-a"),
-            other => panic!("expected a type error, got {:?}", other.map(|_| ())),
-        }
+    fn every_access_sees_the_current_version() {
+        assert_eq!(V.load(Ordering::Relaxed), 1);
+        let record = cell("state-test-v").unwrap();
+        record.replace(CellVersion {
+            fingerprint: String::FINGERPRINT,
+            type_name: "String",
+            value: Box::into_raw(Box::new(String::from("two"))) as *const (),
+        });
+        assert_eq!(V_NEW.get(), "two");
+        assert!(V.try_get().is_err(), "old code no longer reaches the cell once it changed type");
     }
 }

@@ -6,6 +6,7 @@
 //! one relaxed load of that flag.
 
 use crate::sync::{AtomicBool, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::transform::CellTransform;
 use crate::Error;
 use dsu_abi::{BuildIdentity, Fingerprint, FnInfoView};
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub(crate) struct PreparedPatch {
     pub path: PathBuf,
     pub target: BuildIdentity,
     pub functions: Vec<PatchFn>,
+    /// State cells whose type the patch changes.
+    pub cells: Vec<&'static CellTransform>,
 }
 
 /// A patch that has been applied.
@@ -93,6 +96,8 @@ pub struct Status {
     pub applied: Vec<AppliedPatch>,
     /// Patches verified and waiting for an update point.
     pub pending: usize,
+    /// Why the last patch that reached an update point was not applied, if it was not.
+    pub last_refusal: Option<String>,
 }
 
 pub(crate) struct Runtime {
@@ -104,8 +109,11 @@ pub(crate) struct Runtime {
     live: HashMap<String, FnRecord>,
     /// Signature and body of every function once every pending patch is applied.
     expected_fns: HashMap<String, (Fingerprint, u64)>,
+    /// Fingerprint of each state cell a pending patch transforms, once applied.
+    expected_cells: HashMap<String, Fingerprint>,
     pending: Vec<PreparedPatch>,
     history: Vec<AppliedPatch>,
+    last_refusal: Option<String>,
 }
 
 impl Runtime {
@@ -118,16 +126,73 @@ impl Runtime {
         self.expected_fns.get(path).copied()
     }
 
+    /// The fingerprint a state cell will have once pending patches are applied; `None` when no
+    /// code has created the cell yet.
+    pub fn expected_cell(&self, name: &str) -> Option<Fingerprint> {
+        self.expected_cells
+            .get(name)
+            .copied()
+            .or_else(|| crate::state::cell(name).map(|c| c.current().fingerprint))
+    }
+
     pub fn queue(&mut self, patch: PreparedPatch) {
         for f in &patch.functions {
             self.expected_fns.insert(f.path.clone(), (f.signature, f.body));
+        }
+        for c in &patch.cells {
+            self.expected_cells.insert(c.name.to_string(), c.to);
         }
         self.expected = patch.target.clone();
         self.pending.push(patch);
         PENDING.store(true, Ordering::Release);
     }
 
-    fn apply(&mut self, patch: PreparedPatch, pause_start: Instant) {
+    /// Applies one patch: every state transform first, each into a new value; then, only if
+    /// all succeeded, the new values and the new code together.
+    fn apply(&mut self, patch: PreparedPatch, pause_start: Instant) -> Result<(), Error> {
+        let mut staged = Vec::with_capacity(patch.cells.len());
+        let mut failure = None;
+        for ct in &patch.cells {
+            // A cell no code has created yet has nothing to transform: the new code creates it.
+            let Some(record) = crate::state::cell(ct.name) else { continue };
+            let current = record.current();
+            if current.fingerprint != ct.from {
+                failure = Some((ct, format!("the cell holds `{}` now", current.type_name)));
+                break;
+            }
+            // SAFETY: the cell's current value has fingerprint `ct.from`, so it is the
+            // transform's old type.
+            match unsafe { ct.run(current.value) } {
+                Ok(new) => staged.push((record, *ct, new)),
+                Err(e) => {
+                    failure = Some((ct, e.0));
+                    break;
+                }
+            }
+        }
+        if let Some((ct, reason)) = failure {
+            for (_, done, new) in staged {
+                // SAFETY: `new` was made by `done.run` and never installed.
+                unsafe { done.discard(new) };
+            }
+            return Err(Error::TransformFailed {
+                path: patch.path,
+                cell: ct.name.to_string(),
+                from_type: ct.from_type().to_string(),
+                to_type: ct.to_type().to_string(),
+                reason,
+            });
+        }
+        for (record, ct, new) in staged {
+            record.replace(crate::state::CellVersion {
+                fingerprint: ct.to,
+                type_name: ct.to_type(),
+                value: new,
+            });
+        }
+        // With a type change, all of the patch's code replaces the running code: even a function
+        // whose body is unchanged was compiled against the new types.
+        let switch_all = !patch.cells.is_empty();
         let mut changed = Vec::new();
         for f in patch.functions {
             let record = self.live.entry(f.path.clone()).or_insert_with(|| FnRecord {
@@ -139,7 +204,7 @@ impl Runtime {
             // The patch's own slot already holds the patch's code: identical code when the
             // function is unchanged, the new code when it changed.
             record.copies.push(f.slot);
-            if f.changed {
+            if f.changed || switch_all {
                 for copy in &record.copies {
                     copy.store(f.imp.0 as *mut (), Ordering::Release);
                 }
@@ -155,6 +220,16 @@ impl Runtime {
             pause: pause_start.elapsed(),
             changed,
         });
+        Ok(())
+    }
+
+    /// Forgets what pending patches promised: after a refused patch, later ones (verified
+    /// against it) are dropped too, and new ones are checked against the running version.
+    fn reset_expectations(&mut self) {
+        self.expected = self.current.clone();
+        self.expected_fns =
+            self.live.iter().map(|(k, r)| (k.clone(), (r.signature, r.body))).collect();
+        self.expected_cells.clear();
     }
 }
 
@@ -220,22 +295,36 @@ fn read_host() -> Result<Runtime, Error> {
         host,
         live,
         expected_fns,
+        expected_cells: HashMap::new(),
         pending: Vec::new(),
         history: Vec::new(),
+        last_refusal: None,
     })
 }
 
 #[cold]
 #[inline(never)]
 fn apply_pending() {
+    // The outcome is in `status()`: an update point has no caller to return it to.
+    let _ = apply_now();
+}
+
+/// Applies every pending patch, in order. At the first refused one, it and every later one are
+/// dropped, and the refusal is returned (and kept for `status()`).
+pub(crate) fn apply_now() -> Result<(), Error> {
     let start = Instant::now();
     let mut guard = lock();
-    let Some(rt) = guard.as_mut() else { return };
+    let Some(rt) = guard.as_mut() else { return Ok(()) };
     let pending = std::mem::take(&mut rt.pending);
-    for patch in pending {
-        rt.apply(patch, start);
-    }
     PENDING.store(false, Ordering::Release);
+    for patch in pending {
+        if let Err(e) = rt.apply(patch, start) {
+            rt.last_refusal = Some(e.to_string());
+            rt.reset_expectations();
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// The running program's version and update history.
@@ -247,5 +336,6 @@ pub fn status() -> Result<Status, Error> {
         revision: rt.current.revision.clone(),
         applied: rt.history.clone(),
         pending: rt.pending.len(),
+        last_refusal: rt.last_refusal.clone(),
     })
 }

@@ -1,5 +1,7 @@
 //! `#[dsu::updateable]` on structs and enums: structural fingerprints.
 
+#![allow(dead_code)]
+
 use dsu::Fingerprinted;
 use std::collections::HashMap;
 

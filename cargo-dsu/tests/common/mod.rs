@@ -33,7 +33,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// work trees turn dirty.
 /// Unchanged files are left untouched so builds stay incremental.
 pub fn write_app(dir: &Path, version: &str) {
-    let fx = fixture("app");
+    write_package(dir, "app", version);
+}
+
+/// Writes the fixture package `name` with `src/main.rs` taken from `version` into `dir`.
+pub fn write_package(dir: &Path, name: &str, version: &str) {
+    let fx = fixture(name);
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let manifest = std::fs::read_to_string(fx.join("Cargo.toml.in"))
         .unwrap()

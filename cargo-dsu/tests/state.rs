@@ -1,0 +1,126 @@
+//! State and types end to end: a running program holds 100,000 entries of `Entry` in a state
+//! cell; patches change `Entry`'s layout and carry transformers; updates are all or nothing.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+struct Repo {
+    dir: PathBuf,
+    target: PathBuf,
+    binary: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn commit(dir: &Path, version: &str, tag: &str) {
+    write_package(dir, "store", version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", tag]);
+    git(dir, &["tag", tag]);
+}
+
+/// Tags: v1; v2 (a transformer), v3 (a derived one) from v2; v2-panic and v2-no-transformer
+/// from v1.
+fn repo() -> &'static Repo {
+    static REPO: OnceLock<Repo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let target = shared_target_dir();
+        let dir = target.join("scratch-state").join("repo");
+        let _ = std::fs::remove_dir_all(dir.join(".git"));
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["config", "user.email", "test@dsu.invalid"]);
+        git(&dir, &["config", "user.name", "dsu tests"]);
+        std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
+        commit(&dir, "v1.rs", "v1");
+        commit(&dir, "v2.rs", "v2");
+        commit(&dir, "v3.rs", "v3");
+        for (version, tag) in [("v2-panic.rs", "v2-panic"), ("v2-no-transformer.rs", "v2-no-transformer")] {
+            git(&dir, &["checkout", "-q", "v1"]);
+            commit(&dir, version, tag);
+        }
+        git(&dir, &["checkout", "-q", "v1"]);
+        let out = dsu(&dir, &target, &["build"]);
+        assert_success(&out, "cargo dsu build");
+        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        Repo { dir, target, binary }
+    })
+}
+
+fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    Command::new(cargo_dsu())
+        .arg("dsu")
+        .args(args)
+        .args(["--target-dir", target.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .expect("running cargo-dsu")
+}
+
+fn assert_success(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn patch(range: &str) -> String {
+    let r = repo();
+    let out = dsu(&r.dir, &r.target, &["patch", range]);
+    assert_success(&out, &format!("cargo dsu patch {range}"));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+const ENTRIES: u32 = 100_000;
+/// Sum of `i % 1000` for i in 0..100,000.
+const HITS: u64 = 100 * 499_500;
+
+#[test]
+fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
+    let mut host = Host::start(&repo().binary);
+    assert_eq!(host.send(&format!("fill {ENTRIES}")), ENTRIES.to_string());
+    let v1_summary = format!("v1 entries={ENTRIES} hits={HITS} legacy=50000");
+    assert_eq!(host.send("summary"), v1_summary);
+
+    // A transformer that panics halfway: nothing changes, version 1 keeps serving.
+    let bad = patch("v1..v2-panic");
+    let r = host.send(&format!("apply {bad}"));
+    assert!(r.starts_with("refused:"), "{r}");
+    assert!(r.contains("transformer of state cell `store`") && r.contains("cannot upgrade k50000"), "{r}");
+    assert_eq!(host.send("summary"), v1_summary, "every entry intact");
+    assert_eq!(host.send("get k12345"), "v1 k12345 hits=345 legacy=false");
+    assert_eq!(host.send("status"), "applied=0 last_refusal=true");
+
+    // Entry gains `tags`, loses `legacy`, `hits` widens: every entry is carried over.
+    let v2 = patch("v1..v2");
+    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store");
+    assert_eq!(host.send("summary"), format!("v2 entries={ENTRIES} hits={HITS} legacy=50000"));
+    assert_eq!(host.send("get k12344"), "v2 k12344 hits=344 tags=[\"legacy\"]");
+    assert_eq!(host.send("get k12345"), "v2 k12345 hits=345 tags=[]");
+    assert_eq!(host.send(&format!("fill {}", ENTRIES + 1)), (ENTRIES + 1).to_string());
+
+    // Chained: v2 -> v3 with a derived transformer (a new field from Default).
+    let v3 = patch("v2..v3");
+    assert_eq!(host.send(&format!("apply {v3}")), "applied cells=store");
+    assert_eq!(host.send("get k12344"), "v3 k12344 hits=344 tags=[] score=0", "new field from Default");
+    assert_eq!(host.send("get k100000"), "v3 k100000 hits=0 tags=[] score=0");
+    assert_eq!(host.send(&format!("fill {}", ENTRIES + 2)), (ENTRIES + 2).to_string());
+    assert_eq!(host.send("get k12344"), "v3 k12344 hits=344 tags=[] score=1", "v3's own code runs");
+    assert_eq!(host.send("summary"), format!("v3 entries={} hits={} legacy=0", ENTRIES + 2, HITS + 1));
+    assert_eq!(host.send("status"), "applied=2 last_refusal=true");
+}
+
+#[test]
+fn type_change_without_transformer_is_refused_with_a_stub() {
+    let r = repo();
+    let out = dsu(&r.dir, &r.target, &["patch", "v1..v2-no-transformer"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("src/main.rs:") && err.contains("type `store::Entry` changed and no transformer"), "{err}");
+    assert!(err.contains("#[dsu::transform(from = dsu_old::Entry)]"), "stub printed: {err}");
+    assert!(err.contains("tags: todo!(\"new field\")"), "{err}");
+}
