@@ -132,3 +132,17 @@ fn updateable_enum() {
         pub enum Shape { Empty, Circle { radius: f64 }, Pair(u32, u32) }
     });
 }
+
+#[test]
+fn transformer_fn() {
+    let input = quote! {
+        fn upgrade(old: &dsu_old::Entry) -> Result<Entry, String> {
+            Ok(Entry { name: old.name.clone(), hits: u64::from(old.hits) })
+        }
+    };
+    let args = quote!(from = dsu_old::Entry);
+    let expanded = pretty(crate::transform::transform(args, input.clone()));
+    insta::with_settings!({ description => pretty(input), omit_expression => true }, {
+        insta::assert_snapshot!("transformer_fn", expanded);
+    });
+}

@@ -28,9 +28,13 @@
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
 //!   must survive lives in a [`State`] cell, owned by the runtime and found by name.
-//! * **Type fingerprints.** `#[dsu::updateable]` on a struct or enum gives it a structural
+//! * **Types and transformers.** `#[dsu::updateable]` on a struct or enum gives it a structural
 //!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
-//!   alignment. A cell hands its value only to code compiled for the same fingerprint.
+//!   alignment. A cell hands its value only to code compiled for the same fingerprint. When a
+//!   patch changes a type, `#[dsu::transform(from = dsu_old::Entry)]` functions ([`Transform`])
+//!   move the values of every state cell that holds it, through containers; `cargo dsu patch`
+//!   supplies the old definitions as `dsu_old`. An update is transactional: all transformers
+//!   succeed, or nothing changes.
 //!
 //! # Using it
 //!
@@ -65,8 +69,10 @@
 //! * Generic functions, `const fn`, `extern` functions and `async fn` cannot be updateable.
 //! * Updates are applied by the first thread that reaches an update point; other threads may be
 //!   running the previous version of a function at that moment (it stays mapped).
-//! * Types cannot change layout across an update yet: `cargo dsu patch` refuses a changed type,
-//!   and a [`State`] cell refuses code compiled for another fingerprint of its value's type.
+//! * Type changes are supported for types and state cells of the crate root; a changed type may
+//!   not appear in an updateable function's signature (calls are not routed between layouts).
+//! * A state transform copies every value (the old one stays untouched and is never freed): see
+//!   `docs/PERFORMANCE.md` for its throughput.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -143,9 +143,17 @@ impl<A, B: Transform<A>> Transform<RwLock<A>> for RwLock<B> {
     }
 }
 
-impl<K: Clone + Eq + Hash, A, B: Transform<A>> Transform<HashMap<K, A>> for HashMap<K, B> {
-    fn transform(old: &HashMap<K, A>) -> Result<Self, TransformError> {
-        let mut new = HashMap::with_capacity(old.len());
+impl<K, A, B, S> Transform<HashMap<K, A, S>> for HashMap<K, B, S>
+where
+    K: Clone + Eq + Hash,
+    B: Transform<A>,
+    S: std::hash::BuildHasher + Clone,
+{
+    fn transform(old: &HashMap<K, A, S>) -> Result<Self, TransformError> {
+        // The old map's hasher at the old map's capacity: every key lands in the bucket it had,
+        // and the old map is walked in bucket order, so the new table fills front to back
+        // instead of at random (a large map's inserts would otherwise each miss the cache).
+        let mut new = HashMap::with_capacity_and_hasher(old.capacity(), old.hasher().clone());
         for (k, v) in old {
             new.insert(k.clone(), B::transform(v)?);
         }

@@ -1,0 +1,11 @@
+#[dsu::updateable]
+pub struct Entry {
+    pub hits: u64,
+}
+
+#[dsu::transform(from = dsu_old::Entry, default)]
+fn upgrade(old: &dsu_old::Entry) -> Entry {
+    Entry { hits: old.hits }
+}
+
+fn main() {}
