@@ -185,7 +185,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
 
 /// Verifies the patch at `path` and applies it here and now: this call is an update point.
 ///
-/// Call it only where [`update_point`](crate::update_point) could be called. Unlike [`load`], it
+/// Call it only where [`update_point`](fn@crate::update_point) could be called. Unlike [`load`], it
 /// returns the outcome of applying, including a failed state transformer, after which nothing has
 /// changed. Patches queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
