@@ -16,32 +16,15 @@ struct Repo {
     binary: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn commit_version(dir: &Path, version: &str, tag: &str) {
-    write_app(dir, version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", tag]);
-    git(dir, &["tag", tag]);
-}
-
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
         let target = shared_target_dir();
         // A fixed path, so the program's own build stays incremental between runs.
         let dir = target.join("scratch-cli").join("repo");
-        let _ = std::fs::remove_dir_all(dir.join(".git"));
-        std::fs::create_dir_all(&dir).unwrap();
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["config", "user.email", "test@dsu.invalid"]);
-        git(&dir, &["config", "user.name", "dsu tests"]);
-        std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
+        init_repo(&dir);
         for (version, tag) in [("v1.rs", "v1"), ("v2.rs", "v2"), ("v3.rs", "v3")] {
-            commit_version(&dir, version, tag);
+            commit_version(&dir, "app", version, tag);
         }
         for (version, tag) in [
             ("v3-signature.rs", "bad-signature"),
@@ -50,7 +33,7 @@ fn repo() -> &'static Repo {
             ("broken.rs", "broken"),
         ] {
             git(&dir, &["checkout", "-q", "v1"]);
-            commit_version(&dir, version, tag);
+            commit_version(&dir, "app", version, tag);
         }
         git(&dir, &["checkout", "-q", "v1"]);
         write_app(&dir, "v1.rs");
@@ -85,15 +68,6 @@ fn patch(range: &str, extra: &[&str]) -> Output {
     let mut args = vec!["patch", range, "--target-dir", r.target.to_str().unwrap()];
     args.extend_from_slice(extra);
     dsu(&r.dir, &args)
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn stderr(out: &Output) -> String {

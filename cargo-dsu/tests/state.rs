@@ -14,18 +14,6 @@ struct Repo {
     binary: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn commit(dir: &Path, version: &str, tag: &str) {
-    write_package(dir, "store", version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", tag]);
-    git(dir, &["tag", tag]);
-}
-
 /// Tags: v1; v2 (a transformer), v3 (a derived one) from v2; v2-panic and v2-no-transformer
 /// from v1.
 fn repo() -> &'static Repo {
@@ -33,18 +21,13 @@ fn repo() -> &'static Repo {
     REPO.get_or_init(|| {
         let target = shared_target_dir();
         let dir = target.join("scratch-state").join("repo");
-        let _ = std::fs::remove_dir_all(dir.join(".git"));
-        std::fs::create_dir_all(&dir).unwrap();
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["config", "user.email", "test@dsu.invalid"]);
-        git(&dir, &["config", "user.name", "dsu tests"]);
-        std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
-        commit(&dir, "v1.rs", "v1");
-        commit(&dir, "v2.rs", "v2");
-        commit(&dir, "v3.rs", "v3");
+        init_repo(&dir);
+        commit_version(&dir, "store", "v1.rs", "v1");
+        commit_version(&dir, "store", "v2.rs", "v2");
+        commit_version(&dir, "store", "v3.rs", "v3");
         for (version, tag) in [("v2-panic.rs", "v2-panic"), ("v2-no-transformer.rs", "v2-no-transformer")] {
             git(&dir, &["checkout", "-q", "v1"]);
-            commit(&dir, version, tag);
+            commit_version(&dir, "store", version, tag);
         }
         git(&dir, &["checkout", "-q", "v1"]);
         let out = dsu(&dir, &target, &["build"]);
@@ -62,10 +45,6 @@ fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("running cargo-dsu")
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn patch(range: &str) -> String {

@@ -54,6 +54,40 @@ pub fn write_if_changed(path: &Path, content: &[u8]) {
     }
 }
 
+/// Runs git in `dir`, failing the test if it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A fresh repository at `dir` (a fixed path, so builds of the program stay incremental between
+/// runs), ignoring `/target`.
+pub fn init_repo(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir.join(".git"));
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.email", "test@dsu.invalid"]);
+    git(dir, &["config", "user.name", "dsu tests"]);
+    std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
+}
+
+/// Commits the fixture package `fixture` at `version` and tags the commit.
+pub fn commit_version(dir: &Path, fixture: &str, version: &str, tag: &str) {
+    write_package(dir, fixture, version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", tag]);
+    git(dir, &["tag", tag]);
+}
+
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `cargo-dsu` executable of this build.
 pub fn cargo_dsu() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cargo-dsu"))
