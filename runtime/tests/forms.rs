@@ -146,4 +146,11 @@ fn idle_update_point_and_status_outside_cargo_dsu() {
         Err(dsu::Error::Io { .. }) => {}
         other => panic!("expected an I/O error, got {other:?}"),
     }
+    // Built by plain cargo, its function table is not exported: the runtime says so.
+    match dsu::status() {
+        Err(dsu::Error::NotUpdateable { reason }) => {
+            assert!(reason.contains("cargo dsu build"), "{reason}")
+        }
+        other => panic!("expected NotUpdateable, got {other:?}"),
+    }
 }
