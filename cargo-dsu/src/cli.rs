@@ -285,6 +285,7 @@ fn patch(p: &PatchArgs) -> Result<()> {
             source: new,
             output,
             extra_source: report.generated.clone(),
+            routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
         },
     )?;
     status("Finished", patch.display());
@@ -337,6 +338,11 @@ pub fn render_report(r: &Report) -> String {
     );
     section("types changed", &r.types_changed, "");
     section("state cells transformed", &r.cells_transformed, " (at the update point, all or none)");
+    section(
+        "functions routed",
+        &r.functions_routed,
+        " (their signature mentions a changed type: callers in the running program keep the old version)",
+    );
     for refusal in &r.refusals {
         let _ = writeln!(s, "refused: {}:{}: {}", refusal.file, refusal.line, refusal.reason);
     }

@@ -43,6 +43,9 @@ pub struct Report {
     pub types_changed: Vec<ItemRef>,
     /// State cells whose values the patch transforms to a changed type.
     pub cells_transformed: Vec<ItemRef>,
+    /// Updateable functions whose signature mentions a changed type: callers compiled for the
+    /// old layout keep the old version.
+    pub functions_routed: Vec<ItemRef>,
     pub refusals: Vec<Refusal>,
     /// Code `cargo dsu patch` appends to the patch's crate root (old definitions, derived
     /// transformers, cell transforms).
@@ -90,15 +93,27 @@ pub fn compare(crate_name: &str, old_root: &Path, new_root: &Path) -> Result<Rep
     compare_functions(&old, &new, &mut report);
     refuse_changed_statics(&old, &new, &mut report);
     collect_changed_types(&old, &new, &mut report);
-    let functions: Vec<(String, ItemRef, bool, String, String)> = new
-        .0
-        .iter()
-        .filter(|(_, e)| matches!(e.kind, Kind::UpdateableFn | Kind::PlainFn))
-        .map(|(p, e)| (p.clone(), item_ref(p, e), e.kind == Kind::UpdateableFn, e.head.clone(), e.whole.clone()))
-        .collect();
+    let functions = |items: &Items| -> Vec<(String, ItemRef, bool, String, String)> {
+        items
+            .0
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, Kind::UpdateableFn | Kind::PlainFn))
+            .map(|(p, e)| {
+                (p.clone(), item_ref(p, e), e.kind == Kind::UpdateableFn, e.head.clone(), e.whole.clone())
+            })
+            .collect()
+    };
     let changed_types = report.types_changed.clone();
-    report.generated =
-        crate::types::plan(crate_name, old_root, new_root, &changed_types, &functions, &mut report)?.0;
+    report.generated = crate::types::plan(
+        crate_name,
+        old_root,
+        new_root,
+        &changed_types,
+        &functions(&new),
+        &functions(&old),
+        &mut report,
+    )?
+    .0;
     refuse_changed_dependencies(old_root, new_root, &mut report)?;
     for list in [
         &mut report.functions_changed,
@@ -107,6 +122,7 @@ pub fn compare(crate_name: &str, old_root: &Path, new_root: &Path) -> Result<Rep
         &mut report.non_updateable_changed,
         &mut report.types_changed,
         &mut report.cells_transformed,
+        &mut report.functions_routed,
     ] {
         list.sort_by(|a, b| (&a.file, a.line, &a.path).cmp(&(&b.file, b.line, &b.path)));
     }
@@ -483,12 +499,16 @@ mod tests {
         let v2 = V1.replace("pub hits: u32 }", "pub hits: u64 }") + "#[dsu::transform(from = dsu_old::Entry)]\n\
             fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n\
             #[dsu::updateable]\nfn first() -> Option<Entry> { None }\n\
+            #[dsu::updateable]\nfn describe(e: &Entry) -> String { e.name.clone() }\n\
             fn plain() -> usize { STORE.lock().unwrap().len() }\n";
-        let r = cmp("routing", &[("src/main.rs", V1)], &[("src/main.rs", &v2)]);
+        let old = format!("{V1}#[dsu::updateable]\nfn first() -> Option<Entry> {{ STORE.lock().unwrap().values().next().map(|e| Entry {{ name: e.name.clone(), hits: e.hits }}) }}\n\
+            #[dsu::updateable]\nfn describe(e: &Entry) -> String {{ e.name.clone() }}\n");
+        let r = cmp("routing", &[("src/main.rs", &old)], &[("src/main.rs", &v2)]);
         let reasons: Vec<&str> = r.refusals.iter().map(|x| x.reason.as_str()).collect();
         assert_eq!(reasons.len(), 2, "{reasons:?}");
-        assert!(reasons.iter().any(|x| x.contains("signature of `app::first` mentions `Entry`")), "{reasons:?}");
+        assert!(reasons.iter().any(|x| x.contains("cannot route `app::first`") && x.contains("reads `STORE`")), "{reasons:?}");
         assert!(reasons.iter().any(|x| x.contains("`app::plain` uses `STORE`")), "{reasons:?}");
+        assert_eq!(paths(&r.functions_routed), ["app::describe"]);
     }
 
     #[test]

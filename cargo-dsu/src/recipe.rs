@@ -306,6 +306,8 @@ pub struct PatchOptions {
     pub output: PathBuf,
     /// Rust items appended to the crate root (what a type change needs: see `types.rs`).
     pub extra_source: String,
+    /// Functions routed by the patch (see `dsu_abi::Manifest::routed`).
+    pub routed: Vec<String>,
 }
 
 impl PatchOptions {
@@ -323,6 +325,7 @@ impl PatchOptions {
             applies_to,
             output: output.into(),
             extra_source: String::new(),
+            routed: Vec::new(),
         })
     }
 }
@@ -336,6 +339,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
         source_revision: opts.source.revision.clone(),
         source_tree: opts.source.tree.clone(),
         created_by: format!("cargo-dsu {}", env!("CARGO_PKG_VERSION")),
+        routed: opts.routed.clone(),
     };
     let blob = dsu_abi::encode_patch_blob(&manifest);
 

@@ -5,9 +5,11 @@
 //!   `#[dsu::transform(from = dsu_old::T, default)]` on the new type (then derives it, if the change
 //!   is trivial: fields added with `Default`, removed, or reordered), and otherwise refuses and
 //!   prints a stub to paste;
-//! * refuses an updateable function whose signature mentions the type (old callers would pass or
-//!   receive the new layout), and code that is not updateable but uses the type or a transformed
-//!   state cell (the running copy would meet the new layout);
+//! * routes an updateable function whose signature mentions the type: callers compiled for the
+//!   old layout keep its old version, new code gets the new one (the runtime switches only slot
+//!   copies of the same signature). It refuses when the old version reads a transformed state
+//!   cell (it would meet the new layout), and refuses code that is not updateable but uses the
+//!   type or a transformed cell;
 //! * generates, appended to the patch's crate root: `mod dsu_old` with the old revision's
 //!   definitions, the derived transformers, and one exported `CellTransform` per state cell whose
 //!   type mentions a changed type.
@@ -88,6 +90,7 @@ pub fn plan(
     new_root: &Path,
     changed: &[ItemRef],
     new_functions: &[(String, ItemRef, bool, String, String)],
+    old_functions: &[(String, ItemRef, bool, String, String)],
     report: &mut Report,
 ) -> Result<Generated> {
     if changed.is_empty() {
@@ -218,16 +221,21 @@ pub fn plan(
     // Code that would meet the new layout without being replaced.
     for (path, at, updateable, head, whole) in new_functions {
         if *updateable {
-            if let Some(t) = ok.iter().find(|t| mentions(head, t)) {
-                report.refusals.push(Refusal {
-                    file: at.file.clone(),
-                    line: at.line,
+            let Some(t) = ok.iter().find(|t| mentions(head, t)) else { continue };
+            let old = old_functions.iter().find(|(p, ..)| p == path);
+            let Some((_, old_at, _, _, old_whole)) = old else { continue };
+            match cell_statics.iter().find(|c| mentions(old_whole, c)) {
+                Some(cell) => report.refusals.push(Refusal {
+                    file: old_at.file.clone(),
+                    line: old_at.line,
                     reason: format!(
-                        "the signature of `{path}` mentions `{t}`, whose layout changes: callers in \
-                         the running program would pass or receive the old layout. Keep `{t}` out \
-                         of updateable signatures (pass an id, or a type that does not change)"
+                        "cannot route `{path}`: its signature mentions `{t}`, whose layout changes, \
+                         so callers in the running program keep its old version, and that version \
+                         reads `{cell}`, whose values change type. Stop reading `{cell}` in \
+                         functions whose signature mentions `{t}`"
                     ),
-                });
+                }),
+                None => report.functions_routed.push(at.clone()),
             }
         } else if let Some(t) = ok.iter().chain(&cell_statics).find(|t| mentions(whole, t)) {
             report.refusals.push(Refusal {

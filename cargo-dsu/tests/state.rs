@@ -76,7 +76,7 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
 
     // Entry gains `tags`, loses `legacy`, `hits` widens: every entry is carried over.
     let v2 = patch("v1..v2");
-    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store");
+    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::describe");
     assert_eq!(host.send("summary"), format!("v2 entries={ENTRIES} hits={HITS} legacy=50000"));
     assert_eq!(host.send("get k12344"), "v2 k12344 hits=344 tags=[\"legacy\"]");
     assert_eq!(host.send("get k12345"), "v2 k12345 hits=345 tags=[]");
@@ -84,7 +84,7 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
 
     // Chained: v2 -> v3 with a derived transformer (a new field from Default).
     let v3 = patch("v2..v3");
-    assert_eq!(host.send(&format!("apply {v3}")), "applied cells=store");
+    assert_eq!(host.send(&format!("apply {v3}")), "applied cells=store routed=store::describe");
     assert_eq!(host.send("get k12344"), "v3 k12344 hits=344 tags=[] score=0", "new field from Default");
     assert_eq!(host.send("get k100000"), "v3 k100000 hits=0 tags=[] score=0");
     assert_eq!(host.send(&format!("fill {}", ENTRIES + 2)), (ENTRIES + 2).to_string());

@@ -22,7 +22,7 @@ pub const PATCH_MAGIC: [u8; 8] = *b"DSUPATCH";
 /// Bumped when a reader of the previous major could misread a patch.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Bumped when fields are appended.
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 
 /// Dynamic symbol holding a patch's header and manifest (a byte array, see [`encode_patch_blob`]).
 pub const HEADER_SYMBOL: &str = "__dsu_patch";
@@ -421,6 +421,10 @@ pub struct Manifest {
     pub source_tree: String,
     /// Version of the tool that made the patch.
     pub created_by: String,
+    /// Functions whose signature changes with a type the patch changes (format 1.1). For these,
+    /// callers compiled against the old layout keep the old version; only copies of the slot
+    /// with the new signature switch.
+    pub routed: Vec<String>,
 }
 
 /// Bytes of the fixed header: magic, major, minor, flags, manifest length.
@@ -476,6 +480,11 @@ pub fn encode_patch_blob(manifest: &Manifest) -> Vec<u8> {
     put(&manifest.source_revision);
     put(&manifest.source_tree);
     put(&manifest.created_by);
+    body.extend_from_slice(&(manifest.routed.len() as u32).to_le_bytes());
+    for r in &manifest.routed {
+        body.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        body.extend_from_slice(r.as_bytes());
+    }
 
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&PATCH_MAGIC);
@@ -496,7 +505,7 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
         return Err(DecodeError::Truncated { needed, found: bytes.len() });
     }
     let mut rest = &bytes[HEADER_LEN..needed];
-    let mut take = |what: &'static str| -> Result<String, DecodeError> {
+    fn take_from(rest: &mut &[u8], what: &'static str) -> Result<String, DecodeError> {
         if rest.len() < 4 {
             return Err(DecodeError::Truncated { needed: 4, found: rest.len() });
         }
@@ -505,24 +514,41 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
             return Err(DecodeError::Truncated { needed: 4 + n, found: rest.len() });
         }
         let s = core::str::from_utf8(&rest[4..4 + n]).map_err(|_| DecodeError::NotUtf8(what))?;
-        rest = &rest[4 + n..];
+        *rest = &rest[4 + n..];
         Ok(String::from(s))
-    };
+    }
+    macro_rules! take {
+        ($what:expr) => {
+            take_from(&mut rest, $what)
+        };
+    }
     let applies_to = BuildIdentity {
-        crate_name: take("crate")?,
-        revision: take("revision")?,
-        tree: take("tree")?,
-        rustc: take("rustc")?,
-        target: take("target")?,
-        profile: take("profile")?,
-        deps: take("deps")?,
+        crate_name: take!("crate")?,
+        revision: take!("revision")?,
+        tree: take!("tree")?,
+        rustc: take!("rustc")?,
+        target: take!("target")?,
+        profile: take!("profile")?,
+        deps: take!("deps")?,
     };
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         applies_to,
-        source_revision: take("source revision")?,
-        source_tree: take("source tree")?,
-        created_by: take("created by")?,
+        source_revision: take!("source revision")?,
+        source_tree: take!("source tree")?,
+        created_by: take!("created by")?,
+        routed: Vec::new(),
     };
+    // 1.1: routed functions (absent in 1.0 patches).
+    if header.minor >= 1 {
+        if rest.len() < 4 {
+            return Err(DecodeError::Truncated { needed: 4, found: rest.len() });
+        }
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        rest = &rest[4..];
+        for _ in 0..n {
+            manifest.routed.push(take!("routed function")?);
+        }
+    }
     // Fields appended by later minor versions follow here and are ignored.
     Ok((header, manifest))
 }
@@ -551,6 +577,7 @@ mod tests {
             source_revision: "def".into(),
             source_tree: "t2".into(),
             created_by: "dsu 0.1.0".into(),
+            routed: alloc::vec!["app::describe".into()],
         };
         let blob = encode_patch_blob(&m);
         let (h, back) = decode_patch_blob(&blob).unwrap();

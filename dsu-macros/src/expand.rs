@@ -314,8 +314,13 @@ fn dispatcher(
     let fn_ty = &shape.fn_ty;
     let sig_text = fn_ty.to_token_stream().to_string();
     let sig_hash = dsu_abi::fnv128(sig_text.as_bytes());
+    // Size and alignment of every type, and its structural fingerprint where it has one: a
+    // layout change of an updateable type in the signature changes the fingerprint.
     let layouts = shape.layout_types.iter().map(|t| {
-        quote!(.with_layout(::core::mem::size_of::<#t>(), ::core::mem::align_of::<#t>()))
+        quote! {
+            .with_layout(::core::mem::size_of::<#t>(), ::core::mem::align_of::<#t>())
+            .with(::dsu::__private::Probe::<#t>::FP)
+        }
     });
 
     let body_text = match &f.owner {
@@ -394,6 +399,8 @@ fn dispatcher(
             const __DSU_PATH: &str = ::core::concat!(::core::module_path!(), "::", #local);
             const __DSU_BUILD: &str =
                 ::dsu::__private::build_identity(::core::option_env!(#build_env));
+            #[allow(unused_imports)]
+            use ::dsu::__private::ProbeFallback as _;
             const __DSU_SIG: ::dsu::__private::Fingerprint =
                 ::dsu::__private::Fingerprint::from_u128(#sig_hash) #(#layouts)*;
             #[used]

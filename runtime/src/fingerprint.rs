@@ -122,6 +122,31 @@ tuples!(
     (A, B, C, D, E, F, G, H),
 );
 
+impl<T: Fingerprinted + ?Sized> Fingerprinted for &T {
+    const FINGERPRINT: Fingerprint = leaf::<&T>("&").with(T::FINGERPRINT);
+}
+
+impl<T: Fingerprinted + ?Sized> Fingerprinted for &mut T {
+    const FINGERPRINT: Fingerprint = leaf::<&mut T>("&mut").with(T::FINGERPRINT);
+}
+
+/// `Probe::<T>::FP`: `T`'s structural fingerprint when it has one, and zero otherwise, in const
+/// context. The inherent constant applies when its bound holds; otherwise path resolution falls
+/// back to [`ProbeFallback`]'s (which must be in scope). Signature fingerprints use it, so a
+/// layout change of an updateable type in a signature changes the signature's fingerprint.
+pub struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+
+/// The fallback of [`Probe`]: no structural fingerprint.
+pub trait ProbeFallback {
+    const FP: Fingerprint = Fingerprint([0; 16]);
+}
+
+impl<T: ?Sized> ProbeFallback for Probe<T> {}
+
+impl<T: Fingerprinted + ?Sized> Probe<T> {
+    pub const FP: Fingerprint = T::FINGERPRINT;
+}
+
 #[cfg(feature = "bytes")]
 impl Fingerprinted for bytes::Bytes {
     const FINGERPRINT: Fingerprint = leaf::<bytes::Bytes>("bytes::Bytes");
@@ -136,6 +161,14 @@ impl Fingerprinted for bytes::BytesMut {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn probe_sees_fingerprints_where_there_are_some() {
+        struct Opaque;
+        assert_eq!(Probe::<u32>::FP, u32::FINGERPRINT);
+        assert_eq!(Probe::<&str>::FP, <&str>::FINGERPRINT);
+        assert_eq!(Probe::<Opaque>::FP, Fingerprint([0; 16]));
+    }
 
     #[test]
     fn containers_see_their_elements() {

@@ -69,8 +69,9 @@
 //! * Generic functions, `const fn`, `extern` functions and `async fn` cannot be updateable.
 //! * Updates are applied by the first thread that reaches an update point; other threads may be
 //!   running the previous version of a function at that moment (it stays mapped).
-//! * Type changes are supported for types and state cells of the crate root; a changed type may
-//!   not appear in an updateable function's signature (calls are not routed between layouts).
+//! * Type changes are supported for types and state cells of the crate root. A function whose
+//!   signature mentions a changed type is routed: code compiled for the old layout keeps calling
+//!   the old version, code compiled for the new one calls the new version.
 //! * A state transform copies every value (the old one stays untouched and is never freed): see
 //!   `docs/PERFORMANCE.md` for its throughput.
 
@@ -103,6 +104,7 @@ pub mod __private {
     pub use crate::slot::Slot;
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
+    pub use crate::fingerprint::{Probe, ProbeFallback};
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 

@@ -34,6 +34,9 @@ pub struct LoadReport {
     pub added: Vec<String>,
     /// State cells whose type the patch changes (transformed when it is applied).
     pub cells: Vec<String>,
+    /// Functions whose signature changes with a changed type: callers compiled for the old
+    /// layout keep the old version.
+    pub routed: Vec<String>,
 }
 
 /// Verifies the patch at `path` and queues it; the next update point applies it.
@@ -92,7 +95,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
     let mut changed = Vec::new();
     let mut added = Vec::new();
     for (_, _, info) in &table {
+        let routed = manifest.routed.iter().any(|r| r == info.path);
         match rt.expected_fn(info.path) {
+            // A routed function changes signature with a changed type: old callers keep the old
+            // version, which the runtime leaves in their slots.
+            Some((signature, _)) if signature != info.signature && routed => {
+                changed.push(info.path.to_string())
+            }
             Some((signature, _)) if signature != info.signature => {
                 return Err(Error::SignatureMismatch {
                     path,
@@ -178,6 +187,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         changed,
         added,
         cells: cells.iter().map(|c| c.name.to_string()).collect(),
+        routed: manifest.routed.clone(),
     };
     rt.queue(PreparedPatch { path, target, functions, cells });
     Ok(report)

@@ -45,10 +45,14 @@ unsafe impl Send for CodePtr {}
 
 /// What the running program (or the version pending patches will reach) has for one function.
 struct FnRecord {
+    /// The signature of the newest version.
     signature: Fingerprint,
     body: u64,
-    /// Every copy of this function's slot: the host's and each applied patch's.
-    copies: Vec<&'static AtomicPtr<()>>,
+    /// Every copy of this function's slot (the host's and each applied patch's), with the
+    /// signature the code around it was compiled for. A new implementation goes only into copies
+    /// of its own signature: after a routed change, callers compiled for the old layout keep the
+    /// old version.
+    copies: Vec<(&'static AtomicPtr<()>, Fingerprint)>,
 }
 
 /// One function of a verified patch.
@@ -200,14 +204,16 @@ impl Runtime {
                 body: f.body,
                 copies: Vec::new(),
             });
-            debug_assert_eq!(record.signature, f.signature, "verified at load");
             // The patch's own slot already holds the patch's code: identical code when the
             // function is unchanged, the new code when it changed.
-            record.copies.push(f.slot);
+            record.copies.push((f.slot, f.signature));
             if f.changed || switch_all {
-                for copy in &record.copies {
-                    copy.store(f.imp.0 as *mut (), Ordering::Release);
+                for (copy, signature) in &record.copies {
+                    if *signature == f.signature {
+                        copy.store(f.imp.0 as *mut (), Ordering::Release);
+                    }
                 }
+                record.signature = f.signature;
                 record.body = f.body;
                 changed.push(f.path);
             }
@@ -286,7 +292,11 @@ fn read_host() -> Result<Runtime, Error> {
         expected_fns.insert(f.info.path.to_string(), (f.info.signature, f.info.body));
         live.insert(
             f.info.path.to_string(),
-            FnRecord { signature: f.info.signature, body: f.info.body, copies: vec![f.slot] },
+            FnRecord {
+                signature: f.info.signature,
+                body: f.info.body,
+                copies: vec![(f.slot, f.info.signature)],
+            },
         );
     }
     Ok(Runtime {
