@@ -55,5 +55,17 @@ fn update_point(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, calls, update_point);
+static COUNTER: dsu::State<std::sync::atomic::AtomicU64> =
+    dsu::State::new("bench-counter", || std::sync::atomic::AtomicU64::new(0));
+static PLAIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn state_access(c: &mut Criterion) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut g = c.benchmark_group("state");
+    g.bench_function("plain_static_load", |b| b.iter(|| black_box(PLAIN.load(Relaxed))));
+    g.bench_function("cell_get_load", |b| b.iter(|| black_box(COUNTER.get().load(Relaxed))));
+    g.finish();
+}
+
+criterion_group!(benches, calls, update_point, state_access);
 criterion_main!(benches);
