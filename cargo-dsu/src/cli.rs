@@ -58,10 +58,10 @@ pub fn classify(e: &anyhow::Error) -> Failure {
 pub struct Refused(pub String);
 
 #[derive(Parser)]
-#[command(bin_name = "cargo", version, about = "Dynamic software updating for Rust programs")]
+#[command(name = "cargo", bin_name = "cargo", version, about = "Dynamic software updating for Rust programs")]
 pub enum Cargo {
     /// Build updateable programs, and patches that replace their code while they run.
-    #[command(after_help = EXIT_CODES)]
+    #[command(version, after_help = EXIT_CODES)]
     Dsu(DsuArgs),
 }
 
