@@ -1,0 +1,4 @@
+#[dsu::updateable]
+const LIMIT: u32 = 10;
+
+fn main() {}
