@@ -34,7 +34,7 @@ impl Input {
                     }
                     other => Err(syn::Error::new_spanned(
                         other,
-                        "#[dsu::updateable] goes on a function or an impl block",
+                        "#[dsu::updateable] goes on a function, an impl block, a struct or an enum",
                     )),
                 }
             }

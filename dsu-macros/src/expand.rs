@@ -59,14 +59,22 @@ pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut f = match syn::parse2::<syn::ItemFn>(input.clone()) {
         Ok(f) => f,
         Err(_) => {
-            let e = syn::Error::new(
-                Span::call_site(),
-                "#[dsu::update_point] goes on a function; inside a loop, call \
-                 `dsu::update_point()` instead",
-            );
+            let msg = "#[dsu::update_point] goes on a function; inside a loop, call \
+                       `dsu::update_point()` instead";
+            let e = match syn::parse2::<Item>(input.clone()) {
+                Ok(item) => syn::Error::new_spanned(item, msg),
+                Err(_) => syn::Error::new(Span::call_site(), msg),
+            };
             return fallback(e, input);
         }
     };
+    if let Some(c) = &f.sig.constness {
+        errors.spanned(
+            c,
+            "#[dsu::update_point] cannot go on a `const fn`: applying a patch happens at run time. \
+             Remove `const`, or call `dsu::update_point()` from a caller",
+        );
+    }
     if let Err(e) = errors.finish() {
         return fallback(e, input);
     }
@@ -102,7 +110,7 @@ fn refusal_for_item(item: &Item) -> String {
         Item::ForeignMod(_) => "an extern block",
         _ => "this item",
     };
-    format!("#[dsu::updateable] goes on a function or an impl block, not on {kind}")
+    format!("#[dsu::updateable] goes on a function, an impl block, a struct or an enum, not on {kind}")
 }
 
 enum TypeShape<'a> {
@@ -240,23 +248,37 @@ fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
 
 fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>]) -> TokenStream {
     let self_ty = &item.self_ty;
+    let impl_hash = dsu_abi::body_hash(&item.to_token_stream().to_string());
     let mut out = item.clone();
     let mut hidden = Vec::new();
     let mut fn_iter = fns.iter();
     for impl_item in &mut out.items {
         let ImplItem::Fn(m) = impl_item else { continue };
         let f = fn_iter.next().expect("one UpdateableFn per method");
-        let hidden_name = hidden_method_name(f);
+        let hidden_name = hidden_method_name(f, impl_hash);
         let mut imp: ImplItemFn = m.clone();
         imp.sig.ident = hidden_name.clone();
         imp.vis = syn::Visibility::Inherited;
         imp.attrs = lint_attrs(f.attrs);
+        // A method that is configured out must be configured out in its hidden copy too.
+        imp.attrs.extend(
+            f.attrs.iter().filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")).cloned(),
+        );
         imp.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         imp.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
         if let Owner::Trait { .. } = &f.owner {
             // The body moves from the trait impl into an inherent impl, where `Self::Item`
             // would be ambiguous: spell the trait out.
             QualifyAssoc(&f.owner).visit_impl_item_fn_mut(&mut imp);
+            // Inside the trait impl the trait's methods were callable as `self.m()`; in the
+            // inherent impl they are only if the trait is in scope.
+            if let Owner::Trait { trait_path, .. } = &f.owner {
+                let mut path = (*trait_path).clone();
+                for seg in &mut path.segments {
+                    seg.arguments = syn::PathArguments::None;
+                }
+                imp.block.stmts.insert(0, syn::parse_quote!(#[allow(unused_imports)] use #path as _;));
+            }
         }
         hidden.push(imp);
 
@@ -289,14 +311,17 @@ fn lint_attrs(attrs: &[syn::Attribute]) -> Vec<syn::Attribute> {
         .collect()
 }
 
-fn hidden_method_name(f: &UpdateableFn<'_>) -> Ident {
+/// The hidden method's name. For a trait method it carries a hash of the whole impl block: two
+/// traits written alike (`Handler`, imported from two modules) implemented for one type must not
+/// collide. Hidden names are internal: host and patch never need to agree on them.
+fn hidden_method_name(f: &UpdateableFn<'_>, impl_hash: u64) -> Ident {
     match &f.owner {
         Owner::Trait { trait_path, .. } => {
             let t: String = tokens_text(trait_path)
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
-            format_ident!("__dsu_impl_{}_{}", t, f.sig.ident)
+            format_ident!("__dsu_impl_{}_{}_{:08x}", t, f.sig.ident, impl_hash as u32)
         }
         _ => format_ident!("__dsu_impl_{}", f.sig.ident),
     }
@@ -440,22 +465,22 @@ impl FnShape {
         let mut inputs: Vec<Type> = Vec::new();
         let mut receiver_lt = None;
         if let Some(r) = f.receiver {
-            let self_ty = f.owner.self_ty().expect("receiver implies an impl");
-            let ty: Type = match &r.reference {
-                Some((_, lt)) => {
-                    let lt = match lt {
-                        Some(lt) => lt.clone(),
-                        None => {
-                            lifetimes.push(self_lt.clone());
-                            self_lt.clone()
-                        }
-                    };
-                    receiver_lt = Some(lt.clone());
-                    let m = &r.mutability;
-                    syn::parse_quote!(&#lt #m #self_ty)
+            // `&self`, `&'a self`, `self: &Self`, `self: Pin<&Self>`… all arrive as a type
+            // (syn spells `&self` as `&Self`). An explicit lifetime other than `'_` is the
+            // receiver's; elided ones get a name, since in a method they are what elided output
+            // lifetimes borrow from, and a fn pointer type has no such rule.
+            let mut ty = substitute_self(&r.ty, &f.owner);
+            match r.reference.as_ref().and_then(|(_, lt)| lt.clone()).filter(|lt| lt.ident != "_") {
+                Some(lt) => receiver_lt = Some(lt),
+                None => {
+                    let mut namer = NameElided(&self_lt, 0);
+                    namer.visit_type_mut(&mut ty);
+                    if namer.1 > 0 {
+                        lifetimes.push(self_lt.clone());
+                        receiver_lt = Some(self_lt.clone());
+                    }
                 }
-                None => substitute_self(&r.ty, &f.owner),
-            };
+            }
             inputs.push(ty);
         }
         for (_, ty) in &f.args {
@@ -468,7 +493,7 @@ impl FnShape {
                 if let Some(lt) = &receiver_lt {
                     // In a method, elided output lifetimes borrow from `self`; a fn pointer type
                     // has no such rule, so name it.
-                    NameElided(lt).visit_type_mut(&mut ty);
+                    NameElided(lt, 0).visit_type_mut(&mut ty);
                 }
                 Some(ty)
             }
@@ -562,13 +587,16 @@ impl VisitMut for QualifyAssoc<'_, '_> {
     }
 }
 
-/// Gives elided lifetimes (`&T`, `'_`) the receiver's lifetime.
-struct NameElided<'a>(&'a Lifetime);
+/// Gives elided lifetimes (`&T`, `'_`) the receiver's lifetime; counts how many it named.
+/// Lifetimes hidden in a path (`Iter<u8>` for `Iter<'_, u8>`) cannot be seen without type
+/// information: write them out (`Iter<'_, u8>`).
+struct NameElided<'a>(&'a Lifetime, usize);
 
 impl VisitMut for NameElided<'_> {
     fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
         if r.lifetime.is_none() {
             r.lifetime = Some(self.0.clone());
+            self.1 += 1;
         }
         syn::visit_mut::visit_type_reference_mut(self, r);
     }
@@ -576,11 +604,19 @@ impl VisitMut for NameElided<'_> {
     fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
         if l.ident == "_" {
             *l = self.0.clone();
+            self.1 += 1;
         }
     }
 
     fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {
         // Elided lifetimes inside a fn pointer type belong to that type.
+    }
+
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+        // Likewise inside `Fn(&str) -> &str` sugar.
     }
 }
 
@@ -606,4 +642,9 @@ impl VisitMut for StaticLifetimes {
     }
 
     fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+
+    fn visit_bound_lifetimes_mut(&mut self, _: &mut syn::BoundLifetimes) {
+        // `for<'x>` declares its lifetimes; uses of them below may become `'static` (layout
+        // does not depend on them), the declarations stay.
+    }
 }

@@ -185,13 +185,47 @@ pub fn check_impl(item: &ItemImpl, errors: &mut Errors) {
         );
     }
     if let Some(u) = &item.unsafety {
-        errors.spanned(u, "#[dsu::updateable] cannot be put on an `unsafe impl`");
+        errors.spanned(
+            u,
+            "#[dsu::updateable] cannot be put on an `unsafe impl`: its methods' safety contract \
+             is the trait's, which a patch cannot be checked against. Keep the unsafe impl thin \
+             and call updateable functions from it",
+        );
     }
     if let Some(d) = &item.defaultness {
-        errors.spanned(d, "#[dsu::updateable] cannot be put on a `default impl`");
+        errors.spanned(
+            d,
+            "#[dsu::updateable] cannot be put on a `default impl`: a specialisable method has no \
+             single implementation for a slot to hold",
+        );
     }
+    no_inherent_impl_possible(&item.self_ty, errors);
     if let Type::ImplTrait(_) = &*item.self_ty {
         errors.spanned(&item.self_ty, "#[dsu::updateable] needs a concrete self type");
+    }
+}
+
+/// The original bodies move into a hidden inherent `impl` of the self type, which Rust allows
+/// only for nominal types of this crate: not for references, pointers, tuples, arrays, slices,
+/// trait objects or primitives. (A type of another crate gets rustc's own error, E0116.)
+fn no_inherent_impl_possible(self_ty: &Type, errors: &mut Errors) {
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32",
+        "i64", "i128", "isize", "f32", "f64",
+    ];
+    let refused = match self_ty {
+        Type::Path(p) => p.qself.is_none() && PRIMITIVES.iter().any(|t| p.path.is_ident(t)),
+        Type::Reference(_) | Type::Ptr(_) | Type::Tuple(_) | Type::Array(_) | Type::Slice(_)
+        | Type::TraitObject(_) | Type::BareFn(_) | Type::Never(_) => true,
+        _ => false,
+    };
+    if refused {
+        errors.spanned(
+            self_ty,
+            "#[dsu::updateable] needs an impl for a struct or enum of this crate: the original \
+             bodies are kept in a hidden inherent impl, which Rust does not allow for this type. \
+             Implement the trait for a wrapper type of your own",
+        );
     }
 }
 
