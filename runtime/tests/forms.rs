@@ -154,3 +154,71 @@ fn idle_update_point_and_status_outside_cargo_dsu() {
         other => panic!("expected NotUpdateable, got {other:?}"),
     }
 }
+
+/// Forms that once broke the expansion.
+mod receivers_and_traits {
+    pub mod shapes {
+        pub trait Named {
+            fn name(&self) -> String;
+            fn shout(&self) -> String;
+        }
+    }
+
+    pub struct Tag(pub String);
+
+    #[dsu::updateable]
+    impl Tag {
+        /// A typed receiver: the output borrows from `self`.
+        pub fn pick(self: &Self, other: &str) -> &str {
+            if self.0.len() >= other.len() { &self.0 } else { "" }
+        }
+
+        /// An anonymous receiver lifetime.
+        pub fn first<'a>(&'_ self, _k: &'a str) -> &str {
+            &self.0[..1]
+        }
+
+        pub fn pinned(self: std::pin::Pin<&Self>, _k: &str) -> &str {
+            &self.get_ref().0
+        }
+
+        /// Configured out: its hidden copy must be too.
+        #[cfg(any())]
+        pub fn gone(&self) -> DoesNotExist {
+            DoesNotExist
+        }
+
+        /// `Fn` sugar in the output keeps its own elided lifetimes.
+        pub fn measurer(&self) -> Box<dyn Fn(&str) -> usize + '_> {
+            Box::new(move |s| s.len() + self.0.len())
+        }
+    }
+
+    /// The trait is used by path, not imported: its methods must still be callable inside.
+    #[dsu::updateable]
+    impl shapes::Named for Tag {
+        fn name(&self) -> String {
+            self.0.clone()
+        }
+        fn shout(&self) -> String {
+            self.name().to_uppercase()
+        }
+    }
+
+    #[dsu::updateable]
+    fn apply(f: &dyn for<'x> Fn(&'x str) -> &'x str) -> usize {
+        f("abc").len()
+    }
+
+    #[test]
+    fn they_compile_and_behave() {
+        use shapes::Named;
+        let t = Tag("long".into());
+        assert_eq!(t.pick("ab"), "long");
+        assert_eq!(t.first("x"), "l");
+        assert_eq!(std::pin::Pin::new(&t).pinned("x"), "long");
+        assert_eq!(t.measurer()("ab"), 6);
+        assert_eq!(t.shout(), "LONG");
+        assert_eq!(apply(&|s| &s[1..]), 2);
+    }
+}

@@ -1,0 +1,6 @@
+#[dsu::update_point]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {}
