@@ -33,6 +33,9 @@ pub const FN_LINK_PREFIX: &str = "__dsu_link_";
 /// Prefix of the dynamic symbol of one state cell's transform in a patch (a `dsu::CellTransform`,
 /// read only after the patch's identity and functions have been verified).
 pub const CELL_TRANSFORM_PREFIX: &str = "__dsu_cell_";
+/// Prefix of a patch's exported inverse state-cell transforms (`CellTransform` from the patch's
+/// type back to the type it replaced), used to roll the patch back.
+pub const CELL_INVERSE_PREFIX: &str = "__dsu_uncell_";
 /// Glob the host exports dynamically so the runtime finds its own function table.
 pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 /// Environment variable through which the build recipe hands the build identity to the macros.

@@ -81,6 +81,7 @@ mod elf;
 mod error;
 mod fingerprint;
 mod load;
+mod quiesce;
 mod slot;
 mod state;
 mod sync;
@@ -102,6 +103,7 @@ pub use dsu_abi::{BuildIdentity, Fingerprint};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::slot::Slot;
+    pub use crate::quiesce::Tracked;
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::fingerprint::{Probe, ProbeFallback};
