@@ -5,7 +5,7 @@ use dsu_abi::Fingerprint;
 use std::path::PathBuf;
 
 /// A refused patch, or a misused runtime.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The patch file could not be read.
@@ -13,7 +13,7 @@ pub enum Error {
     Io {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
 
     /// The file is not a shared library at all (random bytes, a text file, an object file).
@@ -81,6 +81,20 @@ pub enum Error {
     /// The running program cannot take patches.
     #[error("the running program is not updateable: {reason}")]
     NotUpdateable { reason: String },
+
+    /// The program did not reach a moment when every registered thread was at an update point
+    /// or idle before the update timeout; the update was abandoned and nothing changed.
+    #[error(
+        "update abandoned after {waited:?}: these threads were still running updateable code, \
+         not at an update point or idle: {}. Nothing changed; the program keeps its version. Add \
+         update points to their loops, or declare their blocking waits with `dsu::idle`",
+        running.join(", ")
+    )]
+    UpdateTimeout { waited: std::time::Duration, running: Vec<String> },
+
+    /// A rollback cannot be done.
+    #[error("rollback refused: {reason}. Nothing changed; the program keeps its version")]
+    RollbackRefused { reason: String },
 
     /// A state cell was asked for with another type than the one it holds.
     #[error(

@@ -94,7 +94,13 @@ pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
 pub use transform::{CellTransform, Transform, TransformError};
 pub use state::State;
-pub use update::{is_pending, status, update_point, AppliedPatch, Status};
+pub use quiesce::{
+    idle, registered_threads, set_update_timeout, update_timeout, IdleGuard, DEFAULT_UPDATE_TIMEOUT,
+};
+pub use update::{
+    is_pending, rollback, rollback_and_wait, status, update_point, AppliedPatch, RollbackReport,
+    Status, UpdateKind,
+};
 
 /// The build identity and fingerprint types, for programs that report them.
 pub use dsu_abi::{BuildIdentity, Fingerprint};

@@ -45,7 +45,7 @@ pub struct LoadReport {
 /// patches are checked against that version.
 pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
     let path = path.as_ref().to_path_buf();
-    let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
         ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
@@ -73,6 +73,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         .map(|s| s.name)
         .collect();
 
+    let inverse_symbols: Vec<&str> = file
+        .symbols_with_prefix(dsu_abi::CELL_INVERSE_PREFIX)
+        .map_err(elf_err)?
+        .iter()
+        .map(|s| s.name)
+        .collect();
+
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
         let info = FnInfoView::parse(sym.bytes).map_err(|e| Error::Malformed {
@@ -82,6 +89,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         table.push((sym.name, sym.bytes, info));
     }
 
+    // The loading thread takes part in the update protocol: a patch never applies behind the back
+    // of the code that loaded it, only at its next update point or idle section.
+    crate::quiesce::register_running();
     let mut guard = update::lock();
     let rt = update::runtime(&mut guard)?;
     if let Some((field, running, patch)) = rt.expected().first_difference(&manifest.applies_to) {
@@ -159,14 +169,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
 
     let mut cells = Vec::with_capacity(cell_symbols.len());
     for name in cell_symbols {
-        // SAFETY: the symbol is data; reading it as a pointer gives its address.
-        let addr = unsafe { lib.get::<*const CellTransform>(name.as_bytes()) }
-            .map(|s| *s)
-            .map_err(|e| Error::Inconsistent { path: path.clone(), reason: format!("symbol {name}: {e}") })?;
-        // SAFETY: `cargo dsu patch` exports a `CellTransform` under every such name; the library
-        // is never unloaded. Its layout is this runtime's: the patch links this very runtime
-        // (the identity's dependency-library hash was checked above).
-        let ct: &'static CellTransform = unsafe { &*addr };
+        // SAFETY: `name` is a cell-transform symbol of this verified patch; `lib` is leaked.
+        let ct: &'static CellTransform = unsafe { cell_transform(lib, name) }
+            .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
         if let Some(running) = rt.expected_cell(ct.name) {
             if running != ct.from {
                 return Err(Error::StateMismatch {
@@ -180,6 +185,15 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         cells.push(ct);
     }
 
+    let mut inverse = Vec::with_capacity(inverse_symbols.len());
+    for name in inverse_symbols {
+        // SAFETY: `name` is an inverse cell-transform symbol of this verified patch; `lib` is
+        // leaked.
+        let ct: &'static CellTransform = unsafe { cell_transform(lib, name) }
+            .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        inverse.push(ct);
+    }
+
     let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
     let report = LoadReport {
         path: path.clone(),
@@ -189,18 +203,23 @@ pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
         cells: cells.iter().map(|c| c.name.to_string()).collect(),
         routed: manifest.routed.clone(),
     };
-    rt.queue(PreparedPatch { path, target, functions, cells });
+    rt.queue(PreparedPatch { path, target, functions, cells, inverse });
+    drop(guard);
+    crate::quiesce::open_round();
     Ok(report)
 }
 
-/// Verifies the patch at `path` and applies it here and now: this call is an update point.
+/// Verifies the patch at `path`, queues it, and waits here, as at an update point, until it is
+/// applied or refused: this call is an update point.
 ///
 /// Call it only where [`update_point`](fn@crate::update_point) could be called. Unlike [`load`], it
-/// returns the outcome of applying, including a failed state transformer, after which nothing has
-/// changed. Patches queued earlier are applied first.
+/// returns the outcome of applying: a failed state transformer, or a timeout waiting for the
+/// other threads ([`Error::UpdateTimeout`]), after either of which nothing has changed. Patches
+/// queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
     let report = load(path)?;
-    update::apply_now()?;
+    let round = crate::quiesce::open_round();
+    crate::quiesce::wait_for(round)?;
     Ok(report)
 }
 
@@ -234,6 +253,22 @@ pub(crate) fn host_functions() -> Result<Vec<HostFn<'static>>, Error> {
         out.push(HostFn { info, slot: link.slot });
     }
     Ok(out)
+}
+
+/// The `CellTransform` the patch exports as `name`.
+///
+/// # Safety
+/// `name` must be a cell-transform symbol (either prefix) of a patch verified for this program,
+/// and `lib` must stay mapped for the rest of the process.
+unsafe fn cell_transform(lib: &'static Library, name: &str) -> Result<&'static CellTransform, String> {
+    // SAFETY: the symbol is data; reading it as a pointer gives its address.
+    let addr = unsafe { lib.get::<*const CellTransform>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("symbol {name}: {e}"))?;
+    // SAFETY: `cargo dsu patch` exports a `CellTransform` under every such name; the library is
+    // never unloaded. Its layout is this runtime's: the patch links this very runtime (the
+    // identity's dependency-library hash was checked before this is called).
+    Ok(unsafe { &*addr })
 }
 
 struct Link {

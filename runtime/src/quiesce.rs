@@ -1,11 +1,416 @@
-//! The multi-threaded update protocol (work in progress: the interface used by generated code).
+//! The multi-threaded update protocol: an update is applied only at a moment when every thread
+//! that takes part is at an update point or idle.
+//!
+//! **Registration.** A thread takes part from its first use of the runtime: its first update
+//! point, idle section ([`idle`], [`IdleGuard`]) or poll of an updateable `async fn`'s future.
+//! Each registered thread has a state: *running* (in updateable code), *idle* (blocked outside
+//! it) or *parked* (waiting at an update point). A thread first seen polling an updateable future
+//! is an executor thread (a tokio worker, for example): it counts as running only while it polls
+//! one, and as idle otherwise, parked included, with no code of the user's.
+//!
+//! **Rounds.** [`crate::load`] queues a verified patch and opens a *round*. From then on, every
+//! update point takes its slow path: the thread parks. The thread that makes the set of
+//! registered threads quiescent (no one running) applies every pending patch, closes the round
+//! and wakes the others, which resume on the new version. A round that does not reach quiescence
+//! before its deadline ([`set_update_timeout`]) is abandoned: the pending patches are dropped,
+//! every thread resumes on the old version, and the refusal says which threads were running.
+//!
+//! **The idle update point.** Each thread has its own flag, set while it must take the slow path
+//! (it is not registered yet, or a round is open). An update point with nothing pending is one
+//! relaxed load of that flag.
+//!
+//! **Ordering.** A thread leaving an idle section stores *running* and then reads the global
+//! pending flag; the applier sets the pending flag and then reads every thread's state. Both are
+//! sequentially consistent, so either the applier sees the thread running (and waits), or the
+//! thread sees the round (and waits on the coordinator's lock, held while applying).
 
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::Error;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU8;
+use std::sync::{Arc, Condvar};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+const RUNNING: u8 = 0;
+const IDLE: u8 = 1;
+const PARKED: u8 = 2;
+
+/// Set while a round is open (a verified patch or rollback waits to be applied).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// How long a round waits for quiescence before it is abandoned, unless set otherwise.
+pub const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// This thread's update-point flag: set while its next update point must take the slow path,
+    /// because the thread is not registered yet or a round is open.
+    static CHECK: AtomicBool = const { AtomicBool::new(true) };
+    /// This thread's registration; dropping it (at thread exit) deregisters the thread.
+    static ME: RefCell<Option<Registration>> = const { RefCell::new(None) };
+}
+
+/// One registered thread, as the coordinator sees it.
+struct ThreadRec {
+    state: AtomicU8,
+    /// The thread's `CHECK` flag.
+    check: *const AtomicBool,
+    name: String,
+}
+
+// SAFETY: `check` points at the owning thread's `CHECK`, a thread-local without destructor whose
+// storage lives until the thread has exited; the record is removed from the coordinator (under
+// its lock) by the thread's `Registration` destructor, before that storage goes away, and `check`
+// is only dereferenced under the same lock. Everything else is atomics and immutable data.
+unsafe impl Send for ThreadRec {}
+// SAFETY: as above.
+unsafe impl Sync for ThreadRec {}
+
+impl ThreadRec {
+    fn set_check(&self, on: bool) {
+        // SAFETY: called only under the coordinator's lock while the record is registered, so the
+        // owning thread's CHECK is alive (see the Send impl).
+        unsafe { &*self.check }.store(on, Ordering::Relaxed);
+    }
+}
+
+struct Registration {
+    rec: Arc<ThreadRec>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut c = coordinator();
+        c.threads.retain(|t| !Arc::ptr_eq(t, &self.rec));
+        // The exiting thread may have been the last one running.
+        if PENDING.load(Ordering::SeqCst) {
+            try_apply(&mut c);
+        }
+    }
+}
+
+/// The outcome of one closed round.
+#[derive(Clone)]
+struct Outcome {
+    round: u64,
+    result: Result<(), Error>,
+}
+
+struct Coordinator {
+    threads: Vec<Arc<ThreadRec>>,
+    /// Rounds closed so far; the open round, if any, has this number.
+    round: u64,
+    /// When the open round is abandoned.
+    deadline: Option<Instant>,
+    timeout: Duration,
+    /// When the first thread parked in the open round, or when it was applied if none parked.
+    first_parked: Option<Instant>,
+    /// Threads still parked after the round closed; the last one out records the pause.
+    parked: usize,
+    /// The round whose pause is being measured, with when it closed.
+    closing: Option<(u64, Instant)>,
+    outcomes: VecDeque<Outcome>,
+}
+
+static COORDINATOR: Mutex<Coordinator> = Mutex::new(Coordinator {
+    threads: Vec::new(),
+    round: 0,
+    deadline: None,
+    timeout: DEFAULT_UPDATE_TIMEOUT,
+    first_parked: None,
+    parked: 0,
+    closing: None,
+    outcomes: VecDeque::new(),
+});
+static WAKE: Condvar = Condvar::new();
+
+fn coordinator() -> MutexGuard<'static, Coordinator> {
+    // Nothing under this lock leaves the coordinator inconsistent on a panic: transformer panics
+    // are caught inside `apply_now`.
+    COORDINATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets how long an update waits for every registered thread to reach an update point or be
+/// idle; after that it is abandoned and the program keeps its version. Applies to rounds opened
+/// from now on.
+pub fn set_update_timeout(timeout: Duration) {
+    coordinator().timeout = timeout;
+}
+
+/// The current update timeout (see [`set_update_timeout`]).
+pub fn update_timeout() -> Duration {
+    coordinator().timeout
+}
+
+/// The number of threads registered with the update protocol.
+pub fn registered_threads() -> usize {
+    coordinator().threads.len()
+}
+
+/// This thread's record, registering it first with `initial` as its state.
+fn register(initial: u8) -> Option<Arc<ThreadRec>> {
+    ME.try_with(|me| {
+        if let Some(r) = me.borrow().as_ref() {
+            return r.rec.clone();
+        }
+        let check = CHECK.with(|c| c as *const AtomicBool);
+        let name = std::thread::current()
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:?}", std::thread::current().id()));
+        let rec = Arc::new(ThreadRec { state: AtomicU8::new(initial), check, name });
+        {
+            let mut c = coordinator();
+            rec.set_check(PENDING.load(Ordering::SeqCst));
+            c.threads.push(rec.clone());
+        }
+        *me.borrow_mut() = Some(Registration { rec: rec.clone() });
+        rec
+    })
+    .ok()
+}
+
+/// The update point: one relaxed load of this thread's flag when nothing is pending.
+#[inline(always)]
+pub(crate) fn update_point() {
+    if CHECK.with(|c| c.load(Ordering::Relaxed)) {
+        update_point_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn update_point_slow() {
+    let Some(rec) = register(RUNNING) else { return };
+    if PENDING.load(Ordering::SeqCst) {
+        park(&rec, None);
+    } else {
+        // Registered and nothing pending: later update points take the fast path.
+        let c = coordinator();
+        if !PENDING.load(Ordering::SeqCst) {
+            rec.set_check(false);
+        }
+        drop(c);
+    }
+}
+
+/// Registers the calling thread as running updateable code (used by `load`: the loading thread
+/// does not become a place where patches apply behind its back).
+pub(crate) fn register_running() {
+    register(RUNNING);
+}
+
+/// Parks the calling thread until no round is open (or, with `until`, until round `until` has
+/// closed); returns after the program has switched versions or the round was abandoned.
+fn park(rec: &ThreadRec, until: Option<u64>) {
+    let before = rec.state.load(Ordering::Relaxed);
+    let mut c = coordinator();
+    rec.state.store(PARKED, Ordering::SeqCst);
+    c.parked += 1;
+    if c.first_parked.is_none() && PENDING.load(Ordering::SeqCst) {
+        c.first_parked = Some(Instant::now());
+    }
+    loop {
+        let done = match until {
+            Some(r) => c.round > r,
+            None => !PENDING.load(Ordering::SeqCst),
+        };
+        if done {
+            break;
+        }
+        if expire(&mut c) || try_apply(&mut c) {
+            continue;
+        }
+        let wait = c.deadline.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now()).max(Duration::from_micros(100))
+        });
+        c = WAKE.wait_timeout(c, wait).unwrap_or_else(|e| e.into_inner()).0;
+    }
+    rec.state.store(before, Ordering::SeqCst);
+    c.parked -= 1;
+    if c.parked == 0 {
+        if let Some((round, closed)) = c.closing.take() {
+            let resumed = Instant::now();
+            let start = c.first_parked.take().unwrap_or(closed);
+            crate::update::record_pause(round, resumed.duration_since(start));
+        }
+    }
+    if !PENDING.load(Ordering::SeqCst) {
+        rec.set_check(false);
+    }
+}
+
+/// Opens a round (or joins the open one) after a patch or rollback was queued; returns the
+/// round's number. Applies at once if every registered thread is already idle or parked.
+pub(crate) fn open_round() -> u64 {
+    let mut c = coordinator();
+    if !PENDING.load(Ordering::SeqCst) {
+        c.deadline = Some(Instant::now() + c.timeout);
+        c.first_parked = None;
+        PENDING.store(true, Ordering::SeqCst);
+        for t in &c.threads {
+            t.set_check(true);
+        }
+    }
+    let round = c.round;
+    try_apply(&mut c);
+    round
+}
+
+/// Waits, parked, until round `round` has closed; its outcome.
+pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
+    let rec = register(RUNNING);
+    match &rec {
+        Some(rec) => park(rec, Some(round)),
+        None => {
+            let mut c = coordinator();
+            while c.round <= round {
+                if expire(&mut c) || try_apply(&mut c) {
+                    continue;
+                }
+                c = WAKE
+                    .wait_timeout(c, Duration::from_millis(10))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+    }
+    let c = coordinator();
+    c.outcomes
+        .iter()
+        .find(|o| o.round == round)
+        .map(|o| o.result.clone())
+        .unwrap_or(Ok(()))
+}
+
+/// Applies every pending patch if no registered thread is running; true if the round closed.
+fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
+    if !PENDING.load(Ordering::SeqCst) {
+        return false;
+    }
+    if c.threads.iter().any(|t| t.state.load(Ordering::SeqCst) == RUNNING) {
+        return false;
+    }
+    let result = crate::update::apply_now(c.round);
+    close(c, result);
+    true
+}
+
+/// Abandons the open round if its deadline has passed; true if it did.
+fn expire(c: &mut MutexGuard<'static, Coordinator>) -> bool {
+    let Some(deadline) = c.deadline else { return false };
+    if !PENDING.load(Ordering::SeqCst) || Instant::now() < deadline {
+        return false;
+    }
+    let running: Vec<String> = c
+        .threads
+        .iter()
+        .filter(|t| t.state.load(Ordering::SeqCst) == RUNNING)
+        .map(|t| t.name.clone())
+        .collect();
+    let error = Error::UpdateTimeout { waited: c.timeout, running };
+    crate::update::abandon_pending(&error);
+    close(c, Err(error));
+    true
+}
+
+fn close(c: &mut MutexGuard<'static, Coordinator>, result: Result<(), Error>) {
+    let round = c.round;
+    c.round += 1;
+    c.deadline = None;
+    c.outcomes.push_back(Outcome { round, result });
+    while c.outcomes.len() > 64 {
+        c.outcomes.pop_front();
+    }
+    PENDING.store(false, Ordering::SeqCst);
+    let now = Instant::now();
+    if c.parked == 0 {
+        let start = c.first_parked.take().unwrap_or(now);
+        crate::update::record_pause(round, now.duration_since(start));
+    } else {
+        c.closing = Some((round, now));
+    }
+    for t in &c.threads {
+        t.set_check(false);
+    }
+    WAKE.notify_all();
+}
+
+/// Runs `f` with the calling thread declared idle: blocked outside updateable code (waiting on
+/// I/O, a channel, a lock, a timer), so an update may be applied meanwhile.
+///
+/// `f` must not call updateable code: it would run during an update. If a round is open when `f`
+/// returns, the thread waits for it to close before it goes on.
+///
+/// ```ignore
+/// let (stream, _) = dsu::idle(|| listener.accept())?;
+/// ```
+pub fn idle<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = IdleGuard::enter();
+    f()
+}
+
+/// Declares the calling thread idle until dropped (see [`idle`]).
+#[must_use = "the thread is idle only while the guard lives"]
+pub struct IdleGuard {
+    rec: Option<Arc<ThreadRec>>,
+    before: u8,
+    /// The guard belongs to its thread.
+    _thread: PhantomData<*const ()>,
+}
+
+impl IdleGuard {
+    /// Declares the calling thread idle.
+    pub fn enter() -> IdleGuard {
+        let rec = register(RUNNING);
+        let before = rec.as_ref().map_or(IDLE, |r| r.state.load(Ordering::Relaxed));
+        if let Some(r) = &rec {
+            r.state.store(IDLE, Ordering::SeqCst);
+            if before == RUNNING && PENDING.load(Ordering::SeqCst) {
+                // This thread may have been the last one running.
+                let mut c = coordinator();
+                if !expire(&mut c) {
+                    try_apply(&mut c);
+                }
+            }
+        }
+        IdleGuard { rec, before, _thread: PhantomData }
+    }
+}
+
+impl Drop for IdleGuard {
+    fn drop(&mut self) {
+        let Some(rec) = &self.rec else { return };
+        leave_idle(rec, self.before);
+    }
+}
+
+/// Restores `before` after an idle stretch; if it was running and a round is open, waits for the
+/// round first (the thread is about to run updateable code again).
+fn leave_idle(rec: &ThreadRec, before: u8) {
+    rec.state.store(before, Ordering::SeqCst);
+    if before == RUNNING && PENDING.load(Ordering::SeqCst) {
+        rec.state.store(IDLE, Ordering::SeqCst);
+        park_from(rec, RUNNING);
+    }
+}
+
+/// Parks a thread whose state is about to become `after`.
+fn park_from(rec: &ThreadRec, after: u8) {
+    park(rec, None);
+    rec.state.store(after, Ordering::SeqCst);
+}
 
 /// A future of an updateable `async fn`: while it is polled, its thread runs updateable code;
 /// between polls the thread counts as idle.
+///
+/// The start of an outermost poll is a safe point: when a round is open, the thread waits there
+/// for it to close. The end of one may complete quiescence, and then the thread applies the
+/// update itself.
 pub struct Tracked<F> {
     inner: F,
 }
@@ -22,6 +427,113 @@ impl<F: Future> Future for Tracked<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // SAFETY: `inner` is structurally pinned: it is never moved out of a pinned Tracked.
         let inner = unsafe { self.map_unchecked_mut(|t| &mut t.inner) };
-        inner.poll(cx)
+        let Some(rec) = register(IDLE) else { return inner.poll(cx) };
+        let before = rec.state.load(Ordering::Relaxed);
+        if before == RUNNING {
+            // Nested in updateable code already running on this thread.
+            return inner.poll(cx);
+        }
+        rec.state.store(RUNNING, Ordering::SeqCst);
+        if PENDING.load(Ordering::SeqCst) {
+            rec.state.store(before, Ordering::SeqCst);
+            park_from(&rec, RUNNING);
+        }
+        let result = inner.poll(cx);
+        rec.state.store(before, Ordering::SeqCst);
+        if PENDING.load(Ordering::SeqCst) {
+            let mut c = coordinator();
+            if !expire(&mut c) {
+                try_apply(&mut c);
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    /// The scenarios share the process-wide coordinator, so they run in order in one test.
+    #[test]
+    fn rounds_wait_for_every_registered_thread() {
+        // A worker loop with an update point, and a thread blocked in an idle section: the
+        // round closes once the worker parks; the idle thread does not hold it up.
+        let stop = Arc::new(AtomicBool::new(false));
+        let laps = Arc::new(AtomicUsize::new(0));
+        let worker = {
+            let (stop, laps) = (stop.clone(), laps.clone());
+            std::thread::Builder::new()
+                .name("worker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        update_point();
+                        laps.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap()
+        };
+        let (wake_idle, idle_rx) = mpsc::channel::<()>();
+        let (idle_ready, ready_rx) = mpsc::channel::<()>();
+        let sleeper = std::thread::Builder::new()
+            .name("sleeper".into())
+            .spawn(move || {
+                let guard = IdleGuard::enter();
+                idle_ready.send(()).unwrap();
+                idle_rx.recv().unwrap();
+                drop(guard);
+            })
+            .unwrap();
+        ready_rx.recv().unwrap();
+        while laps.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        set_update_timeout(Duration::from_secs(30));
+        let round = open_round();
+        assert!(wait_for(round).is_ok());
+        assert!(!PENDING.load(Ordering::SeqCst));
+        let after = laps.load(Ordering::Relaxed);
+        while laps.load(Ordering::Relaxed) == after {
+            std::thread::yield_now();
+        }
+
+        // A registered thread blocked outside an idle section holds the round up until the
+        // timeout; the round is abandoned and names it, and every other thread resumes.
+        let (release, blocked_rx) = mpsc::channel::<()>();
+        let (blocked_ready, ready_rx) = mpsc::channel::<()>();
+        let blocked = std::thread::Builder::new()
+            .name("blocked".into())
+            .spawn(move || {
+                update_point();
+                blocked_ready.send(()).unwrap();
+                blocked_rx.recv().unwrap();
+            })
+            .unwrap();
+        ready_rx.recv().unwrap();
+        set_update_timeout(Duration::from_millis(100));
+        let round = open_round();
+        match wait_for(round) {
+            Err(Error::UpdateTimeout { running, .. }) => {
+                assert_eq!(running, vec!["blocked".to_string()])
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(!PENDING.load(Ordering::SeqCst));
+        let after = laps.load(Ordering::Relaxed);
+        while laps.load(Ordering::Relaxed) == after {
+            std::thread::yield_now();
+        }
+
+        release.send(()).unwrap();
+        blocked.join().unwrap();
+        wake_idle.send(()).unwrap();
+        sleeper.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap();
+        set_update_timeout(DEFAULT_UPDATE_TIMEOUT);
+        // Exited threads are deregistered (the test thread itself registered by waiting).
+        assert_eq!(registered_threads(), 1);
     }
 }

@@ -120,10 +120,20 @@ impl<A, B: Transform<A>, E, F: Transform<E>> Transform<Result<A, E>> for Result<
     }
 }
 
+/// Why a lock inside a state cell could not be transformed.
+const LOCKED: &str = "a lock inside the cell is held by a thread that is at an update point or \
+                      idle; release state-cell guards before update points and idle sections";
+
 impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
     fn transform(old: &Mutex<A>) -> Result<Self, TransformError> {
+        // Updates run while every thread is at an update point or idle; a thread may hold this
+        // lock there. Waiting for it would never end: fail the update instead (nothing changes).
         // A poisoned lock still holds the last value written; carry it over.
-        let guard = old.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = match old.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
+        };
         // A panicking transformer must not poison the old value's lock on its way out: the old
         // value stays in use when the update is abandoned. Release the guard, then unwind.
         let result =
@@ -138,7 +148,11 @@ impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
 
 impl<A, B: Transform<A>> Transform<RwLock<A>> for RwLock<B> {
     fn transform(old: &RwLock<A>) -> Result<Self, TransformError> {
-        let guard = old.read().unwrap_or_else(|e| e.into_inner());
+        let guard = match old.try_read() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
+        };
         B::transform(&guard).map(RwLock::new)
     }
 }

@@ -1,38 +1,35 @@
 //! The runtime's one piece of global state: what functions the running program has, which copies
 //! of each slot exist, the patches waiting for an update point, and the history.
 //!
-//! A patch is verified and queued by [`crate::load`]; it is applied by the next
-//! [`update_point`] that finds the pending flag set. When nothing is pending, an update point is
-//! one relaxed load of that flag.
+//! A patch is verified and queued by [`crate::load`]; the update protocol (`quiesce.rs`) decides
+//! when every thread is at a safe point and then calls [`apply_now`], which applies every queued
+//! patch or rollback in order, each transactionally.
 
-use crate::sync::{AtomicBool, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use crate::transform::CellTransform;
 use crate::Error;
 use dsu_abi::{BuildIdentity, Fingerprint, FnInfoView};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
-
-/// Set while at least one verified patch waits for an update point.
-static PENDING: AtomicBool = AtomicBool::new(false);
+use std::time::{Duration, SystemTime};
 
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 
-/// Applies pending patches, if any. Call it where no updateable function of the program is in
-/// the middle of work that the new version could not continue: at a request or event-loop
-/// boundary. `#[dsu::update_point]` on a function does the same on entry.
+/// Applies pending patches, if any, once every thread registered with the runtime is at an
+/// update point or idle; until then the calling thread waits here (see [`crate::idle`] and
+/// [`crate::set_update_timeout`]). Call it where no updateable function of the program is in the
+/// middle of work that the new version could not continue: at a request or event-loop boundary.
+/// `#[dsu::update_point]` on a function does the same on entry.
 ///
-/// When nothing is pending this is one relaxed atomic load.
+/// When nothing is pending this is one relaxed atomic load (of a thread-local flag).
 #[inline(always)]
 pub fn update_point() {
-    if PENDING.load(Ordering::Relaxed) {
-        apply_pending();
-    }
+    crate::quiesce::update_point();
 }
 
-/// Whether a verified patch waits for an update point.
+/// Whether a verified patch or rollback waits for an update point.
 pub fn is_pending() -> bool {
-    PENDING.load(Ordering::Relaxed)
+    lock().as_ref().is_some_and(|rt| !rt.pending.is_empty())
 }
 
 /// A function's implementation in one library; only ever a function of the slot's signature.
@@ -72,21 +69,43 @@ pub(crate) struct PreparedPatch {
     pub functions: Vec<PatchFn>,
     /// State cells whose type the patch changes.
     pub cells: Vec<&'static CellTransform>,
+    /// The patch's inverse transforms (new type back to old), one per cell it can roll back.
+    pub inverse: Vec<&'static CellTransform>,
 }
 
-/// A patch that has been applied.
+/// What waits for the next update point.
+enum Op {
+    Patch(PreparedPatch),
+    Rollback,
+}
+
+/// What an applied update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// A patch was applied.
+    Patch,
+    /// The newest applied patch was rolled back.
+    Rollback,
+}
+
+/// An update that has been applied: a patch, or the rollback of one.
 #[derive(Debug, Clone)]
 pub struct AppliedPatch {
-    /// The file it was loaded from.
+    /// Whether a patch was applied or rolled back.
+    pub kind: UpdateKind,
+    /// The patch file (for a rollback, the patch that was rolled back).
     pub path: PathBuf,
     /// The source revision the program runs after it.
     pub revision: String,
     /// When it was applied.
     pub applied_at: SystemTime,
-    /// How long the update point that applied it took.
+    /// How long the program paused for it: from the moment the first thread parked (or the
+    /// update started, if none had to) until every parked thread had resumed.
     pub pause: Duration,
-    /// Functions whose code it replaced or added.
+    /// Functions whose code it replaced, added or restored.
     pub changed: Vec<String>,
+    /// The update round that applied it.
+    round: u64,
 }
 
 /// What the runtime knows about the running program.
@@ -96,12 +115,30 @@ pub struct Status {
     pub build: BuildIdentity,
     /// The source revision it runs now.
     pub revision: String,
-    /// Patches applied, oldest first.
+    /// Updates applied (patches and rollbacks), oldest first.
     pub applied: Vec<AppliedPatch>,
-    /// Patches verified and waiting for an update point.
+    /// Patches and rollbacks verified and waiting for an update point.
     pub pending: usize,
-    /// Why the last patch that reached an update point was not applied, if it was not.
+    /// The files of the pending patches, in the order they will be applied.
+    pub pending_patches: Vec<PathBuf>,
+    /// Why the last update that reached an update point was not applied, if it was not.
     pub last_refusal: Option<String>,
+    /// Threads registered with the update protocol.
+    pub threads: usize,
+}
+
+/// How to undo one applied patch.
+struct Undo {
+    path: PathBuf,
+    /// The version before the patch.
+    previous: BuildIdentity,
+    /// Every slot copy the patch wrote, with the code it held before.
+    slots: Vec<(&'static AtomicPtr<()>, CodePtr)>,
+    /// Signature and body before the patch of each function it changed; `None` when it added it.
+    records: Vec<(String, Option<(Fingerprint, u64)>)>,
+    /// The cell transforms it applied, and its inverse transforms.
+    cells: Vec<&'static CellTransform>,
+    inverse: Vec<&'static CellTransform>,
 }
 
 pub(crate) struct Runtime {
@@ -115,7 +152,9 @@ pub(crate) struct Runtime {
     expected_fns: HashMap<String, (Fingerprint, u64)>,
     /// Fingerprint of each state cell a pending patch transforms, once applied.
     expected_cells: HashMap<String, Fingerprint>,
-    pending: Vec<PreparedPatch>,
+    pending: Vec<Op>,
+    /// Patches in effect, oldest first: what a rollback undoes.
+    stack: Vec<Undo>,
     history: Vec<AppliedPatch>,
     last_refusal: Option<String>,
 }
@@ -147,16 +186,71 @@ impl Runtime {
             self.expected_cells.insert(c.name.to_string(), c.to);
         }
         self.expected = patch.target.clone();
-        self.pending.push(patch);
-        PENDING.store(true, Ordering::Release);
+        self.pending.push(Op::Patch(patch));
     }
 
-    /// Applies one patch: every state transform first, each into a new value; then, only if
-    /// all succeeded, the new values and the new code together.
-    fn apply(&mut self, patch: PreparedPatch, pause_start: Instant) -> Result<(), Error> {
-        let mut staged = Vec::with_capacity(patch.cells.len());
+    /// Queues a rollback of the newest applied patch, if it can be undone.
+    fn queue_rollback(&mut self) -> Result<RollbackReport, Error> {
+        if !self.pending.is_empty() {
+            return Err(Error::RollbackRefused {
+                reason: "an update is pending; roll back after it is applied".into(),
+            });
+        }
+        let Some(undo) = self.stack.last() else {
+            return Err(Error::RollbackRefused {
+                reason: format!("no patch is applied: the program runs its build `{}`", self.current.revision),
+            });
+        };
+        for ct in &undo.cells {
+            let has_inverse =
+                undo.inverse.iter().any(|i| i.name == ct.name && i.from == ct.to && i.to == ct.from);
+            if !has_inverse {
+                return Err(Error::RollbackRefused {
+                    reason: format!(
+                        "patch {} changed state cell `{}` from `{}` to `{}` and carries no inverse \
+                         transformer; add `#[dsu::transform(to = dsu_old::…)]` for each changed \
+                         type to make it reversible",
+                        undo.path.display(),
+                        ct.name,
+                        ct.from_type(),
+                        ct.to_type()
+                    ),
+                });
+            }
+        }
+        let report = RollbackReport {
+            path: undo.path.clone(),
+            from_revision: self.current.revision.clone(),
+            to_revision: undo.previous.revision.clone(),
+            cells: undo.cells.iter().map(|c| c.name.to_string()).collect(),
+        };
+        self.expected = undo.previous.clone();
+        for (path, before) in &undo.records {
+            match before {
+                Some(sb) => {
+                    self.expected_fns.insert(path.clone(), *sb);
+                }
+                None => {
+                    self.expected_fns.remove(path);
+                }
+            }
+        }
+        for ct in &undo.cells {
+            self.expected_cells.insert(ct.name.to_string(), ct.from);
+        }
+        self.pending.push(Op::Rollback);
+        Ok(report)
+    }
+
+    /// Runs `transforms` on their cells, each into a new value, and installs the new values
+    /// only if all succeeded. `path` names the patch in an error.
+    fn transform_cells(
+        path: &std::path::Path,
+        transforms: &[&'static CellTransform],
+    ) -> Result<(), Error> {
+        let mut staged = Vec::with_capacity(transforms.len());
         let mut failure = None;
-        for ct in &patch.cells {
+        for ct in transforms {
             // A cell no code has created yet has nothing to transform: the new code creates it.
             let Some(record) = crate::state::cell(ct.name) else { continue };
             let current = record.current();
@@ -180,7 +274,7 @@ impl Runtime {
                 unsafe { done.discard(new) };
             }
             return Err(Error::TransformFailed {
-                path: patch.path,
+                path: path.to_path_buf(),
                 cell: ct.name.to_string(),
                 from_type: ct.from_type().to_string(),
                 to_type: ct.to_type().to_string(),
@@ -194,22 +288,50 @@ impl Runtime {
                 value: new,
             });
         }
+        Ok(())
+    }
+
+    /// Applies one patch: every state transform first, each into a new value; then, only if
+    /// all succeeded, the new values and the new code together.
+    fn apply(&mut self, patch: PreparedPatch, round: u64) -> Result<(), Error> {
+        Self::transform_cells(&patch.path, &patch.cells)?;
         // With a type change, all of the patch's code replaces the running code: even a function
         // whose body is unchanged was compiled against the new types.
         let switch_all = !patch.cells.is_empty();
         let mut changed = Vec::new();
+        let mut undo = Undo {
+            path: patch.path.clone(),
+            previous: self.current.clone(),
+            slots: Vec::new(),
+            records: Vec::new(),
+            cells: patch.cells.clone(),
+            inverse: patch.inverse.clone(),
+        };
         for f in patch.functions {
+            let existed = self.live.contains_key(&f.path);
             let record = self.live.entry(f.path.clone()).or_insert_with(|| FnRecord {
                 signature: f.signature,
                 body: f.body,
                 copies: Vec::new(),
             });
+            // The code callers of this signature ran before the patch: where the patch's own
+            // slot copy goes back to on a rollback.
+            let before = record
+                .copies
+                .iter()
+                .find(|(_, sig)| *sig == f.signature)
+                .map(|(copy, _)| CodePtr(copy.load(Ordering::Acquire) as *const ()));
             // The patch's own slot already holds the patch's code: identical code when the
             // function is unchanged, the new code when it changed.
             record.copies.push((f.slot, f.signature));
+            if let Some(before) = before {
+                undo.slots.push((f.slot, before));
+            }
             if f.changed || switch_all {
+                undo.records.push((f.path.clone(), existed.then_some((record.signature, record.body))));
                 for (copy, signature) in &record.copies {
-                    if *signature == f.signature {
+                    if *signature == f.signature && !std::ptr::eq(*copy, f.slot) {
+                        undo.slots.push((copy, CodePtr(copy.load(Ordering::Acquire) as *const ())));
                         copy.store(f.imp.0 as *mut (), Ordering::Release);
                     }
                 }
@@ -219,24 +341,118 @@ impl Runtime {
             }
         }
         self.current = patch.target;
+        self.stack.push(undo);
         self.history.push(AppliedPatch {
+            kind: UpdateKind::Patch,
             path: patch.path,
             revision: self.current.revision.clone(),
             applied_at: SystemTime::now(),
-            pause: pause_start.elapsed(),
+            pause: Duration::ZERO,
             changed,
+            round,
         });
         Ok(())
     }
 
-    /// Forgets what pending patches promised: after a refused patch, later ones (verified
+    /// Undoes the newest applied patch: inverse state transforms first (all or nothing), then
+    /// every slot it wrote goes back to the code it held before.
+    fn roll_back(&mut self, round: u64) -> Result<(), Error> {
+        let Some(undo) = self.stack.last() else {
+            return Err(Error::RollbackRefused { reason: "no patch is applied".into() });
+        };
+        let inverse: Vec<&'static CellTransform> = undo
+            .cells
+            .iter()
+            .rev()
+            .filter_map(|ct| {
+                undo.inverse.iter().copied().find(|i| i.name == ct.name && i.from == ct.to)
+            })
+            .collect();
+        Self::transform_cells(&undo.path, &inverse)?;
+        let undo = self.stack.pop().expect("checked above");
+        for (copy, before) in undo.slots.iter().rev() {
+            copy.store(before.0 as *mut (), Ordering::Release);
+        }
+        let mut changed = Vec::new();
+        for (path, before) in undo.records {
+            match before {
+                Some((signature, body)) => {
+                    if let Some(r) = self.live.get_mut(&path) {
+                        r.signature = signature;
+                        r.body = body;
+                    }
+                }
+                None => {
+                    self.live.remove(&path);
+                }
+            }
+            changed.push(path);
+        }
+        self.current = undo.previous;
+        self.history.push(AppliedPatch {
+            kind: UpdateKind::Rollback,
+            path: undo.path,
+            revision: self.current.revision.clone(),
+            applied_at: SystemTime::now(),
+            pause: Duration::ZERO,
+            changed,
+            round,
+        });
+        Ok(())
+    }
+
+    /// Forgets what pending updates promised: after a refused one, later ones (verified
     /// against it) are dropped too, and new ones are checked against the running version.
     fn reset_expectations(&mut self) {
+        self.pending.clear();
         self.expected = self.current.clone();
         self.expected_fns =
             self.live.iter().map(|(k, r)| (k.clone(), (r.signature, r.body))).collect();
         self.expected_cells.clear();
     }
+}
+
+/// What a successful [`rollback`] queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackReport {
+    /// The patch that will be undone.
+    pub path: PathBuf,
+    /// The revision the program runs now, and the one it returns to.
+    pub from_revision: String,
+    pub to_revision: String,
+    /// State cells transformed back to their previous type.
+    pub cells: Vec<String>,
+}
+
+/// Queues a return to the version before the newest applied patch; it happens at the next
+/// moment every registered thread is at an update point or idle, like a patch.
+///
+/// Code always rolls back. State rolls back where the patch changed types only if it carries an
+/// inverse transformer for each (`#[dsu::transform(to = dsu_old::T)]`); otherwise the rollback
+/// is refused here, naming the cell. Like a patch, a rollback is transactional: if an inverse
+/// transformer fails, nothing changes.
+pub fn rollback() -> Result<RollbackReport, Error> {
+    crate::quiesce::register_running();
+    let report = {
+        let mut guard = lock();
+        let rt = runtime(&mut guard)?;
+        rt.queue_rollback()?
+    };
+    crate::quiesce::open_round();
+    Ok(report)
+}
+
+/// Like [`rollback`], and waits (parked, as at an update point) until it is applied or refused.
+pub fn rollback_and_wait() -> Result<RollbackReport, Error> {
+    crate::quiesce::register_running();
+    let report = {
+        let mut guard = lock();
+        let rt = runtime(&mut guard)?;
+        rt.queue_rollback()?
+    };
+    let round = crate::quiesce::open_round();
+    crate::quiesce::wait_for(round)?;
+    Ok(report)
 }
 
 pub(crate) fn lock() -> MutexGuard<'static, Option<Runtime>> {
@@ -307,28 +523,26 @@ fn read_host() -> Result<Runtime, Error> {
         expected_fns,
         expected_cells: HashMap::new(),
         pending: Vec::new(),
+        stack: Vec::new(),
         history: Vec::new(),
         last_refusal: None,
     })
 }
 
-#[cold]
-#[inline(never)]
-fn apply_pending() {
-    // The outcome is in `status()`: an update point has no caller to return it to.
-    let _ = apply_now();
-}
-
-/// Applies every pending patch, in order. At the first refused one, it and every later one are
-/// dropped, and the refusal is returned (and kept for `status()`).
-pub(crate) fn apply_now() -> Result<(), Error> {
-    let start = Instant::now();
+/// Applies every pending update, in order; called by the update protocol once the program is
+/// quiescent. At the first refused one, it and every later one are dropped, and the refusal is
+/// returned (and kept for `status()`).
+pub(crate) fn apply_now(round: u64) -> Result<(), Error> {
     let mut guard = lock();
     let Some(rt) = guard.as_mut() else { return Ok(()) };
     let pending = std::mem::take(&mut rt.pending);
-    PENDING.store(false, Ordering::Release);
-    for patch in pending {
-        if let Err(e) = rt.apply(patch, start) {
+    for op in pending {
+        let result = match op {
+            Op::Patch(patch) => rt.apply(patch, round),
+            Op::Rollback => rt.roll_back(round),
+        };
+        if let Err(e) = result {
+            tracing::warn!(target: "dsu", error = %e, "update refused; the program keeps its version");
             rt.last_refusal = Some(e.to_string());
             rt.reset_expectations();
             return Err(e);
@@ -337,8 +551,37 @@ pub(crate) fn apply_now() -> Result<(), Error> {
     Ok(())
 }
 
+/// Drops every pending update: the round that would have applied them was abandoned.
+pub(crate) fn abandon_pending(why: &Error) {
+    let mut guard = lock();
+    let Some(rt) = guard.as_mut() else { return };
+    tracing::warn!(target: "dsu", error = %why, "update abandoned; the program keeps its version");
+    rt.last_refusal = Some(why.to_string());
+    rt.reset_expectations();
+}
+
+/// Records the pause of round `round` on the updates it applied, and reports each.
+pub(crate) fn record_pause(round: u64, pause: Duration) {
+    let mut guard = lock();
+    let Some(rt) = guard.as_mut() else { return };
+    for h in rt.history.iter_mut().rev().take_while(|h| h.round == round) {
+        h.pause = pause;
+        tracing::info!(
+            target: "dsu",
+            kind = ?h.kind,
+            revision = %h.revision,
+            patch = %h.path.display(),
+            changed = h.changed.len(),
+            pause_us = pause.as_micros() as u64,
+            "update applied"
+        );
+    }
+}
+
 /// The running program's version and update history.
 pub fn status() -> Result<Status, Error> {
+    // Before the runtime's lock: the update protocol takes its own lock first, then this one.
+    let threads = crate::quiesce::registered_threads();
     let mut guard = lock();
     let rt = runtime(&mut guard)?;
     Ok(Status {
@@ -346,6 +589,15 @@ pub fn status() -> Result<Status, Error> {
         revision: rt.current.revision.clone(),
         applied: rt.history.clone(),
         pending: rt.pending.len(),
+        pending_patches: rt
+            .pending
+            .iter()
+            .filter_map(|op| match op {
+                Op::Patch(p) => Some(p.path.clone()),
+                Op::Rollback => None,
+            })
+            .collect(),
         last_refusal: rt.last_refusal.clone(),
+        threads,
     })
 }
