@@ -38,6 +38,12 @@ pub fn write_app(dir: &Path, version: &str) {
 
 /// Writes the fixture package `name` with `src/main.rs` taken from `version` into `dir`.
 pub fn write_package(dir: &Path, name: &str, version: &str) {
+    let source = std::fs::read(fixture(name).join(version)).unwrap();
+    write_package_source(dir, name, &source);
+}
+
+/// Writes the fixture package `name` with `source` as its `src/main.rs` into `dir`.
+pub fn write_package_source(dir: &Path, name: &str, source: &[u8]) {
     let fx = fixture(name);
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let manifest = std::fs::read_to_string(fx.join("Cargo.toml.in"))
@@ -45,7 +51,7 @@ pub fn write_package(dir: &Path, name: &str, version: &str) {
         .replace("@DSU_RUNTIME@", workspace_root().join("runtime").to_str().unwrap());
     write_if_changed(&dir.join("Cargo.toml"), manifest.as_bytes());
     write_if_changed(&dir.join("Cargo.lock"), &std::fs::read(fx.join("Cargo.lock")).unwrap());
-    write_if_changed(&dir.join("src/main.rs"), &std::fs::read(fx.join(version)).unwrap());
+    write_if_changed(&dir.join("src/main.rs"), source);
 }
 
 pub fn write_if_changed(path: &Path, content: &[u8]) {
@@ -74,6 +80,14 @@ pub fn init_repo(dir: &Path) {
 /// Commits the fixture package `fixture` at `version` and tags the commit.
 pub fn commit_version(dir: &Path, fixture: &str, version: &str, tag: &str) {
     write_package(dir, fixture, version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", tag]);
+    git(dir, &["tag", tag]);
+}
+
+/// Commits the fixture package `fixture` with `source` as its program and tags the commit.
+pub fn commit_source(dir: &Path, fixture: &str, source: &str, tag: &str) {
+    write_package_source(dir, fixture, source.as_bytes());
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", tag]);
     git(dir, &["tag", tag]);
@@ -121,6 +135,12 @@ impl Host {
             }
         });
         Host { child, stdin, lines }
+    }
+
+    /// The next line the host prints unasked (a banner).
+    pub fn read_line(&mut self) -> String {
+        // A bound on a hung host: the banner comes at start-up.
+        self.lines.recv_timeout(Duration::from_secs(120)).expect("a line from the host")
     }
 
     /// Sends one command and returns its one-line response.

@@ -1,0 +1,190 @@
+//! Threads end to end: a server with eight worker threads, some blocked in `accept`, some in
+//! reads, is patched through a chain of five revisions, rolled back, and refused an update it
+//! cannot reach quiescence for, all under continuous load from clients that count every failed
+//! request.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+const TEMPLATE: &str = include_str!("fixtures/server/server.rs.in");
+
+/// The server at version `n`: it answers `v{n} <line>`.
+fn version(n: u32) -> String {
+    TEMPLATE.replace("@N@", &n.to_string())
+}
+
+struct Repo {
+    dir: PathBuf,
+    target: PathBuf,
+    binary: PathBuf,
+}
+
+fn repo() -> Repo {
+    let target = shared_target_dir();
+    let dir = target.join("scratch-threads").join("repo");
+    init_repo(&dir);
+    for n in 1..=6 {
+        commit_source(&dir, "server", &version(n), &format!("v{n}"));
+    }
+    git(&dir, &["checkout", "-q", "v1"]);
+    let out = dsu(&dir, &target, &["build"]);
+    assert_success(&out, "cargo dsu build");
+    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    Repo { dir, target, binary }
+}
+
+fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    Command::new(cargo_dsu())
+        .arg("dsu")
+        .args(args)
+        .args(["--target-dir", target.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .expect("running cargo-dsu")
+}
+
+fn patch(r: &Repo, range: &str) -> String {
+    let out = dsu(&r.dir, &r.target, &["patch", range]);
+    assert_success(&out, &format!("cargo dsu patch {range}"));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn rev(r: &Repo, tag: &str) -> String {
+    let out = Command::new("git").args(["rev-parse", tag]).current_dir(&r.dir).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// What the load clients saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Versions seen, in the order one persistent connection saw them.
+    versions: Mutex<Vec<Vec<u32>>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut e = self.errors.lock().unwrap();
+        if e.len() < 10 {
+            e.push(why);
+        }
+    }
+}
+
+/// Sends `line` on `conn` and returns the version that answered.
+fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> Result<u32, String> {
+    conn.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    conn.read_line(&mut reply).map_err(|e| e.to_string())?;
+    let reply = reply.trim_end();
+    let (v, rest) = reply.split_once(' ').ok_or_else(|| format!("bad reply {reply:?}"))?;
+    if rest != line {
+        return Err(format!("reply {reply:?} to {line:?}"));
+    }
+    v.strip_prefix('v').and_then(|n| n.parse().ok()).ok_or_else(|| format!("bad version in {reply:?}"))
+}
+
+fn connect(port: u16) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+}
+
+/// One request on a fresh connection: what a new client gets now.
+fn fresh(port: u16) -> u32 {
+    ask(&mut connect(port), "probe").expect("probe request")
+}
+
+#[test]
+fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
+    let r = repo();
+    let mut host = Host::start(&r.binary);
+    let banner = host.read_line();
+    let port: u16 = banner.strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port banner");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let mut clients = Vec::new();
+    // Four persistent connections hold four workers in reads; two clients connect per request,
+    // so the other workers cycle through `accept`.
+    for c in 0..6 {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        clients.push(std::thread::spawn(move || {
+            let persistent = c < 4;
+            let mut conn = connect(port);
+            let mut seen = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if !persistent {
+                    conn = connect(port);
+                }
+                match ask(&mut conn, &format!("c{c}-{i}")) {
+                    Ok(v) => {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                        if persistent && seen.last() != Some(&v) {
+                            seen.push(v);
+                        }
+                    }
+                    Err(e) => {
+                        tally.fail(format!("client {c} request {i}: {e}"));
+                        conn = connect(port);
+                    }
+                }
+                i += 1;
+            }
+            if persistent {
+                tally.versions.lock().unwrap().push(seen);
+            }
+        }));
+    }
+
+    assert_eq!(fresh(port), 1);
+    // A chain of five patches, each built from consecutive revisions.
+    let mut patches = Vec::new();
+    for n in 1..=5 {
+        let p = patch(&r, &format!("v{n}..v{}", n + 1));
+        assert_eq!(host.send(&format!("load {p}")), format!("applied {}", rev(&r, &format!("v{}", n + 1))));
+        assert_eq!(fresh(port), n + 1, "new requests get the new code after patch {n}");
+        patches.push(p);
+    }
+    let status = host.send("status");
+    assert!(status.starts_with(&format!("revision={} applied=5 ", rev(&r, "v6"))), "{status}");
+
+    // Code rolls back.
+    assert_eq!(host.send("rollback"), format!("rolled back to {}", rev(&r, "v5")));
+    assert_eq!(fresh(port), 5);
+
+    // A registered thread that never reaches an update point: the update is abandoned at the
+    // timeout, the refusal names the thread, and the old version keeps serving.
+    assert_eq!(host.send("timeout 300"), "ok");
+    assert_eq!(host.send("busy"), "ok");
+    let refused = host.send(&format!("load {}", patches[4]));
+    assert!(refused.starts_with("refused update abandoned"), "{refused}");
+    assert!(refused.contains("busy"), "the refusal names the thread: {refused}");
+    assert_eq!(fresh(port), 5);
+    assert_eq!(host.send("release"), "ok");
+    assert_eq!(host.send(&format!("load {}", patches[4])), format!("applied {}", rev(&r, "v6")));
+    assert_eq!(fresh(port), 6);
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "failed requests: {errors:?}");
+    assert!(tally.ok.load(Ordering::Relaxed) > 100, "the clients kept the server busy");
+    for seen in tally.versions.lock().unwrap().iter() {
+        assert_eq!(seen.first(), Some(&1), "{seen:?}");
+        assert_eq!(seen.last(), Some(&6), "a persistent connection moved to each new version: {seen:?}");
+    }
+    let served: u64 = host.send("served").parse().unwrap();
+    assert!(served >= tally.ok.load(Ordering::Relaxed), "the state cell counted across every version");
+}
