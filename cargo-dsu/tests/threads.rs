@@ -103,6 +103,20 @@ fn fresh(port: u16) -> u32 {
     ask(&mut connect(port), "probe").expect("probe request")
 }
 
+/// The "update applied" events the host has seen, once there are `n`: the last thread to resume
+/// after an update emits its event, possibly just after the command that applied it answered.
+fn wait_for_events(host: &mut Host, n: u64) -> String {
+    loop {
+        let events = host.send("events");
+        let count: u64 = events.split(' ').next().unwrap().parse().unwrap();
+        assert!(count <= n, "more events than updates: {events}");
+        if count == n {
+            return events;
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     let r = repo();
@@ -157,6 +171,12 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     }
     let status = host.send("status");
     assert!(status.starts_with(&format!("revision={} applied=5 ", rev(&r, "v6"))), "{status}");
+    // Eight workers and the main thread take part in the protocol.
+    assert!(status.contains(" threads=9 "), "{status}");
+    // Every update was reported as a tracing event with its pause, once all threads resumed.
+    let events = wait_for_events(&mut host, 5);
+    let pause: u64 = events.split_once("pause_us=").unwrap().1.parse().unwrap();
+    assert!(pause > 0, "{events}");
 
     // Code rolls back.
     assert_eq!(host.send("rollback"), format!("rolled back to {}", rev(&r, "v5")));

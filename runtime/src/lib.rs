@@ -16,6 +16,13 @@
 //! * **Update points.** A patch is applied only at an *update point*: entering a function marked
 //!   `#[dsu::update_point]`, or a call to [`update_point()`]. Put them at request or event-loop
 //!   boundaries. With nothing pending, an update point is one relaxed atomic load.
+//! * **Threads.** An update applies only when every thread registered with the runtime is at an
+//!   update point or idle. A thread registers at its first update point, idle section
+//!   ([`idle`], [`IdleGuard`]) or poll of an updateable `async fn`; tokio workers count as idle
+//!   between polls. Threads at update points wait for the update; the last one to arrive applies
+//!   it. An update that cannot reach that moment within [`set_update_timeout`] is abandoned.
+//! * **Rollback.** [`rollback`] returns to the version before the newest patch, code always,
+//!   state through inverse transformers (`#[dsu::transform(to = dsu_old::T)]`).
 //! * **One runtime.** A patch is the updateable crate built again from newer source, as a
 //!   library. `cargo dsu` builds the program's dependencies, std and this runtime once, as
 //!   shared libraries that the program and every patch link to, so patched code runs on the
@@ -52,6 +59,9 @@
 //!     greet(request)
 //! }
 //!
+//! // A worker blocked on I/O is idle: an update may apply meanwhile.
+//! let (stream, _) = dsu::idle(|| listener.accept())?;
+//!
 //! // Somewhere in the program, when told about a new patch:
 //! match dsu::load("target/dsu/patches/app-v2.so") {
 //!     Ok(report) => log::info!("patch queued: {:?}", report.changed),
@@ -66,9 +76,11 @@
 //!
 //! # Limitations
 //!
-//! * Generic functions, `const fn`, `extern` functions and `async fn` cannot be updateable.
-//! * Updates are applied by the first thread that reaches an update point; other threads may be
-//!   running the previous version of a function at that moment (it stays mapped).
+//! * Generic functions, `const fn` and `extern` functions cannot be updateable.
+//! * A thread that runs updateable code but never reaches an update point, an idle section or an
+//!   updateable future is not registered, and an update does not wait for it: it may finish a
+//!   call in the previous version (which stays mapped). A registered thread that blocks outside
+//!   an idle section holds every update up until the timeout.
 //! * Type changes are supported for types and state cells of the crate root. A function whose
 //!   signature mentions a changed type is routed: code compiled for the old layout keeps calling
 //!   the old version, code compiled for the new one calls the new version.

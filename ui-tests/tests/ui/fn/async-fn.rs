@@ -1,6 +1,0 @@
-#[dsu::updateable]
-async fn fetch() -> u32 {
-    1
-}
-
-fn main() {}
