@@ -7,10 +7,10 @@
 //! body must live outside, in a hidden inherent `impl` of the same type, because it uses `self`
 //! and `Self`.
 
-use crate::ast::{tokens_text, Input, Owner, UpdateableFn};
+use crate::ast::{tokens_text, AsyncLifetimes, Input, Owner, UpdateableFn};
 use crate::valid::{self, Errors};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::visit_mut::VisitMut;
 use syn::{
     FnArg, Ident, ImplItem, ImplItemFn, Item, ItemImpl, Lifetime, Pat, PatIdent, ReturnType,
@@ -20,30 +20,39 @@ use syn::{
 /// Entry point of `#[updateable]`.
 pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    valid::no_args(&args, "updateable", &mut errors);
+    let opts = valid::UpdateableArgs::parse(&args, &mut errors);
+    let send = opts.not_send.is_none();
     let parsed = match Input::parse(input.clone()) {
         Ok(p) => p,
         Err(e) => return fallback(e, input),
     };
     let result = match &parsed {
         Input::Fn(f) => {
-            let u = UpdateableFn::new(Owner::Free, &f.attrs, &f.vis, &f.sig, &f.block);
+            let mut u = UpdateableFn::new(Owner::Free, &f.attrs, &f.vis, &f.sig, &f.block);
+            u.send = send;
+            opts.check_used(std::slice::from_ref(&u), &mut errors);
             valid::check_fn(&u, &mut errors);
             errors.finish().map(|()| expand_free_fn(&u))
         }
         Input::Impl(item) => {
             valid::check_impl(item, &mut errors);
-            let fns = impl_fns(item);
+            let mut fns = impl_fns(item);
+            for f in &mut fns {
+                f.send = send;
+            }
+            opts.check_used(&fns, &mut errors);
             for f in &fns {
                 valid::check_fn(f, &mut errors);
             }
             errors.finish().map(|()| expand_impl(item, &fns))
         }
         Input::Other(Item::Struct(item)) => {
+            opts.check_used(&[], &mut errors);
             valid::check_type_generics(&item.generics, &mut errors);
             errors.finish().map(|()| expand_type(item, TypeShape::Struct(&item.fields)))
         }
         Input::Other(Item::Enum(item)) => {
+            opts.check_used(&[], &mut errors);
             valid::check_type_generics(&item.generics, &mut errors);
             errors.finish().map(|()| expand_type(item, TypeShape::Enum(&item.variants)))
         }
@@ -234,8 +243,10 @@ fn impl_fns(item: &ItemImpl) -> Vec<UpdateableFn<'_>> {
 }
 
 fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
+    // An `async fn` keeps its body as `async fn __dsu_body`; `__dsu_impl` boxes its future.
+    let name = if f.is_async() { "__dsu_body" } else { "__dsu_impl" };
     let mut imp_sig = f.sig.clone();
-    imp_sig.ident = Ident::new("__dsu_impl", Span::call_site());
+    imp_sig.ident = Ident::new(name, Span::call_site());
     let lints = lint_attrs(f.attrs);
     let block = f.block;
     let imp = quote! {
@@ -243,7 +254,8 @@ fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
         #imp_sig #block
     };
     let attrs: Vec<_> = f.attrs.iter().collect();
-    dispatcher(f, &attrs, quote!(__dsu_impl), imp)
+    let imp_path = Ident::new(name, Span::call_site()).into_token_stream();
+    dispatcher(f, &attrs, imp_path, imp)
 }
 
 fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>]) -> TokenStream {
@@ -329,6 +341,10 @@ fn hidden_method_name(f: &UpdateableFn<'_>, impl_hash: u64) -> Ident {
 
 /// The dispatcher: the function's own signature (arguments renamed), a body that declares the
 /// slot and table entry, loads the slot and calls through it.
+///
+/// `imp_path` names the original body. For an `async fn` that body is still `async`; the slot
+/// holds `__dsu_impl` (see [`async_impl`]), which calls it and boxes its future, and the
+/// dispatcher's signature changes (see [`async_signature`]).
 fn dispatcher(
     f: &UpdateableFn<'_>,
     attrs: &[&syn::Attribute],
@@ -336,6 +352,13 @@ fn dispatcher(
     nested_impl: TokenStream,
 ) -> TokenStream {
     let shape = FnShape::of(f);
+    let (imp_path, nested_impl) = match &shape.erased {
+        Some(erased) => {
+            let wrapper = async_impl(f, &shape, erased, &imp_path);
+            (quote!(__dsu_impl), quote!(#nested_impl #wrapper))
+        }
+        None => (imp_path, nested_impl),
+    };
     let fn_ty = &shape.fn_ty;
     let sig_text = fn_ty.to_token_stream().to_string();
     let sig_hash = dsu_abi::fnv128(sig_text.as_bytes());
@@ -388,13 +411,13 @@ fn dispatcher(
             FnArg::Typed(t) => {
                 let id = format_ident!("__dsu_arg{}", n);
                 n += 1;
-                t.pat = Box::new(Pat::Ident(PatIdent {
+                *t.pat = Pat::Ident(PatIdent {
                     attrs: vec![],
                     by_ref: None,
                     mutability: None,
                     ident: id.clone(),
                     subpat: None,
-                }));
+                });
                 t.attrs.clear();
                 call_args.push(quote!(#id));
             }
@@ -405,18 +428,29 @@ fn dispatcher(
     } else {
         quote!(#[inline])
     };
-    let call = if sig.unsafety.is_some() {
+    let mut call = if sig.unsafety.is_some() {
         // SAFETY (generated): the caller of this `unsafe fn` upholds its contract, which is the
         // contract of the implementation being called.
         quote!(unsafe { __dsu_f(#(#call_args),*) })
     } else {
         quote!(__dsu_f(#(#call_args),*))
     };
+    let mut extra_attrs = TokenStream::new();
+    if shape.erased.is_some() {
+        if let Owner::Trait { .. } = f.owner {
+            // The trait's signature stays; the future is `impl Future`, which may be stronger
+            // (`Send`) than the trait's `async fn` promises.
+            extra_attrs = quote!(#[allow(refining_impl_trait)]);
+            call = quote!(async move { #call.await });
+        }
+        async_signature(f, &shape, &mut sig);
+    }
 
     let vis = f.vis;
     quote! {
         #(#attrs)*
         #inline
+        #extra_attrs
         #vis #sig {
             #nested_impl
             static __DSU_SLOT: ::dsu::__private::Slot =
@@ -451,10 +485,18 @@ fn dispatcher(
 struct FnShape {
     fn_ty: Type,
     layout_types: Vec<Type>,
+    /// For an `async fn`: the argument types of `fn_ty` (receiver first, `Self` spelled out),
+    /// the lifetimes of its binder, and its return type, the erased future.
+    inputs: Vec<Type>,
+    lifetimes: Vec<Lifetime>,
+    erased: Option<Type>,
 }
 
 impl FnShape {
     fn of(f: &UpdateableFn<'_>) -> Self {
+        if f.is_async() {
+            return Self::of_async(f);
+        }
         let self_lt = Lifetime::new("'__dsu_self", Span::call_site());
         let mut lifetimes: Vec<Lifetime> = f
             .sig
@@ -512,7 +554,169 @@ impl FnShape {
         for t in &mut layout_types {
             StaticLifetimes.visit_type_mut(t);
         }
-        FnShape { fn_ty, layout_types }
+        FnShape { fn_ty, layout_types, inputs: Vec::new(), lifetimes: Vec::new(), erased: None }
+    }
+
+    /// `async fn f(a: &A, b: B) -> T` is stored as
+    /// `for<'__dsu> fn(&'__dsu A, B) -> Pin<Box<dyn Future<Output = T> + Send + '__dsu>>`
+    /// (lifetimes named by [`AsyncLifetimes`]; `+ Send` unless `?Send`; `'static` when no
+    /// argument borrows). Its fingerprint is that type's text, so it never matches a synchronous
+    /// function's, plus the layouts of the arguments and of `T`.
+    fn of_async(f: &UpdateableFn<'_>) -> Self {
+        let mut namer = AsyncLifetimes::new();
+        let mut inputs: Vec<Type> = Vec::new();
+        if let Some(r) = f.receiver {
+            inputs.push(substitute_self(&r.ty, &f.owner));
+        }
+        for (_, ty) in &f.args {
+            inputs.push(substitute_self(ty, &f.owner));
+        }
+        for ty in &mut inputs {
+            namer.visit_type_mut(ty);
+        }
+        let (top, mut lifetimes) = async_top(&namer);
+        lifetimes.extend(namer.fresh);
+        let output: Option<Type> = match &f.sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => {
+                let mut ty = substitute_self(ty, &f.owner);
+                AsyncLifetimes::output(top.clone()).visit_type_mut(&mut ty);
+                Some(ty)
+            }
+        };
+        let out_ty = output.clone().unwrap_or_else(|| syn::parse_quote!(()));
+        let send = if f.send { quote!(+ ::core::marker::Send) } else { quote!() };
+        let erased: Type = syn::parse_quote! {
+            ::core::pin::Pin<::std::boxed::Box<
+                dyn ::core::future::Future<Output = #out_ty> #send + #top
+            >>
+        };
+        let unsafety = &f.sig.unsafety;
+        let binder = if lifetimes.is_empty() { quote!() } else { quote!(for<#(#lifetimes),*>) };
+        let fn_ty: Type = syn::parse_quote!(#binder #unsafety fn(#(#inputs),*) -> #erased);
+
+        let mut layout_types: Vec<Type> = inputs.clone();
+        if let Some(t) = output {
+            if !matches!(t, Type::Never(_)) {
+                layout_types.push(t);
+            }
+        }
+        for t in &mut layout_types {
+            StaticLifetimes.visit_type_mut(t);
+        }
+        FnShape { fn_ty, layout_types, inputs, lifetimes, erased: Some(erased) }
+    }
+}
+
+/// The future's lifetime once the inputs are named: `'__dsu` if an argument borrows (then it
+/// heads the binder), else `'static` (a `fn` pointer type cannot name a lifetime only in its
+/// output).
+fn async_top(namer: &AsyncLifetimes) -> (Lifetime, Vec<Lifetime>) {
+    if namer.top_uses > 0 {
+        let top = Lifetime::new(AsyncLifetimes::TOP, Span::call_site());
+        (top.clone(), vec![top])
+    } else {
+        (Lifetime::new("'static", Span::call_site()), Vec::new())
+    }
+}
+
+/// The function the slot of an `async fn` holds: it calls the original `async` body (`target`)
+/// and returns its future, wrapped in `Tracked` (so the runtime sees when a thread polls
+/// updateable code), boxed and erased. A future keeps the code it was made by; the next call
+/// gets the slot's current code.
+///
+/// Its `Send` requirement is checked here, at the unsizing coercion, whose span is the
+/// function's name: a body that holds a non-`Send` value across an `.await` fails with rustc's
+/// "future cannot be sent between threads safely" pointing at that name and at the value.
+fn async_impl(
+    f: &UpdateableFn<'_>,
+    shape: &FnShape,
+    erased: &Type,
+    target: &TokenStream,
+) -> TokenStream {
+    let params: Vec<Ident> =
+        (0..shape.inputs.len()).map(|i| format_ident!("__dsu_arg{}", i)).collect();
+    let tys = &shape.inputs;
+    let lifetimes = &shape.lifetimes;
+    let unsafety = &f.sig.unsafety;
+    let call = if unsafety.is_some() {
+        // SAFETY (generated): this `unsafe fn` has the contract of the original one, which its
+        // caller upholds.
+        quote!(unsafe { #target(#(#params),*) })
+    } else {
+        quote!(#target(#(#params),*))
+    };
+    let boxed = quote_spanned! {f.sig.ident.span()=>
+        ::std::boxed::Box::pin(::dsu::__private::Tracked::new(#call))
+    };
+    quote! {
+        #unsafety fn __dsu_impl<#(#lifetimes),*>(#(#params: #tys),*) -> #erased {
+            #boxed
+        }
+    }
+}
+
+/// The dispatcher's signature of an `async fn` (arguments already renamed): no longer `async`.
+///
+/// * A free function or inherent method returns the slot's erased future itself, with the
+///   elided lifetimes named as in the slot's type: `fn f<'__dsu>(a: &'__dsu A) ->
+///   Pin<Box<dyn Future<Output = T> + Send + '__dsu>>`. Callers still write `f(a).await`.
+/// * A trait method keeps the trait's signature and returns `impl Future<Output = T> + Send`,
+///   an `async move` block around the call through the slot (loaded at the call): a trait fixes
+///   how its method's lifetimes relate, and the erased future, bounded by their intersection,
+///   cannot be returned as it is.
+fn async_signature(f: &UpdateableFn<'_>, shape: &FnShape, sig: &mut Signature) {
+    sig.asyncness = None;
+    let out_ty: Type = match &f.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    if let Owner::Trait { .. } = f.owner {
+        let send = if f.send { quote!(+ ::core::marker::Send) } else { quote!() };
+        sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #out_ty> #send);
+        return;
+    }
+    // The dispatcher's lifetimes are named apart from `'__dsu`, which the slot's type binds
+    // inside its body.
+    const TOP: &str = "'__dsu_call";
+    let mut namer = AsyncLifetimes::named(TOP);
+    for input in sig.inputs.iter_mut() {
+        match input {
+            FnArg::Receiver(r) => {
+                if r.colon_token.is_some() {
+                    namer.visit_type_mut(&mut r.ty);
+                } else if let Some((_, lt)) = &mut r.reference {
+                    if lt.as_ref().is_none_or(|l| l.ident == "_") {
+                        let named = namer.name();
+                        if let Type::Reference(t) = &mut *r.ty {
+                            t.lifetime = Some(named.clone());
+                        }
+                        *lt = Some(named);
+                    }
+                }
+            }
+            FnArg::Typed(t) => namer.visit_type_mut(&mut t.ty),
+        }
+    }
+    let mut lifetimes = Vec::new();
+    if namer.top_uses > 0 {
+        lifetimes.push(Lifetime::new(TOP, Span::call_site()));
+    }
+    lifetimes.extend(namer.fresh);
+    sig.generics = syn::parse_quote!(<#(#lifetimes),*>);
+    let mut erased = shape.erased.clone().expect("an async fn's shape");
+    RenameTop(TOP).visit_type_mut(&mut erased);
+    sig.output = syn::parse_quote!(-> #erased);
+}
+
+/// `'__dsu` → the dispatcher's name for it.
+struct RenameTop(&'static str);
+
+impl VisitMut for RenameTop {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.to_string() == AsyncLifetimes::TOP {
+            *l = Lifetime::new(self.0, l.apostrophe);
+        }
     }
 }
 

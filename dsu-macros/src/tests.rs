@@ -94,6 +94,87 @@ fn trait_impl_with_associated_type() {
 }
 
 #[test]
+fn async_free_fn() {
+    check_updateable("async_free_fn", quote! {
+        /// Handles one request.
+        pub async fn handle(req: &Request, log: &mut Vec<&str>) -> Response {
+            log.push("handled");
+            backend(req).await
+        }
+    });
+}
+
+#[test]
+fn async_inherent_impl() {
+    check_updateable("async_inherent_impl", quote! {
+        impl Server {
+            pub async fn lookup(&self, key: &str) -> Option<String> { self.db.get(key).await }
+            pub async fn count(&mut self) -> u64 { self.n += 1; self.n }
+            pub async fn start(port: u16) -> Self { Server::bind(port).await }
+        }
+    });
+}
+
+#[test]
+fn async_trait_impl() {
+    check_updateable("async_trait_impl", quote! {
+        impl Handler for Echo {
+            type Body = String;
+            async fn handle(&self, req: &Request) -> Self::Body { format!("{}{}", self.prefix, req.path) }
+        }
+    });
+}
+
+/// The slot's type, whose text the signature fingerprint hashes, of the expansion's first
+/// function.
+fn slot_type(expanded: &TokenStream) -> String {
+    let text = expanded.to_string();
+    let start = text.find("Slot :: new (").expect("a slot");
+    let end = text[start..].find("as * mut ()").expect("the slot's type") + start;
+    text[start..end].to_string()
+}
+
+#[test]
+fn async_fingerprint_differs_from_sync_and_covers_send() {
+    let sync = crate::expand::updateable(TokenStream::new(), quote!(fn f(x: &str) -> u32 { 1 }));
+    let send = crate::expand::updateable(TokenStream::new(), quote!(async fn f(x: &str) -> u32 { 1 }));
+    let not_send =
+        crate::expand::updateable(quote!(?Send), quote!(async fn f(x: &str) -> u32 { 1 }));
+    let (sync, send, not_send) = (slot_type(&sync), slot_type(&send), slot_type(&not_send));
+    assert!(!sync.contains("Future"), "{sync}");
+    assert!(send.contains("dyn :: core :: future :: Future < Output = u32 > + :: core :: marker :: Send + '__dsu"), "{send}");
+    assert!(!not_send.contains("Send"), "{not_send}");
+    assert!(not_send.contains("Future < Output = u32 > + '__dsu"), "{not_send}");
+    assert_ne!(sync, send);
+    assert_ne!(send, not_send);
+}
+
+#[test]
+fn async_fn_without_borrowed_arguments_is_static() {
+    let out = crate::expand::updateable(TokenStream::new(), quote!(async fn f(n: u32) -> u32 { n }));
+    let ty = slot_type(&out);
+    assert!(ty.contains("fn (u32) -> :: core :: pin :: Pin"), "no binder: {ty}");
+    assert!(ty.contains("+ 'static >"), "{ty}");
+}
+
+#[test]
+fn async_fn_with_lifetime_parameter_is_refused() {
+    let input = quote! {
+        async fn longest<'a>(a: &'a str, b: &'a str) -> &'a str { if a.len() >= b.len() { a } else { b } }
+    };
+    let out = crate::expand::updateable(TokenStream::new(), input.clone());
+    check_refusal("refusal_async_lifetime_parameter", out, input);
+}
+
+#[test]
+fn not_send_needs_an_async_fn() {
+    let out = crate::expand::updateable(quote!(?Send), quote!(fn f() {})).to_string();
+    assert!(out.contains("applies to `async fn`s only"), "{out}");
+    let out = crate::expand::updateable(quote!(Send), quote!(async fn f() {})).to_string();
+    assert!(out.contains("takes no arguments, except `?Send`"), "{out}");
+}
+
+#[test]
 fn update_point_fn() {
     let input = quote! {
         fn handle(request: &str) -> String { request.to_uppercase() }
@@ -155,10 +236,10 @@ fn update_point_refusal_keeps_the_item_and_emits_one_error() {
 #[test]
 fn all_errors_are_reported_together() {
     let input = quote! {
-        const async fn both<T>() {}
+        const extern "C" fn both<T>() {}
     };
     let out = crate::expand::updateable(TokenStream::new(), input).to_string();
-    assert_eq!(out.matches("compile_error").count(), 3, "generic, const and async: {out}");
+    assert_eq!(out.matches("compile_error").count(), 3, "generic, const and extern: {out}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Validation: one rule per function, each saying why the form is refused and what to do.
 //! All errors are collected and combined, so the user sees every problem at once.
 
-use crate::ast::{Owner, UpdateableFn};
+use crate::ast::{AsyncLifetimes, Owner, UpdateableFn};
 use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
 use syn::{GenericParam, ItemImpl, ReturnType, Type};
 
 /// Collects errors; `finish` combines them into one.
@@ -38,7 +39,7 @@ pub fn check_fn(f: &UpdateableFn<'_>, errors: &mut Errors) {
     no_where_clause(f, errors);
     no_bounded_lifetimes(f, errors);
     not_const(f, errors);
-    not_async(f, errors);
+    async_rules(f, errors);
     no_foreign_abi(f, errors);
     not_variadic(f, errors);
     no_impl_trait(f, errors);
@@ -73,6 +74,9 @@ fn no_where_clause(f: &UpdateableFn<'_>, errors: &mut Errors) {
 /// A bounded lifetime (`'a: 'b`) is early-bound and the function can no longer be stored as a
 /// `for<'a> fn(..)` pointer.
 fn no_bounded_lifetimes(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if f.is_async() {
+        return; // every lifetime parameter is refused by `async_rules`
+    }
     for p in &f.sig.generics.params {
         if let GenericParam::Lifetime(l) = p {
             if !l.bounds.is_empty() {
@@ -96,14 +100,46 @@ fn not_const(f: &UpdateableFn<'_>, errors: &mut Errors) {
     }
 }
 
-/// Updateable `async fn` needs the future-versioning of a later runtime release.
-fn not_async(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Some(a) = &f.sig.asyncness {
+/// An `async fn` is stored as a function returning its boxed, erased future, with every elided
+/// lifetime named (see [`AsyncLifetimes`]); what that type cannot express is refused here.
+fn async_rules(f: &UpdateableFn<'_>, errors: &mut Errors) {
+    if !f.is_async() {
+        return;
+    }
+    // A named lifetime may relate arguments and output in ways the erased type, bounded by one
+    // lifetime, cannot keep.
+    for l in f.sig.generics.lifetimes() {
         errors.spanned(
-            a,
-            "#[dsu::updateable] does not support `async fn` yet: make a synchronous updateable \
-             function for the logic and call it from the async one",
+            l,
+            "#[dsu::updateable] `async fn` cannot declare lifetime parameters: its future is \
+             stored with one lifetime, that of the borrows it holds. Write the references with \
+             elided lifetimes (`&str`, `Formatter<'_>`) or return an owned value",
         );
+    }
+    // A trait method keeps the trait's signature, in which an elided output lifetime is the
+    // receiver's; the stored future's output can only borrow for as long as every argument.
+    if let Owner::Trait { .. } = f.owner {
+        let mut inputs = AsyncLifetimes::new();
+        if let Some(r) = f.receiver {
+            inputs.visit_type_mut(&mut r.ty.as_ref().clone());
+        }
+        for (_, ty) in &f.args {
+            inputs.visit_type_mut(&mut (*ty).clone());
+        }
+        let top = syn::Lifetime::new(AsyncLifetimes::TOP, proc_macro2::Span::call_site());
+        let mut output = AsyncLifetimes::output(top);
+        if let ReturnType::Type(_, ty) = &f.sig.output {
+            output.visit_type_mut(&mut ty.as_ref().clone());
+        }
+        if inputs.top_uses > 1 && output.top_uses > 0 {
+            errors.spanned(
+                &f.sig.output,
+                "#[dsu::updateable] cannot make an `async fn` of a trait impl updateable when it \
+                 returns a borrow and takes more than one reference: its stored future can only \
+                 borrow for as long as every argument, shorter than the trait's signature \
+                 promises. Return an owned value",
+            );
+        }
     }
 }
 
@@ -240,9 +276,47 @@ pub fn check_type_generics(generics: &syn::Generics, errors: &mut Errors) {
     }
 }
 
-/// `#[updateable]` and `#[update_point]` take no arguments yet.
+/// `#[update_point]` takes no arguments.
 pub fn no_args(args: &proc_macro2::TokenStream, macro_name: &str, errors: &mut Errors) {
     if !args.is_empty() {
         errors.spanned(args, format!("#[dsu::{macro_name}] takes no arguments"));
+    }
+}
+
+/// The arguments of `#[updateable]`: none, or `?Send`, which drops the `Send` bound of the
+/// erased futures of the item's `async fn`s.
+pub struct UpdateableArgs {
+    /// The `?Send` tokens, if given.
+    pub not_send: Option<proc_macro2::TokenStream>,
+}
+
+impl UpdateableArgs {
+    pub fn parse(args: &proc_macro2::TokenStream, errors: &mut Errors) -> Self {
+        let text = args.to_string().replace(' ', "");
+        if args.is_empty() {
+            UpdateableArgs { not_send: None }
+        } else if text == "?Send" {
+            UpdateableArgs { not_send: Some(args.clone()) }
+        } else {
+            errors.spanned(
+                args,
+                "#[dsu::updateable] takes no arguments, except `?Send` on an `async fn` (or an \
+                 impl block with one) whose future is not `Send`",
+            );
+            UpdateableArgs { not_send: None }
+        }
+    }
+
+    /// `?Send` on an item without an `async fn` is a mistake: say so.
+    pub fn check_used(&self, fns: &[UpdateableFn<'_>], errors: &mut Errors) {
+        if let Some(tokens) = &self.not_send {
+            if !fns.iter().any(UpdateableFn::is_async) {
+                errors.spanned(
+                    tokens,
+                    "#[dsu::updateable(?Send)] applies to `async fn`s only, and this item has \
+                     none: remove `?Send`",
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,6 @@
+#[dsu::updateable]
+async fn longest<'a>(a: &'a str, b: &'a str) -> usize {
+    a.len().max(b.len())
+}
+
+fn main() {}
