@@ -46,6 +46,13 @@ pub struct Report {
     /// Updateable functions whose signature mentions a changed type: callers compiled for the
     /// old layout keep the old version.
     pub functions_routed: Vec<ItemRef>,
+    /// Changed types (of `types_changed`) that also have an inverse transformer,
+    /// `#[dsu::transform(to = dsu_old::T)]`: their values can be moved back to the old layout.
+    pub types_reversible: Vec<ItemRef>,
+    /// Transformed cells (of `cells_transformed`) whose inverse transform the patch carries too
+    /// (every changed type in the cell's type is reversible): a rollback can restore their values.
+    /// The patch can be rolled back with its state when this lists every transformed cell.
+    pub cells_reversible: Vec<ItemRef>,
     pub refusals: Vec<Refusal>,
     /// Code `cargo dsu patch` appends to the patch's crate root (old definitions, derived
     /// transformers, cell transforms).
@@ -123,6 +130,8 @@ pub fn compare(crate_name: &str, old_root: &Path, new_root: &Path) -> Result<Rep
         &mut report.types_changed,
         &mut report.cells_transformed,
         &mut report.functions_routed,
+        &mut report.types_reversible,
+        &mut report.cells_reversible,
     ] {
         list.sort_by(|a, b| (&a.file, a.line, &a.path).cmp(&(&b.file, b.line, &b.path)));
     }
@@ -213,15 +222,15 @@ fn collect_changed_types(old: &Items, new: &Items, report: &mut Report) {
     }
 }
 
-/// A type's tokens without its `#[…transform(…)]` attribute, which is not part of its layout.
+/// A type's tokens without its `#[…transform(…)]` attributes (a type may carry one `from` and
+/// one `to`), which are not part of its layout.
 fn type_text(whole: &str) -> String {
-    match whole.find("# [dsu :: transform") .or_else(|| whole.find("# [transform")) {
-        Some(start) => {
-            let end = whole[start..].find(") ]").map_or(whole.len(), |e| start + e + 3);
-            format!("{}{}", &whole[..start], &whole[end..])
-        }
-        None => whole.to_string(),
+    let mut text = whole.to_string();
+    while let Some(start) = text.find("# [dsu :: transform").or_else(|| text.find("# [transform")) {
+        let end = text[start..].find(") ]").map_or(text.len(), |e| start + e + 3);
+        text.replace_range(start..end, "");
     }
+    text
 }
 
 const DEPENDENCY_TABLES: &[&str] = &["dependencies", "build-dependencies", "features"];

@@ -32,6 +32,12 @@ pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Marks a state transformer: `#[dsu::transform(from = dsu_old::Entry)] fn up(old: &dsu_old::Entry)
 /// -> Entry`, or, on a struct, `#[dsu::transform(from = dsu_old::Entry, default)]` to have
 /// `cargo dsu patch` derive it. `dsu_old` holds the old revision's definitions, in patches only.
+///
+/// Its inverse, which lets the patch be rolled back with its state:
+/// `#[dsu::transform(to = dsu_old::Entry)] fn down(new: &Entry) -> dsu_old::Entry`, or, on a
+/// struct, `#[dsu::transform(to = dsu_old::Entry, default)]`. Both directions derived at once:
+/// `#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]`. Either function may
+/// return `Result<_, E>` with `E: Display`.
 #[proc_macro_attribute]
 pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
     transform::transform(args.into(), input.into()).into()

@@ -1,9 +1,18 @@
-//! `#[dsu::transform(from = dsu_old::Entry)]`: a state transformer.
+//! `#[dsu::transform(from = dsu_old::Entry)]`: a state transformer, and
+//! `#[dsu::transform(to = dsu_old::Entry)]`: its inverse, for rolling a patch back.
 //!
 //! On a function `fn f(old: &dsu_old::Entry) -> Entry` (or `-> Result<Entry, E>` with
-//! `E: Display`), it implements `Transform<dsu_old::Entry> for Entry` through `f`. On a struct,
-//! `#[dsu::transform(from = dsu_old::Entry, default)]` asks `cargo dsu patch` to derive the
-//! transformer (fields kept by name, new ones from `Default`); the macro only checks the form.
+//! `E: Display`), `from` implements `Transform<dsu_old::Entry> for Entry` through `f`. On a
+//! function `fn g(new: &Entry) -> dsu_old::Entry` (or `-> Result<dsu_old::Entry, E>`), `to`
+//! implements `Transform<Entry> for dsu_old::Entry` through `g`: the old value made from the new
+//! one, which a rollback of the patch runs. A function goes one way: `from` or `to`, not both.
+//!
+//! On a struct, `#[dsu::transform(from = dsu_old::Entry, default)]` asks `cargo dsu patch` to
+//! derive the transformer (fields kept by name, new ones from `Default`), and
+//! `#[dsu::transform(to = dsu_old::Entry, default)]` its inverse (fields kept by name, fields only
+//! the old type has from `Default`, fields only the new type has dropped). Both directions may be
+//! asked in one attribute, `#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]`,
+//! or in two. On a struct the macro only checks the form; `cargo dsu patch` sees both definitions.
 //!
 //! `dsu_old` exists only in patches (`cargo dsu patch` writes the old revision's definitions
 //! there), so everything but the check that the new type is updateable is `#[cfg(dsu_patch)]`.
@@ -17,26 +26,45 @@ use syn::{FnArg, Item, ReturnType, Type};
 
 mod kw {
     syn::custom_keyword!(from);
+    syn::custom_keyword!(to);
     syn::custom_keyword!(default);
 }
 
-/// `from = <path>` and an optional `default`.
+/// `from = <path>`, `to = <path>` and `default`, each at most once, in any order.
 pub struct Args {
-    pub from: Option<syn::Path>,
+    pub from: Option<(kw::from, syn::Path)>,
+    pub to: Option<(kw::to, syn::Path)>,
     pub default: Option<kw::default>,
 }
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut args = Args { from: None, default: None };
+        let mut args = Args { from: None, to: None, default: None };
+        let twice = |span: proc_macro2::Span, what: &str| {
+            syn::Error::new(span, format!("`{what}` is given twice in one #[dsu::transform]"))
+        };
         while !input.is_empty() {
             let look = input.lookahead1();
             if look.peek(kw::from) {
-                input.parse::<kw::from>()?;
+                let k = input.parse::<kw::from>()?;
                 input.parse::<syn::Token![=]>()?;
-                args.from = Some(input.parse()?);
+                if args.from.is_some() {
+                    return Err(twice(k.span, "from"));
+                }
+                args.from = Some((k, input.parse()?));
+            } else if look.peek(kw::to) {
+                let k = input.parse::<kw::to>()?;
+                input.parse::<syn::Token![=]>()?;
+                if args.to.is_some() {
+                    return Err(twice(k.span, "to"));
+                }
+                args.to = Some((k, input.parse()?));
             } else if look.peek(kw::default) {
-                args.default = Some(input.parse()?);
+                let k = input.parse::<kw::default>()?;
+                if args.default.is_some() {
+                    return Err(twice(k.span, "default"));
+                }
+                args.default = Some(k);
             } else {
                 return Err(look.error());
             }
@@ -48,6 +76,10 @@ impl Parse for Args {
     }
 }
 
+fn path_text(p: &syn::Path) -> String {
+    p.to_token_stream().to_string().replace(' ', "")
+}
+
 pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
     let fallback = |e: syn::Error, input: TokenStream| {
         let err = e.to_compile_error();
@@ -57,40 +89,79 @@ pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(a) => a,
         Err(e) => return fallback(e, input),
     };
-    let Some(from) = args.from.clone() else {
-        let e = syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`",
-        );
-        return fallback(e, input);
-    };
+    if args.from.is_none() && args.to.is_none() {
+        // Nothing at all, or only `default`.
+        let msg = if args.default.is_none() {
+            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`"
+        } else {
+            "#[dsu::transform] needs the old type: `from = dsu_old::Entry` for the transformer \
+             (old value to new), `to = dsu_old::Entry` for its inverse (new value to old), or both"
+        };
+        return fallback(syn::Error::new(proc_macro2::Span::call_site(), msg), input);
+    }
     match syn::parse2::<Item>(input.clone()) {
-        Ok(Item::Fn(f)) => expand_fn(&args, &from, f).unwrap_or_else(|e| fallback(e, input)),
-        Ok(Item::Struct(s)) => {
-            if args.default.is_none() {
-                let e = syn::Error::new_spanned(
-                    &s.ident,
-                    "#[dsu::transform] on a struct derives its transformer: write \
-                     `#[dsu::transform(from = dsu_old::Entry, default)]`, or put the attribute on a \
-                     function `fn(&dsu_old::Entry) -> Entry`",
-                );
-                return fallback(e, input);
-            }
-            // The transformer is derived by `cargo dsu patch`, which sees both definitions; here
-            // only check that the type is updateable.
-            let ident = &s.ident;
-            let check = updateable_check(&syn::parse_quote!(#ident));
-            quote!(#s #check)
-        }
+        Ok(Item::Fn(f)) => match (&args.from, &args.to) {
+            (Some(_), Some((to_kw, _))) => fallback(
+                syn::Error::new(
+                    to_kw.span,
+                    "a transformer function goes one way: `from = dsu_old::Entry` on \
+                     `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
+                     `fn(&Entry) -> dsu_old::Entry`; write two functions",
+                ),
+                input,
+            ),
+            (Some((_, from)), None) => expand_from(&args, from, f).unwrap_or_else(|e| fallback(e, input)),
+            (None, Some((_, to))) => expand_to(&args, to, f).unwrap_or_else(|e| fallback(e, input)),
+            (None, None) => unreachable!("checked above"),
+        },
+        Ok(Item::Struct(s)) => expand_struct(&args, s).unwrap_or_else(|e| fallback(e, input)),
         _ => fallback(
             syn::Error::new(
                 proc_macro2::Span::call_site(),
-                "#[dsu::transform] goes on a function `fn(&OldType) -> NewType`, or with `default` \
-                 on a struct",
+                "#[dsu::transform] goes on a function `fn(&OldType) -> NewType` (`from`) or \
+                 `fn(&NewType) -> OldType` (`to`), or with `default` on a struct",
             ),
             input,
         ),
     }
+}
+
+/// On a struct the transformers are derived by `cargo dsu patch`, which sees both definitions;
+/// here only check the form and that the type is updateable.
+fn expand_struct(args: &Args, s: syn::ItemStruct) -> syn::Result<TokenStream> {
+    if args.default.is_none() {
+        let t = &s.ident;
+        let msg = if args.from.is_some() {
+            format!(
+                "#[dsu::transform] on a struct derives its transformer: write \
+                 `#[dsu::transform(from = dsu_old::{t}, default)]`, or put the attribute on a \
+                 function `fn(&dsu_old::{t}) -> {t}`"
+            )
+        } else {
+            format!(
+                "#[dsu::transform] on a struct derives its inverse transformer: write \
+                 `#[dsu::transform(to = dsu_old::{t}, default)]`, or put the attribute on a \
+                 function `fn(&{t}) -> dsu_old::{t}`"
+            )
+        };
+        return Err(syn::Error::new_spanned(t, msg));
+    }
+    if let (Some((_, from)), Some((_, to))) = (&args.from, &args.to) {
+        if path_text(from) != path_text(to) {
+            return Err(syn::Error::new_spanned(
+                to,
+                format!(
+                    "`from` and `to` name the same old type, the old revision's `{}`: \
+                     `to = {}`",
+                    s.ident,
+                    path_text(from)
+                ),
+            ));
+        }
+    }
+    let ident = &s.ident;
+    let check = updateable_check(&syn::parse_quote!(#ident));
+    Ok(quote!(#s #check))
 }
 
 /// The new type must be updateable (have a fingerprint): checked in every build.
@@ -100,58 +171,78 @@ fn updateable_check(ty: &Type) -> TokenStream {
     }
 }
 
-fn expand_fn(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
+/// The rules every transformer function follows, either way: a plain, non-generic function
+/// that returns something, and no `default`.
+fn common_rules(args: &Args, f: &syn::ItemFn, errors: &mut Errors) {
     if let Some(d) = &args.default {
         errors.spanned(d, "`default` is for a struct; a function is its own transformer");
     }
-    // Rule: exactly one argument, `&<from>`: the old value is read, never moved or changed.
-    let param_ok = match f.sig.inputs.iter().collect::<Vec<_>>().as_slice() {
-        [FnArg::Typed(t)] => match &*t.ty {
-            Type::Reference(r) if r.mutability.is_none() => {
-                r.elem.to_token_stream().to_string() == from.to_token_stream().to_string()
-            }
-            _ => false,
-        },
-        _ => false,
-    };
-    if !param_ok {
-        let from_text = from.to_token_stream().to_string().replace(' ', "");
-        errors.spanned(
-            &f.sig.inputs,
-            format!(
-                "a transformer takes exactly one argument, the old value by reference: \
-                 `old: &{from_text}`"
-            ),
-        );
-    }
-    // Rule: returns the new type, or `Result<new type, E>` with `E: Display`.
-    let (new_ty, fallible) = match &f.sig.output {
-        ReturnType::Type(_, ty) => match result_ok_type(ty) {
-            Some(ok) => (ok, true),
-            None => ((**ty).clone(), false),
-        },
-        ReturnType::Default => {
-            errors.spanned(&f.sig.ident, "a transformer returns the new value: `-> Entry`");
-            (syn::parse_quote!(()), false)
-        }
-    };
-    for rule in [&f.sig.asyncness.map(|a| a.span()), &f.sig.constness.map(|c| c.span())] {
-        if let Some(span) = rule {
-            errors.push_span(*span, "a transformer is a plain function");
-        }
+    let qualifiers = [f.sig.asyncness.map(|a| a.span()), f.sig.constness.map(|c| c.span())];
+    for span in qualifiers.into_iter().flatten() {
+        errors.push_span(span, "a transformer is a plain function");
     }
     if !f.sig.generics.params.is_empty() {
         errors.spanned(&f.sig.generics, "a transformer cannot be generic");
     }
+}
+
+/// The only argument's type when it is a shared reference, `&T` → `T`.
+fn only_ref_arg(f: &syn::ItemFn) -> Option<Type> {
+    match f.sig.inputs.iter().collect::<Vec<_>>().as_slice() {
+        [FnArg::Typed(t)] => match &*t.ty {
+            Type::Reference(r) if r.mutability.is_none() => Some((*r.elem).clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The returned type, and whether it is the `T` of a `Result<T, E>`.
+fn returned(f: &syn::ItemFn) -> Option<(Type, bool)> {
+    match &f.sig.output {
+        ReturnType::Type(_, ty) => Some(match result_ok_type(ty) {
+            Some(ok) => (ok, true),
+            None => ((**ty).clone(), false),
+        }),
+        ReturnType::Default => None,
+    }
+}
+
+/// The call of the user's function inside `Transform::transform`, its error made a
+/// `TransformError` when it returns a `Result`.
+fn call(name: &syn::Ident, arg: TokenStream, fallible: bool) -> TokenStream {
+    if fallible {
+        quote!(#name(#arg).map_err(|e| ::dsu::__private::TransformError(e.to_string())))
+    } else {
+        quote!(::core::result::Result::Ok(#name(#arg)))
+    }
+}
+
+/// `from = Old` on `fn(&Old) -> New`: `impl Transform<Old> for New`.
+fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    common_rules(args, &f, &mut errors);
+    // Rule: exactly one argument, `&<from>`: the old value is read, never moved or changed.
+    let param_ok = only_ref_arg(&f)
+        .is_some_and(|t| t.to_token_stream().to_string() == from.to_token_stream().to_string());
+    if !param_ok {
+        errors.spanned(
+            &f.sig.inputs,
+            format!(
+                "a transformer takes exactly one argument, the old value by reference: \
+                 `old: &{}`",
+                path_text(from)
+            ),
+        );
+    }
+    // Rule: returns the new type, or `Result<new type, E>` with `E: Display`.
+    let (new_ty, fallible) = returned(&f).unwrap_or_else(|| {
+        errors.spanned(&f.sig.ident, "a transformer returns the new value: `-> Entry`");
+        (syn::parse_quote!(()), false)
+    });
     errors.finish()?;
 
-    let name = &f.sig.ident;
-    let call = if fallible {
-        quote!(#name(old).map_err(|e| ::dsu::__private::TransformError(e.to_string())))
-    } else {
-        quote!(::core::result::Result::Ok(#name(old)))
-    };
+    let call = call(&f.sig.ident, quote!(old), fallible);
     let check = updateable_check(&new_ty);
     // `dsu_patch` is set only by `cargo dsu patch`; cargo's cfg check does not know it.
     Ok(quote! {
@@ -162,6 +253,60 @@ fn expand_fn(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<Token
             #[cfg(dsu_patch)]
             impl ::dsu::__private::Transform<#from> for #new_ty {
                 fn transform(old: &#from) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
+                    #call
+                }
+            }
+        };
+        #check
+    })
+}
+
+/// `to = Old` on `fn(&New) -> Old`: `impl Transform<New> for Old`, the inverse a rollback runs.
+fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    common_rules(args, &f, &mut errors);
+    let to_text = path_text(to);
+    let old_name = to.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    // Rule: exactly one argument, the new value by reference: it is read, never moved or changed.
+    let new_ty = only_ref_arg(&f).unwrap_or_else(|| {
+        errors.spanned(
+            &f.sig.inputs,
+            format!(
+                "an inverse transformer takes exactly one argument, the new value by reference: \
+                 `new: &{old_name}`"
+            ),
+        );
+        syn::parse_quote!(())
+    });
+    // Rule: returns the old type, or `Result<old type, E>` with `E: Display`.
+    let wrong_return = format!(
+        "an inverse transformer returns the old value: `-> {to_text}` (or \
+         `-> Result<{to_text}, E>`)"
+    );
+    let fallible = match returned(&f) {
+        Some((ty, fallible)) => {
+            if ty.to_token_stream().to_string() != to.to_token_stream().to_string() {
+                errors.spanned(&f.sig.output, &wrong_return);
+            }
+            fallible
+        }
+        None => {
+            errors.spanned(&f.sig.ident, &wrong_return);
+            false
+        }
+    };
+    errors.finish()?;
+
+    let call = call(&f.sig.ident, quote!(new), fallible);
+    let check = updateable_check(&new_ty);
+    Ok(quote! {
+        #[allow(unexpected_cfgs)]
+        const _: () = {
+            #[cfg(dsu_patch)]
+            #f
+            #[cfg(dsu_patch)]
+            impl ::dsu::__private::Transform<#new_ty> for #to {
+                fn transform(new: &#new_ty) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
                     #call
                 }
             }
@@ -181,5 +326,166 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
     match a.args.first()? {
         syn::GenericArgument::Type(t) if a.args.len() == 2 => Some(t.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expansion snapshots of the `to` forms, with the input in each snapshot's description, and
+    //! their refusals.
+
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    fn pretty(tokens: TokenStream) -> String {
+        let file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
+        prettyplease::unparse(&file)
+    }
+
+    fn check(name: &str, args: TokenStream, input: TokenStream) {
+        let expanded = pretty(super::transform(args.clone(), input.clone()));
+        let description = format!("#[dsu::transform({args})]\n{}", pretty(input));
+        insta::with_settings!({ description => description, omit_expression => true }, {
+            insta::assert_snapshot!(name, expanded);
+        });
+    }
+
+    /// The error text of a refused form.
+    fn refusal(args: TokenStream, input: TokenStream) -> String {
+        let out = super::transform(args, input).to_string();
+        let start = out.find("compile_error !").expect("a compile_error!");
+        let rest = &out[start..];
+        let open = rest.find('"').expect("a message") + 1;
+        let close = rest[open..].find('"').expect("the message's end") + open;
+        rest[open..close].to_string()
+    }
+
+    #[test]
+    fn inverse_transformer_fn() {
+        check(
+            "inverse_transformer_fn",
+            quote!(to = dsu_old::Entry),
+            quote! {
+                fn downgrade(new: &Entry) -> dsu_old::Entry {
+                    dsu_old::Entry { name: new.name.clone(), legacy: false }
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn fallible_inverse_transformer_fn() {
+        check(
+            "fallible_inverse_transformer_fn",
+            quote!(to = dsu_old::Entry),
+            quote! {
+                fn downgrade(new: &Entry) -> Result<dsu_old::Entry, std::num::TryFromIntError> {
+                    Ok(dsu_old::Entry { name: new.name.clone(), hits: u32::try_from(new.hits)? })
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn derived_both_ways() {
+        check(
+            "derived_both_ways",
+            quote!(from = dsu_old::Entry, to = dsu_old::Entry, default),
+            quote! {
+                pub struct Entry { pub name: String, pub score: u32 }
+            },
+        );
+    }
+
+    #[test]
+    fn derived_inverse() {
+        check(
+            "derived_inverse",
+            quote!(to = dsu_old::Entry, default),
+            quote! {
+                pub struct Entry { pub name: String, pub score: u32 }
+            },
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let to_fn = quote!(fn downgrade(new: &Entry) -> dsu_old::Entry { todo!() });
+        let s = quote!(struct Entry { a: u32 });
+        for (args, input, expected) in [
+            (
+                quote!(default),
+                s.clone(),
+                "#[dsu::transform] needs the old type: `from = dsu_old::Entry` for the transformer \
+                 (old value to new), `to = dsu_old::Entry` for its inverse (new value to old), or both",
+            ),
+            (
+                quote!(),
+                to_fn.clone(),
+                "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`",
+            ),
+            (
+                quote!(from = dsu_old::Entry, to = dsu_old::Entry),
+                to_fn.clone(),
+                "a transformer function goes one way: `from = dsu_old::Entry` on \
+                 `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
+                 `fn(&Entry) -> dsu_old::Entry`; write two functions",
+            ),
+            (
+                quote!(to = dsu_old::Entry, to = dsu_old::Entry),
+                to_fn.clone(),
+                "`to` is given twice in one #[dsu::transform]",
+            ),
+            (
+                quote!(to = dsu_old::Entry, default),
+                to_fn.clone(),
+                "`default` is for a struct; a function is its own transformer",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                quote!(fn downgrade(new: &Entry) -> Entry { todo!() }),
+                "an inverse transformer returns the old value: `-> dsu_old::Entry` (or \
+                 `-> Result<dsu_old::Entry, E>`)",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                quote!(fn downgrade(new: &Entry) { todo!() }),
+                "an inverse transformer returns the old value: `-> dsu_old::Entry` (or \
+                 `-> Result<dsu_old::Entry, E>`)",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                quote!(fn downgrade(new: Entry) -> dsu_old::Entry { todo!() }),
+                "an inverse transformer takes exactly one argument, the new value by reference: \
+                 `new: &Entry`",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                quote!(fn downgrade(new: &mut Entry) -> dsu_old::Entry { todo!() }),
+                "an inverse transformer takes exactly one argument, the new value by reference: \
+                 `new: &Entry`",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                s.clone(),
+                "#[dsu::transform] on a struct derives its inverse transformer: write \
+                 `#[dsu::transform(to = dsu_old::Entry, default)]`, or put the attribute on a \
+                 function `fn(&Entry) -> dsu_old::Entry`",
+            ),
+            (
+                quote!(from = dsu_old::Entry, to = dsu_old::Other, default),
+                s.clone(),
+                "`from` and `to` name the same old type, the old revision's `Entry`: \
+                 `to = dsu_old::Entry`",
+            ),
+            (
+                quote!(to = dsu_old::Entry),
+                quote!(enum Entry { A }),
+                "#[dsu::transform] goes on a function `fn(&OldType) -> NewType` (`from`) or \
+                 `fn(&NewType) -> OldType` (`to`), or with `default` on a struct",
+            ),
+        ] {
+            assert_eq!(refusal(args.clone(), input.clone()), expected, "{args} on {input}");
+        }
     }
 }

@@ -1,0 +1,10 @@
+pub struct Entry {
+    pub hits: u64,
+}
+
+#[dsu::transform(to = dsu_old::Entry)]
+fn downgrade(new: &Entry) -> dsu_old::Entry {
+    dsu_old::Entry { hits: new.hits }
+}
+
+fn main() {}
