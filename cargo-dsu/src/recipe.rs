@@ -540,7 +540,27 @@ impl DepsCrate {
                 continue;
             }
             let pkg = &metadata[&dep.pkg];
-            let features = node(&dep.pkg).map(|n| n.features.clone()).unwrap_or_default();
+            let dep_node = node(&dep.pkg);
+            let active = |crate_name: &str| {
+                dep_node.is_some_and(|n| n.deps.iter().any(|d| d.name == crate_name.replace('-', "_")))
+            };
+            // An optional dependency's implicit feature is listed even when the dependency is
+            // for another platform (tokio's `windows-sys` on Linux); cargo does not enable it
+            // there, and naming it would build the crate with another feature set than the
+            // program's.
+            let features: Vec<_> = dep_node
+                .map(|n| n.features.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| {
+                    let inactive_optional = pkg.dependencies.iter().any(|d| {
+                        d.optional
+                            && d.rename.as_deref().unwrap_or(d.name.as_str()) == f.as_str()
+                            && !active(f.as_str())
+                    });
+                    !inactive_optional
+                })
+                .collect();
             let mut spec = format!("package = {:?}, default-features = false", pkg.name.as_str());
             match &pkg.source {
                 Some(s) if s.is_crates_io() => write!(spec, ", version = \"={}\"", pkg.version)?,

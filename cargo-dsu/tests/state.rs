@@ -14,8 +14,8 @@ struct Repo {
     binary: PathBuf,
 }
 
-/// Tags: v1; v2 (a transformer), v3 (a derived one) from v2; v2-panic and v2-no-transformer
-/// from v1.
+/// Tags: v1; v2 (a transformer), v3 (a derived one) from v2; v2-panic, v2-no-transformer and
+/// v2-reversible (with an inverse transformer) from v1.
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
@@ -25,7 +25,11 @@ fn repo() -> &'static Repo {
         commit_version(&dir, "store", "v1.rs", "v1");
         commit_version(&dir, "store", "v2.rs", "v2");
         commit_version(&dir, "store", "v3.rs", "v3");
-        for (version, tag) in [("v2-panic.rs", "v2-panic"), ("v2-no-transformer.rs", "v2-no-transformer")] {
+        for (version, tag) in [
+            ("v2-panic.rs", "v2-panic"),
+            ("v2-no-transformer.rs", "v2-no-transformer"),
+            ("v2-reversible.rs", "v2-reversible"),
+        ] {
             git(&dir, &["checkout", "-q", "v1"]);
             commit_version(&dir, "store", version, tag);
         }
@@ -102,4 +106,40 @@ fn type_change_without_transformer_is_refused_with_a_stub() {
     assert!(err.contains("src/main.rs:") && err.contains("type `store::Entry` changed and no transformer"), "{err}");
     assert!(err.contains("#[dsu::transform(from = dsu_old::Entry)]"), "stub printed: {err}");
     assert!(err.contains("tags: todo!(\"new field\")"), "{err}");
+}
+
+#[test]
+fn rollback_restores_code_and_state_through_inverse_transformers_and_is_refused_without() {
+    let mut host = Host::start(&repo().binary);
+    assert_eq!(host.send("fill 1000"), "1000");
+    let v1_summary = "v1 entries=1000 hits=499500 legacy=500";
+    assert_eq!(host.send("summary"), v1_summary);
+    assert!(host.send("rollback").starts_with("refused: rollback refused: no patch is applied"));
+
+    // A patch with inverse transformers rolls back with its state: `legacy` comes back from the
+    // tags the forward transformer made of it, code returns to version 1.
+    let reversible = patch("v1..v2-reversible");
+    assert_eq!(host.send(&format!("apply {reversible}")), "applied cells=store routed=store::describe");
+    assert_eq!(host.send("get k12"), "v2 k12 hits=12 tags=[\"legacy\"]");
+    assert_eq!(host.send("rollback"), "rolled back cells=store");
+    assert_eq!(host.send("summary"), v1_summary);
+    assert_eq!(host.send("get k12"), "v1 k12 hits=12 legacy=true");
+    assert_eq!(host.send("get k13"), "v1 k13 hits=13 legacy=false");
+    assert_eq!(host.send("fill 1001"), "1001", "version 1's code runs on the restored state");
+
+    // A rollback is verified like a patch: the program runs version 1 again, so a patch made
+    // for version 2 is refused, and the one made for version 1 applies again.
+    let v3 = patch("v2..v3");
+    let refused = host.send(&format!("apply {v3}"));
+    assert!(refused.contains("was built for another revision"), "{refused}");
+
+    // Without inverse transformers, code could roll back but state could not: refused, naming
+    // the cell, and version 2 keeps serving.
+    let v2 = patch("v1..v2");
+    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::describe");
+    let refused = host.send("rollback");
+    assert!(refused.starts_with("refused: rollback refused"), "{refused}");
+    assert!(refused.contains("state cell `store`") && refused.contains("no inverse"), "{refused}");
+    assert_eq!(host.send("summary"), "v2 entries=1001 hits=499500 legacy=501");
+    assert_eq!(host.send("status"), "applied=3 last_refusal=true");
 }

@@ -44,7 +44,14 @@ pub struct LoadReport {
 /// On any error nothing changes: the program keeps running the version it had, and later
 /// patches are checked against that version.
 pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
-    let path = path.as_ref().to_path_buf();
+    let result = verify_and_queue(path.as_ref().to_path_buf());
+    if let Err(e) = &result {
+        update::note_refusal(e);
+    }
+    result
+}
+
+fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
     let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },

@@ -121,7 +121,8 @@ pub struct Status {
     pub pending: usize,
     /// The files of the pending patches, in the order they will be applied.
     pub pending_patches: Vec<PathBuf>,
-    /// Why the last update that reached an update point was not applied, if it was not.
+    /// The last refusal: of a patch by `load`, of a rollback, or of an update at the moment it
+    /// was to be applied (a failed transformer, a timeout).
     pub last_refusal: Option<String>,
     /// Threads registered with the update protocol.
     pub threads: usize,
@@ -432,24 +433,25 @@ pub struct RollbackReport {
 /// is refused here, naming the cell. Like a patch, a rollback is transactional: if an inverse
 /// transformer fails, nothing changes.
 pub fn rollback() -> Result<RollbackReport, Error> {
-    crate::quiesce::register_running();
-    let report = {
-        let mut guard = lock();
-        let rt = runtime(&mut guard)?;
-        rt.queue_rollback()?
-    };
+    let report = queue_rollback()?;
     crate::quiesce::open_round();
     Ok(report)
 }
 
+fn queue_rollback() -> Result<RollbackReport, Error> {
+    crate::quiesce::register_running();
+    let mut guard = lock();
+    let rt = runtime(&mut guard)?;
+    let result = rt.queue_rollback();
+    if let Err(e) = &result {
+        rt.last_refusal = Some(e.to_string());
+    }
+    result
+}
+
 /// Like [`rollback`], and waits (parked, as at an update point) until it is applied or refused.
 pub fn rollback_and_wait() -> Result<RollbackReport, Error> {
-    crate::quiesce::register_running();
-    let report = {
-        let mut guard = lock();
-        let rt = runtime(&mut guard)?;
-        rt.queue_rollback()?
-    };
+    let report = queue_rollback()?;
     let round = crate::quiesce::open_round();
     crate::quiesce::wait_for(round)?;
     Ok(report)
@@ -549,6 +551,13 @@ pub(crate) fn apply_now(round: u64) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Keeps `why` as the last refusal, for `status()`.
+pub(crate) fn note_refusal(why: &Error) {
+    if let Some(rt) = lock().as_mut() {
+        rt.last_refusal = Some(why.to_string());
+    }
 }
 
 /// Drops every pending update: the round that would have applied them was abandoned.
