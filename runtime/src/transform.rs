@@ -400,4 +400,24 @@ mod tests {
         let err = <Vec<New>>::transform(&vec![Old { name: "".into(), hits: 1 }]).unwrap_err();
         assert_eq!(err.0, "empty name");
     }
+
+    /// A thread at an update point may hold a lock inside a state cell: the transform fails the
+    /// update instead of waiting for a lock that is released only after the update.
+    #[test]
+    fn a_held_lock_fails_the_transform_instead_of_deadlocking() {
+        let old = Mutex::new(Old { name: "a".into(), hits: 1 });
+        let held = old.lock().unwrap();
+        let err = <Mutex<New>>::transform(&old).unwrap_err();
+        assert!(err.0.contains("held by a thread"), "{err}");
+        drop(held);
+        assert_eq!(<Mutex<New>>::transform(&old).unwrap().into_inner().unwrap().hits, 1);
+
+        let old = RwLock::new(Old { name: "b".into(), hits: 2 });
+        let held = old.write().unwrap();
+        assert!(<RwLock<New>>::transform(&old).is_err());
+        drop(held);
+        let reading = old.read().unwrap();
+        assert_eq!(<RwLock<New>>::transform(&old).unwrap().into_inner().unwrap().hits, 2, "readers do not block it");
+        drop(reading);
+    }
 }
