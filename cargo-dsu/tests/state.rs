@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 struct Repo {
@@ -39,16 +38,6 @@ fn repo() -> &'static Repo {
         let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
         Repo { dir, target, binary }
     })
-}
-
-fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
-    Command::new(cargo_dsu())
-        .arg("dsu")
-        .args(args)
-        .args(["--target-dir", target.to_str().unwrap()])
-        .current_dir(dir)
-        .output()
-        .expect("running cargo-dsu")
 }
 
 fn patch(range: &str) -> String {

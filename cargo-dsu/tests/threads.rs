@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,16 +38,6 @@ fn repo() -> Repo {
     assert_success(&out, "cargo dsu build");
     let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     Repo { dir, target, binary }
-}
-
-fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
-    Command::new(cargo_dsu())
-        .arg("dsu")
-        .args(args)
-        .args(["--target-dir", target.to_str().unwrap()])
-        .current_dir(dir)
-        .output()
-        .expect("running cargo-dsu")
 }
 
 fn patch(r: &Repo, range: &str) -> String {

@@ -7,20 +7,9 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-fn dsu(dir: &Path, target: &Path, args: &[&str]) -> Output {
-    Command::new(cargo_dsu())
-        .arg("dsu")
-        .args(args)
-        .args(["--target-dir", target.to_str().unwrap()])
-        .current_dir(dir)
-        .output()
-        .expect("running cargo-dsu")
-}
 
 fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> Result<String, String> {
     conn.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;

@@ -107,6 +107,17 @@ pub fn cargo_dsu() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cargo-dsu"))
 }
 
+/// Runs `cargo dsu ARGS --target-dir TARGET` in `dir`.
+pub fn dsu(dir: &Path, target: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(cargo_dsu())
+        .arg("dsu")
+        .args(args)
+        .args(["--target-dir", target.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .expect("running cargo-dsu")
+}
+
 /// A running host program, driven one line at a time.
 pub struct Host {
     child: Child,
