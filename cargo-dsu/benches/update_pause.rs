@@ -4,8 +4,9 @@
 //!
 //! * `update_pause/code_only_8_threads`: the pause of a code-only update, from the moment the
 //!   first thread parks until every parked thread has resumed, as the runtime measures it. Each
-//!   iteration is one update (a patch, then its rollback, alternately); p50 and p99 over every
-//!   update criterion ran are printed at the end.
+//!   iteration is one update (a patch, then its rollback, alternately, 2 ms apart so the load
+//!   settles in between); p50 and p99 over every update criterion ran are printed at the end,
+//!   with the part spent waiting for threads to reach an update point or go idle.
 //! * 100 successive patches v1 → v2 → … → v101 under the same load: failed requests (must be 0)
 //!   and the growth of the host's resident memory per patch (each patch library stays mapped).
 //!
@@ -184,7 +185,7 @@ fn updates(c: &mut Criterion) {
     // The pause of a code-only update with eight threads under load.
     let mut host = Host::start(&binary);
     let load = Load::start(host.port);
-    let pauses = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let pauses = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
     let mut g = c.benchmark_group("update_pause");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     g.bench_function("code_only_8_threads", |b| {
@@ -192,25 +193,37 @@ fn updates(c: &mut Criterion) {
             // One cycle is two updates: the patch and its rollback.
             let cycles = iters.div_ceil(2);
             let reply = host.send(&format!("cycle {cycles} {patch}"));
-            let micros: Vec<u64> = reply
+            // Each update answers `pause/waiting`, in microseconds.
+            let micros: Vec<(u64, u64)> = reply
                 .split(' ')
-                .map(|p| p.parse().unwrap_or_else(|_| panic!("update failed: {reply}")))
+                .map(|p| {
+                    p.split_once('/')
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                        .unwrap_or_else(|| panic!("update failed: {reply}"))
+                })
                 .collect();
             pauses.lock().unwrap().extend(&micros);
-            Duration::from_micros(micros.iter().take(iters as usize).sum())
+            Duration::from_micros(micros.iter().take(iters as usize).map(|m| m.0).sum())
         })
     });
     g.finish();
     let (ok, failed) = load.finish();
-    let mut all = pauses.lock().unwrap().clone();
+    let measured = pauses.lock().unwrap().clone();
+    let mut all: Vec<u64> = measured.iter().map(|m| m.0).collect();
+    let mut waiting: Vec<u64> = measured.iter().map(|m| m.1).collect();
     all.sort_unstable();
+    waiting.sort_unstable();
     println!(
-        "update_pause/code_only_8_threads: {} updates, p50 {} us, p99 {} us, max {} us; \
+        "update_pause/code_only_8_threads: {} updates, pause p50 {} us, p99 {} us, max {} us; \
+         of which waiting for threads p50 {} us, p99 {} us ({} of the updates waited for one); \
          requests ok {ok}, failed {failed}",
         all.len(),
         percentile(&all, 0.50),
         percentile(&all, 0.99),
-        all.last().unwrap()
+        all.last().unwrap(),
+        percentile(&waiting, 0.50),
+        percentile(&waiting, 0.99),
+        waiting.iter().filter(|w| **w > 0).count(),
     );
     assert_eq!(failed, 0);
     drop(host);

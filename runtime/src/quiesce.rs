@@ -31,8 +31,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, Condvar};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,8 @@ struct ThreadRec {
     /// The thread's `CHECK` flag.
     check: *const AtomicBool,
     name: String,
+    /// To wake it when it is parked.
+    thread: std::thread::Thread,
 }
 
 // SAFETY: `check` points at the owning thread's `CHECK`, a thread-local without destructor whose
@@ -100,6 +102,42 @@ struct Outcome {
     result: Result<(), Error>,
 }
 
+/// What the pause of one round is measured from.
+struct RoundClock {
+    number: u64,
+    /// Threads parked in this round and not yet resumed.
+    parked: AtomicUsize,
+    /// When the first thread parked.
+    first_parked: OnceLock<Instant>,
+    /// When the round began to apply, and when it closed.
+    applying: OnceLock<Instant>,
+    closed: OnceLock<Instant>,
+}
+
+impl RoundClock {
+    fn new(number: u64) -> Arc<Self> {
+        Arc::new(RoundClock {
+            number,
+            parked: AtomicUsize::new(0),
+            first_parked: OnceLock::new(),
+            applying: OnceLock::new(),
+            closed: OnceLock::new(),
+        })
+    }
+
+    /// Records the round's pause: from the first park (or the start of applying, if no thread
+    /// had to park) until `resumed`, and how much of it went to waiting for quiescence.
+    fn record(&self, resumed: Instant) {
+        let applying = self.applying.get().copied().unwrap_or(resumed);
+        let start = self.first_parked.get().copied().unwrap_or(applying).min(applying);
+        crate::update::record_pause(
+            self.number,
+            resumed.duration_since(start),
+            applying.duration_since(start),
+        );
+    }
+}
+
 struct Coordinator {
     threads: Vec<Arc<ThreadRec>>,
     /// Rounds closed so far; the open round, if any, has this number.
@@ -107,12 +145,8 @@ struct Coordinator {
     /// When the open round is abandoned.
     deadline: Option<Instant>,
     timeout: Duration,
-    /// When the first thread parked in the open round, or when it was applied if none parked.
-    first_parked: Option<Instant>,
-    /// Threads still parked after the round closed; the last one out records the pause.
-    parked: usize,
-    /// The round whose pause is being measured, with when it closed.
-    closing: Option<(u64, Instant)>,
+    /// The open round's clock.
+    clock: Option<Arc<RoundClock>>,
     outcomes: VecDeque<Outcome>,
 }
 
@@ -121,11 +155,12 @@ static COORDINATOR: Mutex<Coordinator> = Mutex::new(Coordinator {
     round: 0,
     deadline: None,
     timeout: DEFAULT_UPDATE_TIMEOUT,
-    first_parked: None,
-    parked: 0,
-    closing: None,
+    clock: None,
     outcomes: VecDeque::new(),
 });
+/// Rounds closed so far, published for parked threads, which wait without the lock.
+static CLOSED: AtomicU64 = AtomicU64::new(0);
+/// Wakes waiters that are not registered threads (they cannot be unparked).
 static WAKE: Condvar = Condvar::new();
 
 fn coordinator() -> MutexGuard<'static, Coordinator> {
@@ -162,7 +197,8 @@ fn register(initial: u8) -> Option<Arc<ThreadRec>> {
             .name()
             .map(str::to_string)
             .unwrap_or_else(|| format!("{:?}", std::thread::current().id()));
-        let rec = Arc::new(ThreadRec { state: AtomicU8::new(initial), check, name });
+        let thread = std::thread::current();
+        let rec = Arc::new(ThreadRec { state: AtomicU8::new(initial), check, name, thread });
         {
             let mut c = coordinator();
             rec.set_check(PENDING.load(Ordering::SeqCst));
@@ -185,16 +221,10 @@ pub(crate) fn update_point() {
 #[cold]
 #[inline(never)]
 fn update_point_slow() {
-    let Some(rec) = register(RUNNING) else { return };
-    if PENDING.load(Ordering::SeqCst) {
+    // Registers the thread; parks it if a round is open, else clears its flag, so later update
+    // points take the fast path.
+    if let Some(rec) = register(RUNNING) {
         park(&rec, None);
-    } else {
-        // Registered and nothing pending: later update points take the fast path.
-        let c = coordinator();
-        if !PENDING.load(Ordering::SeqCst) {
-            rec.set_check(false);
-        }
-        drop(c);
     }
 }
 
@@ -204,43 +234,53 @@ pub(crate) fn register_running() {
     register(RUNNING);
 }
 
-/// Parks the calling thread until no round is open (or, with `until`, until round `until` has
-/// closed); returns after the program has switched versions or the round was abandoned.
+/// Parks the calling thread until the open round (or, with `until`, round `until`) has closed;
+/// returns after the program has switched versions or the round was abandoned. Without an open
+/// round it returns at once.
+///
+/// The thread takes the coordinator's lock once, to park (and perhaps apply, if it completes
+/// quiescence); it waits and resumes without it, so resuming threads do not queue on the lock.
 fn park(rec: &ThreadRec, until: Option<u64>) {
     let before = rec.state.load(Ordering::Relaxed);
-    let mut c = coordinator();
-    rec.state.store(PARKED, Ordering::SeqCst);
-    c.parked += 1;
-    if c.first_parked.is_none() && PENDING.load(Ordering::SeqCst) {
-        c.first_parked = Some(Instant::now());
-    }
+    let (round, clock, deadline) = {
+        let mut c = coordinator();
+        let round = until.unwrap_or(c.round);
+        if c.round > round || !PENDING.load(Ordering::SeqCst) {
+            // Nothing to wait for: later update points take the fast path.
+            rec.set_check(false);
+            return;
+        }
+        rec.state.store(PARKED, Ordering::SeqCst);
+        let clock = c.clock.clone().expect("an open round has a clock");
+        clock.parked.fetch_add(1, Ordering::SeqCst);
+        let _ = clock.first_parked.set(Instant::now());
+        if !expire(&mut c) {
+            try_apply(&mut c);
+        }
+        (round, clock, c.deadline)
+    };
     loop {
-        let done = match until {
-            Some(r) => c.round > r,
-            None => !PENDING.load(Ordering::SeqCst),
-        };
-        if done {
+        if CLOSED.load(Ordering::SeqCst) > round {
             break;
         }
-        if expire(&mut c) || try_apply(&mut c) {
-            continue;
+        let now = Instant::now();
+        match deadline {
+            Some(d) if now >= d => {
+                let mut c = coordinator();
+                if c.round == round {
+                    expire(&mut c);
+                }
+            }
+            // Unparked by `close`; the timeout only bounds a missed wake-up.
+            Some(d) => std::thread::park_timeout(d - now),
+            None => std::thread::park_timeout(Duration::from_millis(10)),
         }
-        let wait = c.deadline.map_or(Duration::from_millis(100), |d| {
-            d.saturating_duration_since(Instant::now()).max(Duration::from_micros(100))
-        });
-        c = WAKE.wait_timeout(c, wait).unwrap_or_else(|e| e.into_inner()).0;
     }
     rec.state.store(before, Ordering::SeqCst);
-    c.parked -= 1;
-    if c.parked == 0 {
-        if let Some((round, closed)) = c.closing.take() {
-            let resumed = Instant::now();
-            let start = c.first_parked.take().unwrap_or(closed);
-            crate::update::record_pause(round, resumed.duration_since(start));
-        }
-    }
-    if !PENDING.load(Ordering::SeqCst) {
-        rec.set_check(false);
+    // `close` cleared this thread's flag (and a round opened since has set it again).
+    if clock.parked.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // The last thread out of this round.
+        clock.record(Instant::now());
     }
 }
 
@@ -250,7 +290,7 @@ pub(crate) fn open_round() -> u64 {
     let mut c = coordinator();
     if !PENDING.load(Ordering::SeqCst) {
         c.deadline = Some(Instant::now() + c.timeout);
-        c.first_parked = None;
+        c.clock = Some(RoundClock::new(c.round));
         PENDING.store(true, Ordering::SeqCst);
         for t in &c.threads {
             t.set_check(true);
@@ -295,6 +335,9 @@ fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     if c.threads.iter().any(|t| t.state.load(Ordering::SeqCst) == RUNNING) {
         return false;
     }
+    if let Some(clock) = &c.clock {
+        let _ = clock.applying.set(Instant::now());
+    }
     let result = crate::update::apply_now(c.round);
     close(c, result);
     true
@@ -327,15 +370,19 @@ fn close(c: &mut MutexGuard<'static, Coordinator>, result: Result<(), Error>) {
         c.outcomes.pop_front();
     }
     PENDING.store(false, Ordering::SeqCst);
+    CLOSED.store(c.round, Ordering::SeqCst);
     let now = Instant::now();
-    if c.parked == 0 {
-        let start = c.first_parked.take().unwrap_or(now);
-        crate::update::record_pause(round, now.duration_since(start));
-    } else {
-        c.closing = Some((round, now));
+    if let Some(clock) = c.clock.take() {
+        let _ = clock.closed.set(now);
+        if clock.parked.load(Ordering::SeqCst) == 0 {
+            clock.record(now);
+        }
     }
     for t in &c.threads {
         t.set_check(false);
+        if t.state.load(Ordering::SeqCst) == PARKED {
+            t.thread.unpark();
+        }
     }
     WAKE.notify_all();
 }

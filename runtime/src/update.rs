@@ -102,6 +102,9 @@ pub struct AppliedPatch {
     /// How long the program paused for it: from the moment the first thread parked (or the
     /// update started, if none had to) until every parked thread had resumed.
     pub pause: Duration,
+    /// The part of the pause spent waiting for every registered thread to reach an update point
+    /// or be idle (the rest went to applying and resuming).
+    pub waiting: Duration,
     /// Functions whose code it replaced, added or restored.
     pub changed: Vec<String>,
     /// The update round that applied it.
@@ -349,6 +352,7 @@ impl Runtime {
             revision: self.current.revision.clone(),
             applied_at: SystemTime::now(),
             pause: Duration::ZERO,
+            waiting: Duration::ZERO,
             changed,
             round,
         });
@@ -396,6 +400,7 @@ impl Runtime {
             revision: self.current.revision.clone(),
             applied_at: SystemTime::now(),
             pause: Duration::ZERO,
+            waiting: Duration::ZERO,
             changed,
             round,
         });
@@ -569,12 +574,14 @@ pub(crate) fn abandon_pending(why: &Error) {
     rt.reset_expectations();
 }
 
-/// Records the pause of round `round` on the updates it applied, and reports each.
-pub(crate) fn record_pause(round: u64, pause: Duration) {
+/// Records the pause of round `round` (and the part of it spent waiting for threads to reach a
+/// safe point) on the updates it applied, and reports each.
+pub(crate) fn record_pause(round: u64, pause: Duration, waiting: Duration) {
     let mut guard = lock();
     let Some(rt) = guard.as_mut() else { return };
     for h in rt.history.iter_mut().rev().take_while(|h| h.round == round) {
         h.pause = pause;
+        h.waiting = waiting;
         tracing::info!(
             target: "dsu",
             kind = ?h.kind,
@@ -582,6 +589,7 @@ pub(crate) fn record_pause(round: u64, pause: Duration) {
             patch = %h.path.display(),
             changed = h.changed.len(),
             pause_us = pause.as_micros() as u64,
+            waiting_us = waiting.as_micros() as u64,
             "update applied"
         );
     }
