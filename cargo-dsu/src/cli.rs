@@ -1,4 +1,6 @@
-//! The command line: `cargo dsu build` and `cargo dsu patch A..B`.
+//! The command line: `cargo dsu build`, `cargo dsu patch A..B`, and `cargo dsu load|rollback|status
+//! --socket PATH`, which talk to a running program through its control socket
+//! (`dsu::control::serve`).
 //!
 //! Output contract: status lines on stderr in cargo's right-aligned style; the one result (the
 //! binary's or the patch's path, or the report with `--dry-run`/`--json`) on stdout.
@@ -21,7 +23,9 @@ Exit codes:
   4  the program or the patch does not compile (the compiler's errors are shown)
   5  the patch is refused: a change it cannot apply safely (file:line and reason are shown)
   6  no updateable program: no binary, no dependency on dsu, or no `cargo dsu build` yet
-  7  the target directory cannot be written";
+  7  the target directory cannot be written
+  8  the running program refused the request (its reason is shown)
+  9  the running program's control socket cannot be reached";
 
 /// What went wrong, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +36,8 @@ pub enum Failure {
     Refused = 5,
     NotUpdateable = 6,
     Io = 7,
+    ProgramRefused = 8,
+    Unreachable = 9,
 }
 
 /// Classifies an error by the marker types the library attaches.
@@ -47,6 +53,10 @@ pub fn classify(e: &anyhow::Error) -> Failure {
         Failure::NotUpdateable
     } else if e.downcast_ref::<recipe::OutputNotWritable>().is_some() {
         Failure::Io
+    } else if e.downcast_ref::<ProgramRefused>().is_some() {
+        Failure::ProgramRefused
+    } else if e.downcast_ref::<Unreachable>().is_some() {
+        Failure::Unreachable
     } else {
         Failure::Other
     }
@@ -56,6 +66,19 @@ pub fn classify(e: &anyhow::Error) -> Failure {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
+
+/// The running program refused a control request; its reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the running program refused: {0}")]
+pub struct ProgramRefused(pub String);
+
+/// The control socket could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the running program's control socket {path}: {reason}")]
+pub struct Unreachable {
+    pub path: PathBuf,
+    pub reason: String,
+}
 
 #[derive(Parser)]
 #[command(name = "cargo", bin_name = "cargo", version, about = "Dynamic software updating for Rust programs")]
@@ -88,6 +111,42 @@ pub enum DsuCommand {
     /// reached at A) and is written to target/dsu/patches/, its path printed on stdout.
     #[command(after_help = EXIT_CODES)]
     Patch(PatchArgs),
+    /// Ask a running program to load a patch and apply it; waits until it is applied.
+    ///
+    /// The program must serve a control socket (`dsu::control::serve`). The patch is verified
+    /// by the program like any other. Prints the revision the program runs afterwards.
+    #[command(after_help = EXIT_CODES)]
+    Load(LoadArgs),
+    /// Ask a running program to return to the version before its newest patch.
+    ///
+    /// Code always rolls back; state only where the patch carries inverse transformers
+    /// (`#[dsu::transform(to = dsu_old::T)]`), otherwise the program refuses, naming the state
+    /// cell. Waits until the rollback is applied; prints the revision the program runs then.
+    #[command(after_help = EXIT_CODES)]
+    Rollback(ControlArgs),
+    /// Print a running program's version, updates, pending work, threads and last refusal.
+    ///
+    /// Prints one line: the revision it runs, how many updates it applied, how many wait,
+    /// how many threads take part in updates, the last update's pause in microseconds, and
+    /// the last refusal.
+    #[command(after_help = EXIT_CODES)]
+    Status(ControlArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ControlArgs {
+    /// The program's control socket (the path it gave `dsu::control::serve`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The patch file (from `cargo dsu patch`).
+    #[arg(value_name = "PATCH")]
+    pub patch: PathBuf,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -166,6 +225,40 @@ pub fn run(args: DsuArgs) -> Result<()> {
             Ok(())
         }
         DsuCommand::Patch(p) => patch(&p),
+        DsuCommand::Load(l) => {
+            // The program resolves the path from its own working directory: send it whole.
+            let patch = std::path::absolute(&l.patch)
+                .with_context(|| format!("cannot resolve {}", l.patch.display()))?;
+            let patch = patch.to_str().context("the patch path is not UTF-8")?;
+            println!("{}", control(&l.control.socket, &format!("load {patch}"))?);
+            Ok(())
+        }
+        DsuCommand::Rollback(c) => {
+            println!("{}", control(&c.socket, "rollback")?);
+            Ok(())
+        }
+        DsuCommand::Status(c) => {
+            println!("{}", control(&c.socket, "status")?);
+            Ok(())
+        }
+    }
+}
+
+/// Sends one command line to a program's control socket; its reply without the `ok `.
+fn control(socket: &Path, command: &str) -> Result<String> {
+    use std::io::{BufRead, Write};
+    let unreachable = |e: std::io::Error| Unreachable { path: socket.to_path_buf(), reason: e.to_string() };
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(unreachable)?;
+    stream.write_all(format!("{command}\n").as_bytes()).map_err(unreachable)?;
+    let mut reply = String::new();
+    std::io::BufReader::new(stream).read_line(&mut reply).map_err(unreachable)?;
+    let reply = reply.trim_end();
+    if let Some(text) = reply.strip_prefix("ok ") {
+        Ok(text.to_string())
+    } else if let Some(reason) = reply.strip_prefix("refused ") {
+        Err(ProgramRefused(reason.to_string()).into())
+    } else {
+        Err(Unreachable { path: socket.to_path_buf(), reason: format!("unexpected reply {reply:?}") }.into())
     }
 }
 

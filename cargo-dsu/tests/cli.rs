@@ -259,6 +259,9 @@ fn help_texts() {
         ("help_dsu", &["--help"][..]),
         ("help_build", &["build", "--help"][..]),
         ("help_patch", &["patch", "--help"][..]),
+        ("help_load", &["load", "--help"][..]),
+        ("help_rollback", &["rollback", "--help"][..]),
+        ("help_status", &["status", "--help"][..]),
     ] {
         let out = Command::new(cargo_dsu()).arg("dsu").args(args).output().unwrap();
         assert!(out.status.success());

@@ -1,7 +1,7 @@
 //! Threads end to end: a server with eight worker threads, some blocked in `accept`, some in
-//! reads, is patched through a chain of five revisions, rolled back, and refused an update it
-//! cannot reach quiescence for, all under continuous load from clients that count every failed
-//! request.
+//! reads, is patched through a chain of five revisions, rolled back through its control socket
+//! (`cargo dsu rollback`), and refused an update it cannot reach quiescence for, all under
+//! continuous load from clients that count every failed request.
 
 mod common;
 
@@ -110,7 +110,8 @@ fn wait_for_events(host: &mut Host, n: u64) -> String {
 #[test]
 fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     let r = repo();
-    let mut host = Host::start(&r.binary);
+    let socket = r.dir.parent().unwrap().join("control.sock");
+    let mut host = Host::start_with_args(&r.binary, &[socket.to_str().unwrap()]);
     let banner = host.read_line();
     let port: u16 = banner.strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port banner");
 
@@ -161,16 +162,42 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     }
     let status = host.send("status");
     assert!(status.starts_with(&format!("revision={} applied=5 ", rev(&r, "v6"))), "{status}");
-    // Eight workers and the main thread take part in the protocol.
-    assert!(status.contains(" threads=9 "), "{status}");
+    // Eight workers, the main thread and the control socket's thread take part in the protocol.
+    assert!(status.contains(" threads=10 "), "{status}");
     // Every update was reported as a tracing event with its pause, once all threads resumed.
     let events = wait_for_events(&mut host, 5);
     let pause: u64 = events.split_once("pause_us=").unwrap().1.parse().unwrap();
     assert!(pause > 0, "{events}");
 
-    // Code rolls back.
-    assert_eq!(host.send("rollback"), format!("rolled back to {}", rev(&r, "v5")));
+    // The operator asks through the control socket: status, a patch for another version
+    // (refused by the program, which keeps serving), and a rollback of code.
+    let control = |args: &[&str]| {
+        Command::new(cargo_dsu())
+            .arg("dsu")
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .expect("running cargo-dsu")
+    };
+    let out = control(&["status"]);
+    assert_success(&out, "cargo dsu status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("revision={} applied=5 pending=0 threads=10 ", rev(&r, "v6"))), "{stdout}");
+    let out = control(&["load", &patches[0]]);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the running program refused") && stderr.contains("another revision"), "{stderr}");
+    assert_eq!(fresh(port), 6);
+    let out = control(&["rollback"]);
+    assert_success(&out, "cargo dsu rollback");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("rolled back to {}", rev(&r, "v5")));
     assert_eq!(fresh(port), 5);
+    let out = Command::new(cargo_dsu())
+        .args(["dsu", "status", "--socket", "/nonexistent/dsu.sock"])
+        .output()
+        .expect("running cargo-dsu");
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
 
     // A registered thread that never reaches an update point: the update is abandoned at the
     // timeout, the refusal names the thread, and the old version keeps serving.
@@ -181,7 +208,9 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     assert!(refused.contains("busy"), "the refusal names the thread: {refused}");
     assert_eq!(fresh(port), 5);
     assert_eq!(host.send("release"), "ok");
-    assert_eq!(host.send(&format!("load {}", patches[4])), format!("applied {}", rev(&r, "v6")));
+    let out = control(&["load", &patches[4]]);
+    assert_success(&out, "cargo dsu load");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("applied {}", rev(&r, "v6")));
     assert_eq!(fresh(port), 6);
 
     stop.store(true, Ordering::Relaxed);

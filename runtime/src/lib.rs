@@ -22,7 +22,9 @@
 //!   between polls. Threads at update points wait for the update; the last one to arrive applies
 //!   it. An update that cannot reach that moment within [`set_update_timeout`] is abandoned.
 //! * **Rollback.** [`rollback`] returns to the version before the newest patch, code always,
-//!   state through inverse transformers (`#[dsu::transform(to = dsu_old::T)]`).
+//!   state through inverse transformers (`#[dsu::transform(to = dsu_old::T)]`). An operator
+//!   can ask for updates and rollbacks from outside through [`control::serve`] and
+//!   `cargo dsu load|rollback|status --socket PATH`.
 //! * **One runtime.** A patch is the updateable crate built again from newer source, as a
 //!   library. `cargo dsu` builds the program's dependencies, std and this runtime once, as
 //!   shared libraries that the program and every patch link to, so patched code runs on the
@@ -89,6 +91,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod control;
 mod elf;
 mod error;
 mod fingerprint;

@@ -128,7 +128,13 @@ pub struct Host {
 impl Host {
     /// Starts `binary` directly: no cargo, no LD_LIBRARY_PATH.
     pub fn start(binary: &Path) -> Host {
+        Host::start_with_args(binary, &[])
+    }
+
+    /// Starts `binary` with `args`.
+    pub fn start_with_args(binary: &Path, args: &[&str]) -> Host {
         let mut child = Command::new(binary)
+            .args(args)
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
