@@ -66,7 +66,7 @@ fn handle(request: &str) -> Option<String> {
         },
         "STATUS" => match dsu::status() {
             Ok(s) => format!(
-                "revision {} after {} patches, {} requests",
+                "revision {} after {} updates, {} requests",
                 &s.revision[..s.revision.len().min(10)],
                 s.applied.len(),
                 REQUESTS.load(Ordering::Relaxed)
@@ -80,16 +80,24 @@ fn handle(request: &str) -> Option<String> {
 
 fn serve(stream: TcpStream) -> std::io::Result<bool> {
     let mut out = stream.try_clone()?;
-    for line in BufReader::new(stream).lines() {
-        match handle(line?.trim()) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        // Waiting for the next request is idle: an update may be applied meanwhile.
+        let mut line = String::new();
+        if dsu::idle(|| reader.read_line(&mut line))? == 0 {
+            return Ok(false);
+        }
+        match handle(line.trim()) {
             Some(response) => writeln!(out, "{response}")?,
             None => return Ok(true),
         }
     }
-    Ok(false)
 }
 
 fn main() -> std::io::Result<()> {
+    // With a path argument, an operator can also update the server from outside:
+    // `cargo dsu load|rollback|status --socket PATH`.
+    let _control = std::env::args().nth(1).map(dsu::control::serve).transpose()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("listening on {}", listener.local_addr()?);
     for stream in listener.incoming() {

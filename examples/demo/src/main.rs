@@ -1,8 +1,10 @@
 //! The dsu demo: a server patched live through three releases, in one process, state kept.
 //!
-//! It makes a scratch git repository holding four releases of `examples/demo-server`, builds the
+//! It makes a scratch git repository holding five releases of `examples/demo-server`, builds the
 //! first with `cargo dsu build`, starts it, and for each later release runs `cargo dsu patch` and
-//! has the running server load the patch. This executable is also `cargo-dsu`: run as
+//! has the running server load the patch (the last release is refused). Then an operator rolls
+//! the newest release back from outside, through the server's control socket, and applies it
+//! again. This executable is also `cargo-dsu`: run as
 //! `dsu-demo dsu …` (or as cargo's rustc wrapper) it is exactly the `cargo dsu` command.
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +43,8 @@ fn main() -> ExitCode {
 struct Paths {
     repo: PathBuf,
     target: PathBuf,
+    /// The server's control socket.
+    socket: PathBuf,
 }
 
 fn paths() -> Result<Paths> {
@@ -48,7 +52,7 @@ fn paths() -> Result<Paths> {
     // <target>/<profile>/dsu-demo
     let target = exe.parent().and_then(Path::parent).context("cannot place the scratch directory")?;
     let base = target.join("dsu-demo");
-    Ok(Paths { repo: base.join("repo"), target: base.join("target") })
+    Ok(Paths { repo: base.join("repo"), target: base.join("target"), socket: base.join("control.sock") })
 }
 
 fn step(title: &str) {
@@ -86,12 +90,24 @@ fn make_repository(p: &Paths) -> Result<()> {
 
 /// Runs this executable as `cargo dsu <args>`; returns its stdout, or its exit code on failure.
 fn cargo_dsu(p: &Paths, args: &[&str]) -> Result<std::result::Result<String, i32>> {
-    println!("$ cargo dsu {}", args.join(" "));
+    let target = ["--target-dir", p.target.to_str().context("non-UTF-8 path")?];
+    run_cargo_dsu(p, args, &target)
+}
+
+/// Runs `cargo dsu <args> --socket <the server's control socket>`.
+fn cargo_dsu_control(p: &Paths, args: &[&str]) -> Result<std::result::Result<String, i32>> {
+    run_cargo_dsu(p, args, &["--socket", p.socket.to_str().context("non-UTF-8 path")?])
+}
+
+fn run_cargo_dsu(p: &Paths, args: &[&str], extra: &[&str]) -> Result<std::result::Result<String, i32>> {
+    // The target directory is the demo's plumbing; a control socket is part of the command.
+    let shown = if extra.first() == Some(&"--socket") { [args, extra].concat() } else { args.to_vec() };
+    println!("$ cargo dsu {}", shown.join(" "));
     let start = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .arg("dsu")
         .args(args)
-        .args(["--target-dir", p.target.to_str().unwrap()])
+        .args(extra)
         .current_dir(&p.repo)
         .stderr(Stdio::inherit())
         .output()?;
@@ -111,8 +127,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path) -> Result<Server> {
+    fn start(binary: &Path, socket: &Path) -> Result<Server> {
         let mut child = Command::new(binary)
+            .arg(socket)
             .env_remove("LD_LIBRARY_PATH")
             .stdout(Stdio::piped())
             .spawn()
@@ -157,7 +174,7 @@ fn demo() -> Result<()> {
     };
 
     step("Start it and send requests");
-    let mut server = Server::start(&binary)?;
+    let mut server = Server::start(&binary, &p.socket)?;
     let pid = server.child.id();
     for name in NAMES {
         server.show(&format!("GET {name}"))?;
@@ -165,6 +182,7 @@ fn demo() -> Result<()> {
     server.show("STATS")?;
 
     let mut applied = 0;
+    let mut newest_patch = None;
     for pair in RELEASES.windows(2) {
         let ((from, _, _), (to, _, what)) = (pair[0], pair[1]);
         step(&format!("Release {to}: {what}"));
@@ -175,6 +193,7 @@ fn demo() -> Result<()> {
                     bail!("the server refused the patch: {answer}");
                 }
                 applied += 1;
+                newest_patch = Some(patch);
                 for name in NAMES {
                     server.show(&format!("GET {name}"))?;
                 }
@@ -189,6 +208,22 @@ fn demo() -> Result<()> {
         }
     }
 
+    step("An operator rolls the newest release back, from outside the server");
+    match cargo_dsu_control(&p, &["rollback"])? {
+        Ok(answer) => println!("   {answer}"),
+        Err(code) => bail!("cargo dsu rollback failed with exit code {code}"),
+    }
+    server.show("STATS")?;
+    server.show("STATUS")?;
+
+    step("...and applies it again, the same way");
+    let patch = newest_patch.context("no patch was applied")?;
+    match cargo_dsu_control(&p, &["load", &patch])? {
+        Ok(answer) => println!("   {answer}"),
+        Err(code) => bail!("cargo dsu load failed with exit code {code}"),
+    }
+    server.show("STATS")?;
+
     step("Summary");
     let status = server.show("STATUS")?;
     let alice = server.request("GET alice")?;
@@ -196,7 +231,8 @@ fn demo() -> Result<()> {
     writeln!(server.conn, "QUIT")?;
     let exit = server.child.wait()?;
     println!(
-        "   one server process (pid {pid}) throughout; {applied} patches applied; {} requests answered",
+        "   one server process (pid {pid}) throughout; {applied} patches applied, the last one rolled \
+         back and applied again; {} requests answered",
         server.requests
     );
     println!("   state kept across every update: {status}; last greeting: {alice}");
