@@ -41,6 +41,9 @@ impl From<&str> for TransformError {
 }
 
 /// Makes a value of `Self` from a value of the old type `Old`, leaving the old value untouched.
+///
+/// Transformers run while the update is being applied, with the runtime locked: they must not
+/// call into the dsu runtime themselves (`dsu::load`, `dsu::status`, update points).
 #[diagnostic::on_unimplemented(
     message = "no dsu transformer makes a `{Self}` from a `{Old}`",
     label = "no transformer for this type",
