@@ -226,4 +226,15 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     }
     let served: u64 = host.send("served").parse().unwrap();
     assert!(served >= tally.ok.load(Ordering::Relaxed), "the state cell counted across every version");
+
+    // A direct patch v1..v4 takes a fresh v1 process to v4 in one update; the running v6
+    // process refuses it (it was made for v1).
+    let direct = patch(&r, "v1..v4");
+    assert!(host.send(&format!("load {direct}")).starts_with("refused patch"));
+    let mut fresh_host = Host::start(&r.binary);
+    let fresh_port: u16 =
+        fresh_host.read_line().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port banner");
+    assert_eq!(fresh(fresh_port), 1);
+    assert_eq!(fresh_host.send(&format!("load {direct}")), format!("applied {}", rev(&r, "v4")));
+    assert_eq!(fresh(fresh_port), 4);
 }
