@@ -108,7 +108,7 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
     if !out.status.success() {
         bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(String::from_utf8(out.stdout).context("git output is not UTF-8")?)
+    String::from_utf8(out.stdout).context("git output is not UTF-8")
 }
 
 /// Every file under `dir` except build output (`target/`) and hidden files, relative to `root`.

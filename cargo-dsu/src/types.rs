@@ -463,7 +463,7 @@ fn widen_private_fields(item: &mut Item) {
 }
 
 fn strip_transform_attrs(item: &mut Item) {
-    let keep = |a: &syn::Attribute| !a.path().segments.last().is_some_and(|s| s.ident == "transform");
+    let keep = |a: &syn::Attribute| a.path().segments.last().is_none_or(|s| s.ident != "transform");
     match item {
         Item::Struct(s) => s.attrs.retain(keep),
         Item::Enum(e) => e.attrs.retain(keep),

@@ -75,7 +75,7 @@ pub(crate) struct PreparedPatch {
 
 /// What waits for the next update point.
 enum Op {
-    Patch(PreparedPatch),
+    Patch(Box<PreparedPatch>),
     Rollback,
 }
 
@@ -190,7 +190,7 @@ impl Runtime {
             self.expected_cells.insert(c.name.to_string(), c.to);
         }
         self.expected = patch.target.clone();
-        self.pending.push(Op::Patch(patch));
+        self.pending.push(Op::Patch(Box::new(patch)));
     }
 
     /// Queues a rollback of the newest applied patch, if it can be undone.
@@ -545,7 +545,7 @@ pub(crate) fn apply_now(round: u64) -> Result<(), Error> {
     let pending = std::mem::take(&mut rt.pending);
     for op in pending {
         let result = match op {
-            Op::Patch(patch) => rt.apply(patch, round),
+            Op::Patch(patch) => rt.apply(*patch, round),
             Op::Rollback => rt.roll_back(round),
         };
         if let Err(e) = result {

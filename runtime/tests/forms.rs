@@ -1,6 +1,10 @@
 //! Every supported form of `#[dsu::updateable]` compiles and behaves like the original function
 //! when no patch is loaded.
 
+// The forms below are written the way users write them, lints or not: they are what the macro
+// must accept.
+#![allow(clippy::boxed_local, clippy::needless_arbitrary_self_type, clippy::needless_lifetimes)]
+
 use std::collections::HashMap;
 use std::fmt;
 
