@@ -39,7 +39,9 @@ pub struct LoadReport {
     pub routed: Vec<String>,
 }
 
-/// Verifies the patch at `path` and queues it; the next update point applies it.
+/// Verifies the patch at `path` and queues it. It is applied at the first moment every thread
+/// registered with the runtime (this one included) is at an update point or idle; until then,
+/// threads that reach an update point wait there.
 ///
 /// On any error nothing changes: the program keeps running the version it had, and later
 /// patches are checked against that version.
