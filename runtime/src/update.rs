@@ -325,17 +325,23 @@ impl Runtime {
                 .iter()
                 .find(|(_, sig)| *sig == f.signature)
                 .map(|(copy, _)| CodePtr(copy.load(Ordering::Acquire) as *const ()));
-            // The patch's own slot already holds the patch's code: identical code when the
-            // function is unchanged, the new code when it changed.
-            record.copies.push((f.slot, f.signature));
+            // A fresh patch's own slot holds the patch's code: identical code when the function is
+            // unchanged, the new code when it changed. A patch loaded again after a rollback is
+            // the same mapped library: its slot is known already, and holds what the rollback
+            // restored until the loop below stores the new code again.
+            if !record.copies.iter().any(|(copy, _)| std::ptr::eq(*copy, f.slot)) {
+                record.copies.push((f.slot, f.signature));
+            }
             if let Some(before) = before {
                 undo.slots.push((f.slot, before));
             }
             if f.changed || switch_all {
                 undo.records.push((f.path.clone(), existed.then_some((record.signature, record.body))));
                 for (copy, signature) in &record.copies {
-                    if *signature == f.signature && !std::ptr::eq(*copy, f.slot) {
-                        undo.slots.push((copy, CodePtr(copy.load(Ordering::Acquire) as *const ())));
+                    if *signature == f.signature {
+                        if !std::ptr::eq(*copy, f.slot) {
+                            undo.slots.push((copy, CodePtr(copy.load(Ordering::Acquire) as *const ())));
+                        }
                         copy.store(f.imp.0 as *mut (), Ordering::Release);
                     }
                 }
