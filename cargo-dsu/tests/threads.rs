@@ -213,6 +213,15 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("applied {}", rev(&r, "v6")));
     assert_eq!(fresh(port), 6);
 
+    // Two rollbacks in a row go back two versions; the same patches then apply again.
+    assert_eq!(host.send("rollback"), format!("rolled back to {}", rev(&r, "v5")));
+    assert_eq!(host.send("rollback"), format!("rolled back to {}", rev(&r, "v4")));
+    assert_eq!(fresh(port), 4);
+    for (n, p) in [(5, &patches[3]), (6, &patches[4])] {
+        assert_eq!(host.send(&format!("load {p}")), format!("applied {}", rev(&r, &format!("v{n}"))));
+        assert_eq!(fresh(port), n);
+    }
+
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();

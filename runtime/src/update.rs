@@ -136,13 +136,23 @@ struct Undo {
     path: PathBuf,
     /// The version before the patch.
     previous: BuildIdentity,
-    /// Every slot copy the patch wrote, with the code it held before.
-    slots: Vec<(&'static AtomicPtr<()>, CodePtr)>,
-    /// Signature and body before the patch of each function it changed; `None` when it added it.
-    records: Vec<(String, Option<(Fingerprint, u64)>)>,
+    /// Each function the patch changed or added.
+    fns: Vec<FnUndo>,
     /// The cell transforms it applied, and its inverse transforms.
     cells: Vec<&'static CellTransform>,
     inverse: Vec<&'static CellTransform>,
+}
+
+/// How to undo a patch's change of one function.
+struct FnUndo {
+    path: String,
+    /// The signature of the implementation the patch installed.
+    signature: Fingerprint,
+    /// The code callers of that signature ran before the patch; `None` when there were none (an
+    /// added function, or a routed one with a new signature).
+    code: Option<CodePtr>,
+    /// The function's signature and body before the patch; `None` when the patch added it.
+    record: Option<(Fingerprint, u64)>,
 }
 
 pub(crate) struct Runtime {
@@ -229,13 +239,13 @@ impl Runtime {
             cells: undo.cells.iter().map(|c| c.name.to_string()).collect(),
         };
         self.expected = undo.previous.clone();
-        for (path, before) in &undo.records {
-            match before {
+        for f in &undo.fns {
+            match f.record {
                 Some(sb) => {
-                    self.expected_fns.insert(path.clone(), *sb);
+                    self.expected_fns.insert(f.path.clone(), sb);
                 }
                 None => {
-                    self.expected_fns.remove(path);
+                    self.expected_fns.remove(&f.path);
                 }
             }
         }
@@ -306,8 +316,7 @@ impl Runtime {
         let mut undo = Undo {
             path: patch.path.clone(),
             previous: self.current.clone(),
-            slots: Vec::new(),
-            records: Vec::new(),
+            fns: Vec::new(),
             cells: patch.cells.clone(),
             inverse: patch.inverse.clone(),
         };
@@ -332,16 +341,15 @@ impl Runtime {
             if !record.copies.iter().any(|(copy, _)| std::ptr::eq(*copy, f.slot)) {
                 record.copies.push((f.slot, f.signature));
             }
-            if let Some(before) = before {
-                undo.slots.push((f.slot, before));
-            }
             if f.changed || switch_all {
-                undo.records.push((f.path.clone(), existed.then_some((record.signature, record.body))));
+                undo.fns.push(FnUndo {
+                    path: f.path.clone(),
+                    signature: f.signature,
+                    code: before,
+                    record: existed.then_some((record.signature, record.body)),
+                });
                 for (copy, signature) in &record.copies {
                     if *signature == f.signature {
-                        if !std::ptr::eq(*copy, f.slot) {
-                            undo.slots.push((copy, CodePtr(copy.load(Ordering::Acquire) as *const ())));
-                        }
                         copy.store(f.imp.0 as *mut (), Ordering::Release);
                     }
                 }
@@ -381,23 +389,31 @@ impl Runtime {
             .collect();
         Self::transform_cells(&undo.path, &inverse)?;
         let undo = self.stack.pop().expect("checked above");
-        for (copy, before) in undo.slots.iter().rev() {
-            copy.store(before.0 as *mut (), Ordering::Release);
-        }
         let mut changed = Vec::new();
-        for (path, before) in undo.records {
-            match before {
+        for f in undo.fns.into_iter().rev() {
+            // Every copy of this signature goes back to the code it ran before the patch: the
+            // host's, earlier patches', this patch's own and those of patches applied (and
+            // rolled back) since.
+            if let (Some(code), Some(r)) = (f.code, self.live.get(&f.path)) {
+                for (copy, signature) in &r.copies {
+                    if *signature == f.signature {
+                        copy.store(code.0 as *mut (), Ordering::Release);
+                    }
+                }
+            }
+            match f.record {
                 Some((signature, body)) => {
-                    if let Some(r) = self.live.get_mut(&path) {
+                    if let Some(r) = self.live.get_mut(&f.path) {
                         r.signature = signature;
                         r.body = body;
                     }
                 }
+                // Added by the patch: code of the version rolled back to never calls it.
                 None => {
-                    self.live.remove(&path);
+                    self.live.remove(&f.path);
                 }
             }
-            changed.push(path);
+            changed.push(f.path);
         }
         self.current = undo.previous;
         self.history.push(AppliedPatch {
