@@ -360,16 +360,7 @@ impl Runtime {
         }
         self.current = patch.target;
         self.stack.push(undo);
-        self.history.push(AppliedPatch {
-            kind: UpdateKind::Patch,
-            path: patch.path,
-            revision: self.current.revision.clone(),
-            applied_at: SystemTime::now(),
-            pause: Duration::ZERO,
-            waiting: Duration::ZERO,
-            changed,
-            round,
-        });
+        self.record(UpdateKind::Patch, patch.path, changed, round);
         Ok(())
     }
 
@@ -416,9 +407,16 @@ impl Runtime {
             changed.push(f.path);
         }
         self.current = undo.previous;
+        self.record(UpdateKind::Rollback, undo.path, changed, round);
+        Ok(())
+    }
+
+    /// Adds an applied update to the history; its pause is filled in once every parked thread
+    /// has resumed.
+    fn record(&mut self, kind: UpdateKind, path: PathBuf, changed: Vec<String>, round: u64) {
         self.history.push(AppliedPatch {
-            kind: UpdateKind::Rollback,
-            path: undo.path,
+            kind,
+            path,
             revision: self.current.revision.clone(),
             applied_at: SystemTime::now(),
             pause: Duration::ZERO,
@@ -426,7 +424,6 @@ impl Runtime {
             changed,
             round,
         });
-        Ok(())
     }
 
     /// Forgets what pending updates promised: after a refused one, later ones (verified
