@@ -224,7 +224,9 @@ fn update_point_slow() {
     // Registers the thread; parks it if a round is open, else clears its flag, so later update
     // points take the fast path.
     if let Some(rec) = register(RUNNING) {
-        park(&rec, None);
+        // Inside an idle section, the thread stays idle afterwards.
+        let after = rec.state.load(Ordering::Relaxed);
+        park(&rec, None, after);
     }
 }
 
@@ -234,53 +236,66 @@ pub(crate) fn register_running() {
     register(RUNNING);
 }
 
-/// Parks the calling thread until the open round (or, with `until`, round `until`) has closed;
-/// returns after the program has switched versions or the round was abandoned. Without an open
-/// round it returns at once.
+/// Parks the calling thread until the open round (or, with `until`, round `until`) has closed,
+/// then gives it the state `after`; returns after the program has switched versions or the round
+/// was abandoned. Without an open round it returns at once.
 ///
-/// The thread takes the coordinator's lock once, to park (and perhaps apply, if it completes
+/// The thread takes the coordinator's lock to park (and perhaps apply, if it completes
 /// quiescence); it waits and resumes without it, so resuming threads do not queue on the lock.
-fn park(rec: &ThreadRec, until: Option<u64>) {
-    let before = rec.state.load(Ordering::Relaxed);
-    let (round, clock, deadline) = {
-        let mut c = coordinator();
-        let round = until.unwrap_or(c.round);
-        if c.round > round || !PENDING.load(Ordering::SeqCst) {
-            // Nothing to wait for: later update points take the fast path.
-            rec.set_check(false);
+/// A thread that resumes into updateable code (`after` is running) while a newer round has
+/// opened stays parked for that round too: it stores its state, then reads the pending flag,
+/// against the applier's store of the flag and read of every state, so either the applier sees
+/// it running or it sees the round.
+fn park(rec: &ThreadRec, until: Option<u64>, after: u8) {
+    let mut until = until;
+    loop {
+        let (round, clock, deadline) = {
+            let mut c = coordinator();
+            let round = until.unwrap_or(c.round);
+            if c.round > round || !PENDING.load(Ordering::SeqCst) {
+                // Under the lock: no update is being applied now, and the next applier sees
+                // this state.
+                rec.state.store(after, Ordering::SeqCst);
+                if !PENDING.load(Ordering::SeqCst) {
+                    // Nothing to wait for: later update points take the fast path.
+                    rec.set_check(false);
+                }
+                return;
+            }
+            rec.state.store(PARKED, Ordering::SeqCst);
+            let clock = c.clock.clone().expect("an open round has a clock");
+            clock.parked.fetch_add(1, Ordering::SeqCst);
+            let _ = clock.first_parked.set(Instant::now());
+            if !expire(&mut c) {
+                try_apply(&mut c);
+            }
+            (round, clock, c.deadline)
+        };
+        while CLOSED.load(Ordering::SeqCst) <= round {
+            let now = Instant::now();
+            match deadline {
+                Some(d) if now >= d => {
+                    let mut c = coordinator();
+                    if c.round == round {
+                        expire(&mut c);
+                    }
+                }
+                // Unparked by `close`; the timeout only bounds a missed wake-up.
+                Some(d) => std::thread::park_timeout(d - now),
+                None => std::thread::park_timeout(Duration::from_millis(10)),
+            }
+        }
+        rec.state.store(after, Ordering::SeqCst);
+        // `close` cleared this thread's flag (and a round opened since has set it again).
+        if clock.parked.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last thread out of this round.
+            clock.record(Instant::now());
+        }
+        if after != RUNNING || !PENDING.load(Ordering::SeqCst) {
             return;
         }
-        rec.state.store(PARKED, Ordering::SeqCst);
-        let clock = c.clock.clone().expect("an open round has a clock");
-        clock.parked.fetch_add(1, Ordering::SeqCst);
-        let _ = clock.first_parked.set(Instant::now());
-        if !expire(&mut c) {
-            try_apply(&mut c);
-        }
-        (round, clock, c.deadline)
-    };
-    loop {
-        if CLOSED.load(Ordering::SeqCst) > round {
-            break;
-        }
-        let now = Instant::now();
-        match deadline {
-            Some(d) if now >= d => {
-                let mut c = coordinator();
-                if c.round == round {
-                    expire(&mut c);
-                }
-            }
-            // Unparked by `close`; the timeout only bounds a missed wake-up.
-            Some(d) => std::thread::park_timeout(d - now),
-            None => std::thread::park_timeout(Duration::from_millis(10)),
-        }
-    }
-    rec.state.store(before, Ordering::SeqCst);
-    // `close` cleared this thread's flag (and a round opened since has set it again).
-    if clock.parked.fetch_sub(1, Ordering::SeqCst) == 1 {
-        // The last thread out of this round.
-        clock.record(Instant::now());
+        // A newer round: this thread is still at its safe point; wait for that one too.
+        until = None;
     }
 }
 
@@ -305,7 +320,7 @@ pub(crate) fn open_round() -> u64 {
 pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
     let rec = register(RUNNING);
     match &rec {
-        Some(rec) => park(rec, Some(round)),
+        Some(rec) => park(rec, Some(round), rec.state.load(Ordering::Relaxed)),
         None => {
             let mut c = coordinator();
             while c.round <= round {
@@ -338,7 +353,11 @@ fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     if let Some(clock) = &c.clock {
         let _ = clock.applying.set(Instant::now());
     }
+    #[cfg(test)]
+    tests::APPLYING.store(true, Ordering::SeqCst);
     let result = crate::update::apply_now(c.round);
+    #[cfg(test)]
+    tests::APPLYING.store(false, Ordering::SeqCst);
     close(c, result);
     true
 }
@@ -448,8 +467,7 @@ fn leave_idle(rec: &ThreadRec, before: u8) {
 
 /// Parks a thread whose state is about to become `after`.
 fn park_from(rec: &ThreadRec, after: u8) {
-    park(rec, None);
-    rec.state.store(after, Ordering::SeqCst);
+    park(rec, None, after);
 }
 
 /// A future of an updateable `async fn`: while it is polled, its thread runs updateable code;
@@ -500,8 +518,10 @@ impl<F: Future> Future for Tracked<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
+
+    /// Set while a round applies, for the tests to check that no running thread sees it.
+    pub(super) static APPLYING: AtomicBool = AtomicBool::new(false);
 
     /// The scenarios share the process-wide coordinator, so they run in order in one test.
     #[test]
@@ -580,6 +600,46 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();
         set_update_timeout(DEFAULT_UPDATE_TIMEOUT);
+
+        // Many rounds while threads move between running sections, update points and idle
+        // sections as fast as they can: no round applies while any of them is in a running
+        // section, and none deadlocks.
+        let stop = Arc::new(AtomicBool::new(false));
+        let violations = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (stop, violations) = (stop.clone(), violations.clone());
+                std::thread::Builder::new()
+                    .name(format!("stress-{i}"))
+                    .spawn(move || {
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            update_point();
+                            // A running section: updateable code would run here.
+                            for _ in 0..50 {
+                                if APPLYING.load(Ordering::SeqCst) {
+                                    violations.fetch_add(1, Ordering::Relaxed);
+                                }
+                                std::hint::spin_loop();
+                            }
+                            n += 1;
+                            if n % 3 == i {
+                                idle(std::thread::yield_now);
+                            }
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..300 {
+            let round = open_round();
+            assert!(wait_for(round).is_ok());
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(violations.load(Ordering::Relaxed), 0, "an update ran beside a running section");
         // Exited threads are deregistered.
         let names: Vec<String> = coordinator().threads.iter().map(|t| t.name.clone()).collect();
         for gone in ["worker", "sleeper", "blocked"] {
