@@ -244,21 +244,34 @@ fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<Tok
 
     let call = call(&f.sig.ident, quote!(old), fallible);
     let check = updateable_check(&new_ty);
+    Ok(patch_only_transform(&f, quote!(#from), quote!(#new_ty), quote!(old), call, check))
+}
+
+/// `f` and `impl Transform<source> for target` calling it with the source value as `param`, both
+/// compiled in patches only, then `check` in every build.
+fn patch_only_transform(
+    f: &syn::ItemFn,
+    source: TokenStream,
+    target: TokenStream,
+    param: TokenStream,
+    call: TokenStream,
+    check: TokenStream,
+) -> TokenStream {
     // `dsu_patch` is set only by `cargo dsu patch`; cargo's cfg check does not know it.
-    Ok(quote! {
+    quote! {
         #[allow(unexpected_cfgs)]
         const _: () = {
             #[cfg(dsu_patch)]
             #f
             #[cfg(dsu_patch)]
-            impl ::dsu::__private::Transform<#from> for #new_ty {
-                fn transform(old: &#from) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
+            impl ::dsu::__private::Transform<#source> for #target {
+                fn transform(#param: &#source) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
                     #call
                 }
             }
         };
         #check
-    })
+    }
 }
 
 /// `to = Old` on `fn(&New) -> Old`: `impl Transform<New> for Old`, the inverse a rollback runs.
@@ -299,20 +312,7 @@ fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenSt
 
     let call = call(&f.sig.ident, quote!(new), fallible);
     let check = updateable_check(&new_ty);
-    Ok(quote! {
-        #[allow(unexpected_cfgs)]
-        const _: () = {
-            #[cfg(dsu_patch)]
-            #f
-            #[cfg(dsu_patch)]
-            impl ::dsu::__private::Transform<#new_ty> for #to {
-                fn transform(new: &#new_ty) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
-                    #call
-                }
-            }
-        };
-        #check
-    })
+    Ok(patch_only_transform(&f, quote!(#new_ty), quote!(#to), quote!(new), call, check))
 }
 
 /// `T` when `ty` is `Result<T, E>`.
