@@ -22,7 +22,9 @@
 //! **Ordering.** A thread leaving an idle section stores *running* and then reads the global
 //! pending flag; the applier sets the pending flag and then reads every thread's state. Both are
 //! sequentially consistent, so either the applier sees the thread running (and waits), or the
-//! thread sees the round (and waits on the coordinator's lock, held while applying).
+//! thread sees the round and parks (taking the coordinator's lock, which the applier holds while
+//! it applies). A parked thread woken when a newer round is already open checks the same way
+//! before it runs updateable code again.
 
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::Error;
@@ -461,14 +463,10 @@ fn leave_idle(rec: &ThreadRec, before: u8) {
     rec.state.store(before, Ordering::SeqCst);
     if before == RUNNING && PENDING.load(Ordering::SeqCst) {
         rec.state.store(IDLE, Ordering::SeqCst);
-        park_from(rec, RUNNING);
+        park(rec, None, RUNNING);
     }
 }
 
-/// Parks a thread whose state is about to become `after`.
-fn park_from(rec: &ThreadRec, after: u8) {
-    park(rec, None, after);
-}
 
 /// A future of an updateable `async fn`: while it is polled, its thread runs updateable code;
 /// between polls the thread counts as idle.
@@ -501,7 +499,7 @@ impl<F: Future> Future for Tracked<F> {
         rec.state.store(RUNNING, Ordering::SeqCst);
         if PENDING.load(Ordering::SeqCst) {
             rec.state.store(before, Ordering::SeqCst);
-            park_from(&rec, RUNNING);
+            park(&rec, None, RUNNING);
         }
         let result = inner.poll(cx);
         rec.state.store(before, Ordering::SeqCst);
