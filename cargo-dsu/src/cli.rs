@@ -430,7 +430,22 @@ pub fn render_report(r: &Report) -> String {
         "\n    callers inside the patch see the new version; callers in the running program keep the old one",
     );
     section("types changed", &r.types_changed, "");
-    section("state cells transformed", &r.cells_transformed, " (at the update point, all or none)");
+    let irreversible: Vec<&str> = r
+        .cells_transformed
+        .iter()
+        .filter(|c| !r.cells_reversible.contains(c))
+        .map(|c| c.path.as_str())
+        .collect();
+    let cells_note = if irreversible.is_empty() {
+        " (at the update point, all or none; reversible: inverse transformers for every cell)".to_string()
+    } else {
+        format!(
+            " (at the update point, all or none; not reversible: no inverse transformer \
+             `#[dsu::transform(to = …)]` for {}, so a rollback will be refused)",
+            irreversible.join(", ")
+        )
+    };
+    section("state cells transformed", &r.cells_transformed, &cells_note);
     section(
         "functions routed",
         &r.functions_routed,

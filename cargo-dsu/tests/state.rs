@@ -111,6 +111,17 @@ fn rollback_restores_code_and_state_through_inverse_transformers_and_is_refused_
     assert_eq!(host.send("summary"), v1_summary);
     assert!(host.send("rollback").starts_with("refused: rollback refused: no patch is applied"));
 
+    // The report says beforehand which patches can roll back with their state.
+    let r = repo();
+    let report = |range: &str| {
+        let out = dsu(&r.dir, &r.target, &["patch", range, "--dry-run"]);
+        assert_success(&out, range);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(report("v1..v2-reversible").contains("reversible: inverse transformers for every cell"));
+    let not = report("v1..v2");
+    assert!(not.contains("not reversible: no inverse transformer") && not.contains("store::STORE"), "{not}");
+
     // A patch with inverse transformers rolls back with its state: `legacy` comes back from the
     // tags the forward transformer made of it, code returns to version 1.
     let reversible = patch("v1..v2-reversible");
