@@ -629,12 +629,48 @@ mod tests {
                     .unwrap()
             })
             .collect();
+        // Executor threads: they poll updateable futures, idle between polls.
+        struct Checked {
+            polls: u32,
+            violations: Arc<AtomicUsize>,
+        }
+        impl Future for Checked {
+            type Output = ();
+            fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+                for _ in 0..50 {
+                    if APPLYING.load(Ordering::SeqCst) {
+                        self.violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::hint::spin_loop();
+                }
+                self.polls -= 1;
+                if self.polls == 0 { Poll::Ready(()) } else { Poll::Pending }
+            }
+        }
+        let executors: Vec<_> = (0..2)
+            .map(|i| {
+                let (stop, violations) = (stop.clone(), violations.clone());
+                std::thread::Builder::new()
+                    .name(format!("executor-{i}"))
+                    .spawn(move || {
+                        let mut cx = Context::from_waker(std::task::Waker::noop());
+                        while !stop.load(Ordering::Relaxed) {
+                            let f = Tracked::new(Checked { polls: 3, violations: violations.clone() });
+                            let mut f = std::pin::pin!(f);
+                            while f.as_mut().poll(&mut cx).is_pending() {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
         for _ in 0..300 {
             let round = open_round();
             assert!(wait_for(round).is_ok());
         }
         stop.store(true, Ordering::Relaxed);
-        for t in threads {
+        for t in threads.into_iter().chain(executors) {
             t.join().unwrap();
         }
         assert_eq!(violations.load(Ordering::Relaxed), 0, "an update ran beside a running section");
