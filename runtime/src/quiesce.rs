@@ -580,8 +580,10 @@ mod tests {
         set_update_timeout(Duration::from_millis(100));
         let round = open_round();
         match wait_for(round) {
+            // Other tests of this binary may have a thread of their own running at that moment.
             Err(Error::UpdateTimeout { running, .. }) => {
-                assert_eq!(running, vec!["blocked".to_string()])
+                assert!(running.iter().any(|n| n == "blocked"), "{running:?}");
+                assert!(!running.iter().any(|n| n == "worker" || n == "sleeper"), "{running:?}");
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
