@@ -63,6 +63,8 @@ pub fn serve(path: impl AsRef<Path>) -> std::io::Result<ControlSocket> {
 }
 
 fn answer(stream: UnixStream) -> std::io::Result<()> {
+    // One client at a time: one that connects and says nothing must not hold the others up.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut line = String::new();
     let mut reader = BufReader::new(stream.try_clone()?);
     crate::idle(|| reader.read_line(&mut line))?;
