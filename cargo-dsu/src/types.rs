@@ -259,16 +259,8 @@ pub fn plan(
         };
         let mut old_inner = old_inner.clone();
         QualifyOld(&ok).visit_type_mut(&mut old_inner);
-        let symbol = format!("{}{}", dsu_abi::CELL_TRANSFORM_PREFIX, dsu_abi::symbol_safe(&name));
-        writeln!(
-            gen.0,
-            "#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
-             static __DSU_CELL_{}: ::dsu::__private::CellTransform = \
-             ::dsu::__private::CellTransform::new::<{}, {}>({name:?});",
-            s.ident,
-            old_inner.to_token_stream(),
-            new_inner.to_token_stream()
-        )?;
+        let (old_text, new_text) = (old_inner.to_token_stream(), new_inner.to_token_stream());
+        write_cell_transform(&mut gen.0, dsu_abi::CELL_TRANSFORM_PREFIX, "CELL", &s.ident, &name, &old_text, &new_text)?;
         let cell = ItemRef {
             path: format!("{crate_name}::{} (cell \"{name}\")", s.ident),
             file: root_rel.clone(),
@@ -279,16 +271,7 @@ pub fn plan(
         // types are the same types on both sides, `dsu_old` brings `use super::*`, and
         // transform to themselves).
         if ok.iter().filter(|t| mentions(&ty_text, t)).all(|t| reversible.contains(t)) {
-            let symbol = format!("{}{}", dsu_abi::CELL_INVERSE_PREFIX, dsu_abi::symbol_safe(&name));
-            writeln!(
-                gen.0,
-                "#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
-                 static __DSU_UNCELL_{}: ::dsu::__private::CellTransform = \
-                 ::dsu::__private::CellTransform::new::<{}, {}>({name:?});",
-                s.ident,
-                new_inner.to_token_stream(),
-                old_inner.to_token_stream()
-            )?;
+            write_cell_transform(&mut gen.0, dsu_abi::CELL_INVERSE_PREFIX, "UNCELL", &s.ident, &name, &new_text, &old_text)?;
             report.cells_reversible.push(cell.clone());
         }
         report.cells_transformed.push(cell);
@@ -332,6 +315,26 @@ pub fn plan(
          #[doc(hidden)]\n#[allow(dead_code, unused_imports)]\npub mod dsu_old {{\n    use super::*;\n{old_defs}}}\n"
     );
     Ok(gen)
+}
+
+/// Writes the exported `CellTransform` static of state cell `name` (the static `ident`): from
+/// `from` to `to`, under `prefix` (the forward or the inverse symbol prefix).
+fn write_cell_transform(
+    out: &mut String,
+    prefix: &str,
+    kind: &str,
+    ident: &syn::Ident,
+    name: &str,
+    from: &proc_macro2::TokenStream,
+    to: &proc_macro2::TokenStream,
+) -> std::fmt::Result {
+    let symbol = format!("{prefix}{}", dsu_abi::symbol_safe(name));
+    writeln!(
+        out,
+        "#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+         static __DSU_{kind}_{ident}: ::dsu::__private::CellTransform = \
+         ::dsu::__private::CellTransform::new::<{from}, {to}>({name:?});"
+    )
 }
 
 /// Decides which types of `planned` have an inverse transformer, derives the asked-for ones

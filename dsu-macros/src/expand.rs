@@ -545,15 +545,7 @@ impl FnShape {
         let binder = if lifetimes.is_empty() { quote!() } else { quote!(for<#(#lifetimes),*>) };
         let fn_ty: Type = syn::parse_quote!(#binder #unsafety fn(#(#inputs),*) #ret);
 
-        let mut layout_types: Vec<Type> = inputs.clone();
-        if let Some(t) = output {
-            if !matches!(t, Type::Never(_)) {
-                layout_types.push(t);
-            }
-        }
-        for t in &mut layout_types {
-            StaticLifetimes.visit_type_mut(t);
-        }
+        let layout_types = layout_types(&inputs, output);
         FnShape { fn_ty, layout_types, inputs: Vec::new(), lifetimes: Vec::new(), erased: None }
     }
 
@@ -595,17 +587,20 @@ impl FnShape {
         let binder = if lifetimes.is_empty() { quote!() } else { quote!(for<#(#lifetimes),*>) };
         let fn_ty: Type = syn::parse_quote!(#binder #unsafety fn(#(#inputs),*) -> #erased);
 
-        let mut layout_types: Vec<Type> = inputs.clone();
-        if let Some(t) = output {
-            if !matches!(t, Type::Never(_)) {
-                layout_types.push(t);
-            }
-        }
-        for t in &mut layout_types {
-            StaticLifetimes.visit_type_mut(t);
-        }
+        let layout_types = layout_types(&inputs, output);
         FnShape { fn_ty, layout_types, inputs, lifetimes, erased: Some(erased) }
     }
+}
+
+/// The types whose layout enters a signature's fingerprint: the inputs and the output (unless
+/// it is `!`), with every lifetime made `'static` so they can be measured in a `const`.
+fn layout_types(inputs: &[Type], output: Option<Type>) -> Vec<Type> {
+    let mut types: Vec<Type> = inputs.to_vec();
+    types.extend(output.filter(|t| !matches!(t, Type::Never(_))));
+    for t in &mut types {
+        StaticLifetimes.visit_type_mut(t);
+    }
+    types
 }
 
 /// The future's lifetime once the inputs are named: `'__dsu` if an argument borrows (then it

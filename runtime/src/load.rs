@@ -46,14 +46,19 @@ pub struct LoadReport {
 /// On any error nothing changes: the program keeps running the version it had, and later
 /// patches are checked against that version.
 pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
-    let result = verify_and_queue(path.as_ref().to_path_buf());
+    load_into_round(path.as_ref()).map(|(report, _)| report)
+}
+
+/// [`load`], and the number of the update round the patch joined.
+fn load_into_round(path: &Path) -> Result<(LoadReport, u64), Error> {
+    let result = verify_and_queue(path.to_path_buf());
     if let Err(e) = &result {
         update::note_refusal(e);
     }
     result
 }
 
-fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
+fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
@@ -75,19 +80,11 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
         other => Error::Malformed { path: path.clone(), reason: format!("header: {other}") },
     })?;
 
-    let cell_symbols: Vec<&str> = file
-        .symbols_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX)
-        .map_err(elf_err)?
-        .iter()
-        .map(|s| s.name)
-        .collect();
-
-    let inverse_symbols: Vec<&str> = file
-        .symbols_with_prefix(dsu_abi::CELL_INVERSE_PREFIX)
-        .map_err(elf_err)?
-        .iter()
-        .map(|s| s.name)
-        .collect();
+    let names_with_prefix = |prefix| -> Result<Vec<&str>, Error> {
+        Ok(file.symbols_with_prefix(prefix).map_err(elf_err)?.iter().map(|s| s.name).collect())
+    };
+    let cell_symbols = names_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX)?;
+    let inverse_symbols = names_with_prefix(dsu_abi::CELL_INVERSE_PREFIX)?;
 
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
@@ -214,8 +211,8 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
     };
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });
     drop(guard);
-    crate::quiesce::open_round();
-    Ok(report)
+    let round = crate::quiesce::open_round();
+    Ok((report, round))
 }
 
 /// Verifies the patch at `path`, queues it, and waits here, as at an update point, until it is
@@ -226,8 +223,7 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
 /// other threads ([`Error::UpdateTimeout`]), after either of which nothing has changed. Patches
 /// queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
-    let report = load(path)?;
-    let round = crate::quiesce::open_round();
+    let (report, round) = load_into_round(path.as_ref())?;
     crate::quiesce::wait_for(round)?;
     Ok(report)
 }
