@@ -183,6 +183,11 @@ pub fn update_timeout() -> Duration {
     coordinator().timeout
 }
 
+/// Whether a round is open: a queued patch or rollback waits to be applied. One atomic load.
+pub(crate) fn round_open() -> bool {
+    PENDING.load(Ordering::SeqCst)
+}
+
 /// The number of threads registered with the update protocol.
 pub fn registered_threads() -> usize {
     coordinator().threads.len()

@@ -29,7 +29,7 @@ pub fn update_point() {
 
 /// Whether a verified patch or rollback waits for an update point.
 pub fn is_pending() -> bool {
-    lock().as_ref().is_some_and(|rt| !rt.pending.is_empty())
+    crate::quiesce::round_open()
 }
 
 /// A function's implementation in one library; only ever a function of the slot's signature.
