@@ -373,6 +373,51 @@ fn walk(items: &[Item], module: &str, file: &str, out: &mut Items) {
     }
 }
 
+/// One crate of the updateable set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrateUnit {
+    /// The crate's name as rustc knows it: what `module_path!()` starts with.
+    pub crate_name: String,
+    /// Its root source file, relative to the checkout root.
+    pub root_file: std::path::PathBuf,
+    /// Its package's directory, relative to the checkout root.
+    pub package_dir: std::path::PathBuf,
+}
+
+/// Compares the crates `units` between the checkout roots `old_root` and `new_root`.
+/// Dependencies are checked by the pipeline (`deps_check`).
+pub fn compare_units(units: &[CrateUnit], old_root: &Path, new_root: &Path) -> Result<Report> {
+    let mut report = Report::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for u in units {
+        if !seen.insert((u.crate_name.clone(), u.package_dir.clone())) {
+            continue;
+        }
+        let mut r = compare(&u.crate_name, &old_root.join(&u.package_dir), &new_root.join(&u.package_dir))?;
+        r.refusals.retain(|x| x.reason != DEPENDENCIES_CHANGED);
+        let prefix = |list: &mut Vec<ItemRef>| {
+            for i in list.iter_mut() {
+                i.file = u.package_dir.join(&i.file).display().to_string();
+            }
+        };
+        for list in [&mut r.functions_changed, &mut r.functions_added, &mut r.functions_removed, &mut r.non_updateable_changed, &mut r.types_changed, &mut r.cells_transformed, &mut r.functions_routed, &mut r.types_reversible, &mut r.cells_reversible] {
+            prefix(list);
+        }
+        report.functions_changed.extend(r.functions_changed);
+        report.functions_added.extend(r.functions_added);
+        report.functions_removed.extend(r.functions_removed);
+        report.non_updateable_changed.extend(r.non_updateable_changed);
+        report.types_changed.extend(r.types_changed);
+        report.cells_transformed.extend(r.cells_transformed);
+        report.functions_routed.extend(r.functions_routed);
+        report.types_reversible.extend(r.types_reversible);
+        report.cells_reversible.extend(r.cells_reversible);
+        report.refusals.extend(r.refusals);
+        report.generated.push_str(&r.generated);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

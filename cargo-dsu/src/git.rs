@@ -59,6 +59,17 @@ impl Repo {
             })
     }
 
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {
+        let status = Command::new("git")
+            .args(["merge-base", "--is-ancestor", ancestor, descendant])
+            .current_dir(&self.root)
+            .stderr(Stdio::null())
+            .status()
+            .context("running git merge-base")?;
+        Ok(status.success())
+    }
+
     /// Tree id of the package directory at `commit`.
     pub fn package_tree(&self, commit: &str) -> Result<String> {
         let spec = format!("{commit}:{}", self.package.display());
@@ -76,7 +87,11 @@ impl Repo {
             sync(dir, names.iter().cloned().zip(contents))?;
             std::fs::write(&marker, &tree)?;
         }
-        Ok(SourceState { revision: commit.to_string(), tree: identity::tree_hash_of(dir, names)? })
+        Ok(SourceState {
+            revision: commit.to_string(),
+            tree: identity::tree_hash_of(dir, names)?,
+            dirty_files: Vec::new(),
+        })
     }
 
     /// Makes `dir` hold the package's files as they are in the work tree (tracked, and untracked

@@ -55,6 +55,9 @@ pub struct SourceState {
     pub revision: String,
     /// Hash of the package's source files (paths and contents).
     pub tree: String,
+    /// Files that differ from the revision (changed, added, removed, untracked), as
+    /// `git status --porcelain` names them; empty for a clean tree or a checkout.
+    pub dirty_files: Vec<String>,
 }
 
 /// The source state of the package in `dir` as it is on disk.
@@ -63,11 +66,11 @@ pub struct SourceState {
 /// plus untracked ones not ignored), so a clean work tree at commit C hashes like a checkout of
 /// C. Elsewhere every file counts but build output and hidden files.
 pub fn work_tree_state(dir: &Path) -> Result<SourceState> {
-    let tracked = git(dir, &["ls-files", "--error-unmatch", "Cargo.toml"]).is_ok();
+    let tracked = git(dir, &["ls-files", "-z", "--", "."]).is_ok_and(|files| !files.is_empty());
     if !tracked {
         let mut files = Vec::new();
         collect_files(dir, dir, &mut files)?;
-        return Ok(SourceState { revision: "none".into(), tree: tree_hash_of(dir, files)? });
+        return Ok(SourceState { revision: "none".into(), tree: tree_hash_of(dir, files)?, dirty_files: Vec::new() });
     }
     let listed = git(dir, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
     let files: Vec<String> = listed
@@ -77,10 +80,17 @@ pub fn work_tree_state(dir: &Path) -> Result<SourceState> {
         .map(String::from)
         .collect();
     let head = git(dir, &["rev-parse", "HEAD"])?.trim().to_string();
-    let dirty = !git(dir, &["status", "--porcelain", "--", "."])?.trim().is_empty();
+    let status = git(dir, &["-c", "core.quotePath=false", "status", "--porcelain", "--", "."])?;
+    let dirty_files: Vec<String> = status
+        .lines()
+        .filter_map(|l| l.get(3..))
+        .filter(|f| !f.starts_with("target/") && !f.contains("/target/"))
+        .map(String::from)
+        .collect();
     Ok(SourceState {
-        revision: if dirty { format!("{head}+dirty") } else { head },
+        revision: if dirty_files.is_empty() { head } else { format!("{head}+dirty") },
         tree: tree_hash_of(dir, files)?,
+        dirty_files,
     })
 }
 

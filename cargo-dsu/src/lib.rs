@@ -1,12 +1,21 @@
 //! `cargo dsu`: builds a program in updateable form and builds patches for it.
 //!
-//! The recipe ([`recipe`]) and the command line ([`cli`]) are a library so that tests, the demo
-//! and the `cargo-dsu` binary drive the same code.
+//! The recipe ([`recipe`], one module per step of the pipeline) and the command line ([`cli`])
+//! are a library so that tests, the demo and the `cargo-dsu` binary drive the same code.
 
+pub mod build;
 pub mod cli;
+pub mod deps_library;
+pub mod control_client;
+pub mod deps_check;
 pub mod diff;
+pub mod exit;
 pub mod git;
 pub mod identity;
+pub mod locate;
+pub mod patch;
+pub mod patch_build;
+pub mod report;
 pub mod recipe;
 pub mod types;
 pub mod wrapper;

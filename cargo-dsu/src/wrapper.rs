@@ -1,18 +1,25 @@
-//! `cargo-dsu` as cargo's `RUSTC_WORKSPACE_WRAPPER`: it adjusts the rustc invocations of the
-//! generated dependency library and of the updateable crate, and leaves every other one alone.
+//! `cargo-dsu` as cargo's `RUSTC_WRAPPER`: it adjusts the rustc invocations of the generated
+//! dependency library and of the crates of the updateable set, and leaves every other one alone.
+//! (`RUSTC_WRAPPER`, not `RUSTC_WORKSPACE_WRAPPER`: a path dependency outside the workspace
+//! belongs to the set too.)
 //!
-//! For the updateable crate it
+//! For every crate of the updateable set it
 //! * points `--extern dsu=…` at the shared dependency library, so the program reaches every
 //!   dependency (and the dsu runtime) through that one library;
-//! * adds an rpath of `$ORIGIN`, so the program finds its shared libraries beside itself;
-//! * exports the `__dsu_*` symbols, through which the runtime finds the program's function table;
-//! * records the final invocation, from which patches are built later.
+//! * refuses an rlib extern that differs from the one inside the dependency library;
+//! * records the invocation, from which patches are built later.
+//!
+//! For the binary's crate it also adds an rpath of `$ORIGIN`, so the program finds its shared
+//! libraries beside itself, and exports the `__dsu_*` symbols (those of the library crates linked
+//! into it included), through which the runtime finds the program's function table.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
+
+use crate::locate::CrateKind;
 
 /// Environment variable naming the wrapper's configuration file.
 pub const CONFIG_ENV: &str = "DSU_WRAPPER_CONFIG";
@@ -27,13 +34,18 @@ pub struct WrapperConfig {
     /// The rlibs the dependency library was built from.
     #[serde(default)]
     pub deps_rlibs: Vec<PathBuf>,
-    /// Crate name of the updateable crate.
-    pub crate_name: String,
-    /// Where to record the updateable crate's rustc invocation.
-    pub record: PathBuf,
+    /// The crates of the updateable set: crate name and kind.
+    pub set: Vec<(String, CrateKind)>,
+    /// Where to record the set crates' rustc invocations (see [`record_path`]).
+    pub record_dir: PathBuf,
 }
 
-/// A recorded rustc invocation of the updateable crate.
+/// Where the invocation of the set crate `crate_name` of `kind` is recorded.
+pub fn record_path(record_dir: &std::path::Path, crate_name: &str, kind: CrateKind) -> PathBuf {
+    record_dir.join(format!("{crate_name}.{}.json", kind.as_str()))
+}
+
+/// A recorded rustc invocation of a crate of the updateable set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RustcInvocation {
     pub rustc: PathBuf,
@@ -56,13 +68,16 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
         .map(|a| a.into_string().map_err(|a| anyhow::anyhow!("non-UTF-8 argument {a:?}")))
         .collect::<Result<_>>()?;
     let crate_name = arg_value(&args, "--crate-name").unwrap_or_default();
+    let kind = if is_bin(&args) { CrateKind::Bin } else { CrateKind::Lib };
+    let in_set = config.set.iter().any(|(n, k)| n == crate_name && *k == kind)
+        && !args.iter().any(|a| a == "--test");
 
     let mut cmd = Command::new(&rustc);
     if crate_name == config.deps_crate {
         cmd.args(&args).args(rpath_args());
-    } else if crate_name == config.crate_name && is_bin(&args) {
+    } else if in_set {
         let deps = deps_dylib(&config)?;
-        check_single_copies(&args, &config.deps_rlibs)?;
+        check_single_copies(crate_name, &args, &config.deps_rlibs)?;
         let invocation = RustcInvocation {
             rustc: rustc.clone(),
             args: args.clone(),
@@ -71,16 +86,20 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
                 .collect(),
             cwd: std::env::current_dir()?,
         };
-        std::fs::write(&config.record, serde_json::to_vec_pretty(&invocation)?)
-            .with_context(|| format!("recording to {}", config.record.display()))?;
-        cmd.args(rewrite_extern_dsu(&args, deps))
-            .args(rpath_args())
-            .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB));
+        let record = record_path(&config.record_dir, crate_name, kind);
+        std::fs::create_dir_all(&config.record_dir)?;
+        std::fs::write(&record, serde_json::to_vec_pretty(&invocation)?)
+            .with_context(|| format!("recording to {}", record.display()))?;
+        cmd.args(rewrite_extern_dsu(&args, deps));
+        if kind == CrateKind::Bin {
+            cmd.args(rpath_args())
+                .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB));
+        }
     } else if args.iter().any(|a| a.starts_with("dsu=")) {
         // Another crate of the workspace (say, the package's library) that uses dsu: it must
         // reach the same runtime as the program, through the shared library.
         let deps = deps_dylib(&config)?;
-        check_single_copies(&args, &config.deps_rlibs)?;
+        check_single_copies(crate_name, &args, &config.deps_rlibs)?;
         cmd.args(rewrite_extern_dsu(&args, deps));
     } else {
         cmd.args(&args);
@@ -99,7 +118,7 @@ fn deps_dylib(config: &WrapperConfig) -> Result<&std::path::Path> {
 /// Every crate the program names as an rlib extern must be the very rlib inside the dependency
 /// library. Otherwise a flag or feature differs between the two builds, and the program would
 /// silently link a second, static copy of that crate (a second tokio, a second logger).
-fn check_single_copies(args: &[String], deps_rlibs: &[PathBuf]) -> Result<()> {
+fn check_single_copies(compiling: &str, args: &[String], deps_rlibs: &[PathBuf]) -> Result<()> {
     let crate_of = |file: &str| -> Option<String> {
         let stem = file.strip_prefix("lib")?;
         let stem = stem.strip_suffix(".rlib").or_else(|| stem.strip_suffix(".rmeta"))?;
@@ -120,9 +139,9 @@ fn check_single_copies(args: &[String], deps_rlibs: &[PathBuf]) -> Result<()> {
             .collect();
         if !same_crate.is_empty() && !same_crate.iter().any(|f| strip_ext(f) == strip_ext(&file)) {
             bail!(
-                "the program would link a second copy of `{krate}`: it gets {file}, the shared \
-                 dependency library holds {}. A build flag, feature or profile setting differs \
-                 between the two builds",
+                "the program would link a second copy of `{krate}`: `{compiling}` gets {file}, the \
+                 shared dependency library holds {}. A build flag, feature or profile setting \
+                 differs between the two builds",
                 same_crate.join(", ")
             );
         }
@@ -203,10 +222,11 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let same = vec![PathBuf::from("/t/deps/liblog-aaaa.rlib")];
-        assert!(check_single_copies(&args, &same).is_ok());
+        assert!(check_single_copies("app", &args, &same).is_ok());
         let other = vec![PathBuf::from("/t/deps/liblog-bbbb.rlib")];
-        let err = check_single_copies(&args, &other).unwrap_err().to_string();
+        let err = check_single_copies("app", &args, &other).unwrap_err().to_string();
         assert!(err.contains("second copy of `log`") && err.contains("liblog-bbbb.rlib"), "{err}");
-        assert!(check_single_copies(&args, &[]).is_ok(), "crates outside the library are fine");
+        assert!(err.contains("`app` gets"), "{err}");
+        assert!(check_single_copies("app", &args, &[]).is_ok(), "crates outside the library are fine");
     }
 }

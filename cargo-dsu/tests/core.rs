@@ -28,7 +28,7 @@ fn built() -> &'static Built {
         write_app(&app, "v1.rs");
         let mut opts = BuildOptions::new(app.join("Cargo.toml"), cargo_dsu());
         opts.target_dir = Some(target.clone());
-        let host = recipe::build(&opts).expect("building the host");
+        let host = recipe::build(&opts).expect("building the host").records.remove(0);
 
         let patch = |version: &str, name: &str| {
             let src = scratch.join(name);

@@ -1,0 +1,305 @@
+//! `cargo dsu patch A..B`: checks that a patch from A can apply to the program's build, checks
+//! both revisions out, compares every crate of each binary's updateable set, and builds one
+//! patch per binary that changed.
+//!
+//! What the running program would refuse at load time is refused here first, with what to do:
+//! a build made from a dirty work tree, a build of another profile, a base revision the build
+//! cannot have reached, a compiler other than the build's.
+
+use crate::build::BuildRecord;
+use crate::diff::{self, CrateUnit, Report};
+use crate::git::{self, Repo};
+use crate::identity::SourceState;
+use crate::locate::{self, BuildOptions, NotUpdateable, Program, Target};
+use crate::patch_build::{self, Insertion, PatchOptions};
+use crate::{cli::status, deps_check, report};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The patch was refused; the reasons have been printed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// No binary's behaviour changed between the revisions.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NothingToPatch(pub String);
+
+/// What `cargo dsu patch` was asked.
+pub struct PatchRequest {
+    /// `A..B` or `A..`.
+    pub range: String,
+    pub opts: BuildOptions,
+    /// Where to write the patch (one binary only); `target/dsu/patches/` otherwise.
+    pub output: Option<PathBuf>,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// The two revisions, checked out.
+struct Revisions {
+    a: String,
+    b: Option<String>,
+    old_dir: PathBuf,
+    new_dir: PathBuf,
+    old: SourceState,
+    new: SourceState,
+    _lock: std::fs::File,
+}
+
+pub fn run(req: &PatchRequest) -> Result<()> {
+    let (a, b) = parse_range(&req.range)?;
+    let target = locate::locate(&req.opts)?;
+    let repo = Repo::discover(&target.source_root)?;
+    if req.output.is_some() && target.programs.len() > 1 {
+        anyhow::bail!(NotUpdateable(format!(
+            "package {} has several binaries; choose one with --bin to use --output",
+            target.package_name
+        )));
+    }
+    let records = if req.dry_run {
+        Vec::new()
+    } else {
+        let a_commit = repo.resolve(a)?;
+        target
+            .programs
+            .iter()
+            .map(|p| {
+                let record = load_record(&target, p, &req.opts)?;
+                check_base(&repo, &target, &record, a, &a_commit)?;
+                Ok(record)
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let revs = checkout(&repo, &target, a, b)?;
+    status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
+
+    let mut results = Vec::new();
+    let mut json = Vec::new();
+    for (i, program) in target.programs.iter().enumerate() {
+        let report = compare(&target, program, &revs)?;
+        let several = target.programs.len() > 1;
+        let text = report::render(&report);
+        match (req.dry_run && !req.json, several) {
+            (true, true) => print!("bin {}:\n{text}", program.bin),
+            (true, false) => print!("{text}"),
+            (false, true) => eprint!("bin {}:\n{text}", program.bin),
+            (false, false) => eprint!("{text}"),
+        }
+        if !report.refusals.is_empty() {
+            if req.json {
+                json.push(report::json(&report, &program.bin, None)?);
+                print_json(&json)?;
+            }
+            return Err(Refused(format!(
+                "the patch is refused: {} change(s) cannot be applied safely (see above)",
+                report.refusals.len()
+            ))
+            .into());
+        }
+        let patch = if req.dry_run || report.is_empty_change() {
+            None
+        } else {
+            Some(build_one(req, &target, &records[i], &report, &revs)?)
+        };
+        if req.json {
+            json.push(report::json(&report, &program.bin, patch.as_deref())?);
+        }
+        results.push((program.bin.clone(), report.is_empty_change(), patch));
+    }
+    if req.json {
+        print_json(&json)?;
+    }
+    for (_, _, patch) in &results {
+        if let (Some(p), false) = (patch, req.json) {
+            println!("{}", p.display());
+        }
+    }
+    if results.iter().all(|(_, empty, _)| *empty) {
+        return Err(NothingToPatch(format!(
+            "nothing to patch: no updateable code of {} changed between {} and {}",
+            target.package_name,
+            short(&revs.a),
+            revs.b.as_deref().map(short).unwrap_or_else(|| "the work tree".into())
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn print_json(values: &[serde_json::Value]) -> Result<()> {
+    let v = match values {
+        [one] => one.clone(),
+        many => serde_json::Value::Array(many.to_vec()),
+    };
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn parse_range(range: &str) -> Result<(&str, Option<&str>)> {
+    let (a, b) = range.split_once("..").with_context(|| git::UnknownRevision {
+        rev: range.to_string(),
+        detail: "expected a range A..B or A..".into(),
+    })?;
+    if a.is_empty() {
+        return Err(git::UnknownRevision {
+            rev: range.to_string(),
+            detail: "the range needs a first revision (A..B)".into(),
+        }
+        .into());
+    }
+    Ok((a, (!b.is_empty()).then_some(b)))
+}
+
+/// The build record of `program`, or why there is none for this profile.
+fn load_record(target: &Target, program: &Program, opts: &BuildOptions) -> Result<BuildRecord> {
+    let path = BuildRecord::record_path(&target.out_dir, &program.bin);
+    BuildRecord::load(&path).map_err(|e| {
+        let other = if opts.release { "debug" } else { "release" };
+        let other_record = BuildRecord::record_path(&target.dsu_dir.join(other), &program.bin);
+        let flag = if opts.release { " --release" } else { "" };
+        if other_record.is_file() {
+            Refused(format!(
+                "profile mismatch: {} was built {}, this patch would be built {}; run `cargo dsu patch{}` \
+                 for that build, or `cargo dsu build{flag}` and restart the program",
+                program.bin,
+                if opts.release { "without --release" } else { "with --release" },
+                if opts.release { "with --release" } else { "without --release" },
+                if opts.release { "" } else { " --release" },
+            ))
+            .into()
+        } else {
+            anyhow::Error::new(NotUpdateable(format!(
+                "no updateable build of {} yet: run `cargo dsu build{flag}` first ({e:#})",
+                program.bin
+            )))
+        }
+    })
+}
+
+/// Refuses what the running program would refuse: a build from a dirty work tree (its revision
+/// says nothing about its code), a build by another compiler, and a base revision the build
+/// cannot have reached (not the build's revision nor a later one).
+fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_commit: &str) -> Result<()> {
+    let id = record.identity();
+    if !record.dirty_files.is_empty() || id.revision.ends_with("+dirty") {
+        let files = if record.dirty_files.is_empty() { "unknown".to_string() } else { record.dirty_files.join(", ") };
+        return Err(Refused(format!(
+            "{} was built from a dirty work tree (changed or untracked: {files}): no revision names \
+             its code, so no patch can say it applies to it. Commit them (or add them to .gitignore), \
+             rebuild with `cargo dsu build` and restart the program",
+            record.bin
+        ))
+        .into());
+    }
+    if id.rustc != target.rustc.hash() {
+        return Err(Refused(format!(
+            "{} was built by another compiler than the one cargo runs now (`rustc -vV` differs): the \
+             program would refuse the patch. Use the toolchain it was built with",
+            record.bin
+        ))
+        .into());
+    }
+    if !repo.is_ancestor(&id.revision, a_commit)? {
+        return Err(Refused(format!(
+            "wrong base: {} was built from {}, and `{a}` ({}) is neither that revision nor a later \
+             one, so no running program of this build runs it. Patch from {}: `cargo dsu patch {}..`",
+            record.bin,
+            short(&id.revision),
+            short(a_commit),
+            short(&id.revision),
+            short(&id.revision),
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn checkout(repo: &Repo, target: &Target, a: &str, b: Option<&str>) -> Result<Revisions> {
+    let a_commit = repo.resolve(a)?;
+    let b_commit = b.map(|b| repo.resolve(b)).transpose()?;
+    let checkouts = target.dsu_dir.join("checkouts").join(&target.package_name);
+    // One `cargo dsu patch` at a time per package: the checkouts are shared and rewritten in
+    // place. The lock is held until the patches are built and released when this process exits.
+    let not_writable = |e: std::io::Error| anyhow::Error::new(crate::build::OutputNotWritable(checkouts.clone())).context(e);
+    std::fs::create_dir_all(&checkouts).map_err(not_writable)?;
+    let lock = std::fs::File::create(checkouts.join(".lock")).map_err(not_writable)?;
+    if lock.try_lock().is_err() {
+        status("Blocking", "waiting for another cargo dsu patch of this package");
+        lock.lock().context("locking the checkouts")?;
+    }
+    let (old_dir, new_dir) = (checkouts.join("old"), checkouts.join("new"));
+    status("Checking out", format!("{a} ({})", short(&a_commit)));
+    let old = repo.checkout(&a_commit, &old_dir)?;
+    let new = match (&b_commit, b) {
+        (Some(c), Some(b)) => {
+            status("Checking out", format!("{b} ({})", short(c)));
+            repo.checkout(c, &new_dir)?
+        }
+        _ => {
+            status("Copying", "the work tree");
+            repo.copy_work_tree(&target.source_root, &new_dir)?
+        }
+    };
+    Ok(Revisions { a: a_commit, b: b_commit, old_dir, new_dir, old, new, _lock: lock })
+}
+
+/// Compares every crate of `program`'s updateable set, and the dependencies of its packages.
+fn compare(target: &Target, program: &Program, revs: &Revisions) -> Result<Report> {
+    let rel = |p: &Path| p.strip_prefix(&target.source_root).map(Path::to_path_buf).unwrap_or_default();
+    let units: Vec<CrateUnit> = program
+        .crates
+        .iter()
+        .map(|c| CrateUnit {
+            crate_name: c.crate_name.clone(),
+            root_file: rel(&c.root_file),
+            package_dir: rel(&c.package_root),
+        })
+        .collect();
+    let mut report = diff::compare_units(&units, &revs.old_dir, &revs.new_dir)?;
+    let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
+    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let workspace = rel(target.metadata.workspace_root.as_std_path());
+    deps_check::refuse_changed_dependencies(&dirs, &workspace, &revs.old_dir, &revs.new_dir, &mut report)?;
+    Ok(report)
+}
+
+fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: &Report, revs: &Revisions) -> Result<PathBuf> {
+    let applies_to = record.identity().at_source(&revs.a, &revs.old.tree);
+    let output = match &req.output {
+        Some(o) => o.clone(),
+        None => target.dsu_dir.join("patches").join(format!(
+            "{}-{}-{}{}.so",
+            record.bin,
+            short(&revs.a),
+            revs.b.as_deref().map(short).unwrap_or_else(|| format!("worktree-{}", &revs.new.tree[..8])),
+            if req.opts.release { "-release" } else { "" }
+        )),
+    };
+    status("Building", format!("patch of {} {}..{}", record.bin, short(&revs.a), short(&revs.new.revision)));
+    let bin_root = record.bin_crate().krate.root_file.strip_prefix(&record.source_root).unwrap_or(Path::new("")).to_path_buf();
+    let insertions = if report.generated.is_empty() {
+        Vec::new()
+    } else {
+        let len = std::fs::metadata(revs.new_dir.join(&bin_root))?.len() as usize;
+        vec![Insertion { file: bin_root, offset: len, text: report.generated.clone() }]
+    };
+    let patch = patch_build::build_patch(
+        record,
+        &PatchOptions {
+            source_root: revs.new_dir.clone(),
+            applies_to,
+            source: revs.new.clone(),
+            output,
+            insertions,
+            routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
+        },
+    )?;
+    status("Finished", patch.display());
+    Ok(patch)
+}
+
+pub fn short(rev: &str) -> String {
+    rev.chars().take(10).collect()
+}

@@ -1,0 +1,442 @@
+//! Step 5 of the pipeline: build a patch against the exact build of a program.
+//!
+//! A patch is the program's updateable set compiled again from newer source, with the recorded
+//! rustc invocations of the build: every library crate of the set as an rlib (dependencies
+//! first), then the binary's crate as a `cdylib` linking them, with `--cfg dsu_patch` and the
+//! patch header appended to its crate root. So a patch carries new code for every crate of the
+//! set that changed, and links against the same dependency library and libstd as the program.
+//!
+//! The new rlibs must be the only copies of the set's crates that rustc can find: a crate
+//! reached only transitively is looked up by name in the `-L dependency=` directories, where
+//! the program's own build of it also lies. The patch's crates are therefore compiled into a
+//! directory of their own that links to every other file of the program's dependency directory.
+
+use crate::build::{write_if_changed, BuildRecord, CompileFailed, RecordedCrate};
+use crate::identity::{self, SourceState};
+use crate::locate::CrateKind;
+use crate::wrapper::{self, RustcInvocation};
+use anyhow::{Context, Result};
+use dsu_abi::{BuildIdentity, Manifest};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Environment variable naming the file that holds a patch's header and manifest while it builds.
+const PATCH_BLOB_ENV: &str = "DSU_PATCH_HEADER_FILE";
+
+/// Code inserted into a file of the newer source before the patch is compiled (what a type
+/// change needs: the old definitions, derived transformers, cell transforms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insertion {
+    /// Relative to the source root.
+    pub file: PathBuf,
+    /// Byte offset in the newer revision's file.
+    pub offset: usize,
+    pub text: String,
+}
+
+/// What a patch is built from.
+#[derive(Debug, Clone)]
+pub struct PatchOptions {
+    /// The source root at the newer revision (same layout as the build's `source_root`). The
+    /// pipeline writes generated files and insertions there.
+    pub source_root: PathBuf,
+    /// The version the patch applies to: the build's identity, or the version an earlier patch
+    /// reached.
+    pub applies_to: BuildIdentity,
+    /// Revision and tree hash of the newer source.
+    pub source: SourceState,
+    /// Where to write the patch.
+    pub output: PathBuf,
+    /// Code inserted into the newer source's files before compiling.
+    pub insertions: Vec<Insertion>,
+    /// Functions routed by the patch (see `dsu_abi::Manifest::routed`).
+    pub routed: Vec<String>,
+}
+
+impl PatchOptions {
+    /// A patch from the source root `source_root`, as it is on disk, for the version
+    /// `applies_to`.
+    pub fn new(source_root: impl Into<PathBuf>, applies_to: BuildIdentity, output: impl Into<PathBuf>) -> Result<Self> {
+        let source_root = source_root.into();
+        Ok(PatchOptions {
+            source: identity::work_tree_state(&source_root)?,
+            source_root,
+            applies_to,
+            output: output.into(),
+            insertions: Vec::new(),
+            routed: Vec::new(),
+        })
+    }
+}
+
+/// Where one patch build works: one directory per source tree, held under a lock, so patches
+/// from the same source share the incremental caches.
+struct WorkDir {
+    root: PathBuf,
+    /// The patch's rlibs, and links to every other file of the program's dependency directory.
+    deps: PathBuf,
+    /// The patch library.
+    out: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl WorkDir {
+    fn open(record: &BuildRecord, source_root: &Path) -> Result<Self> {
+        let root = record
+            .target_dir
+            .join("dsu")
+            .join("patch-build")
+            .join(format!("{}-{}", record.bin, identity::hex_hash(source_root.to_string_lossy().as_bytes())));
+        let (deps, out) = (root.join("deps"), root.join("out"));
+        std::fs::create_dir_all(&deps)?;
+        std::fs::create_dir_all(&out)?;
+        let lock = std::fs::File::create(root.join(".lock"))?;
+        lock.lock().context("locking the patch work directory")?;
+        Ok(WorkDir { root, deps, out, _lock: lock })
+    }
+}
+
+/// Builds a patch: the updateable set compiled from newer source, in the exact build context
+/// of `record`.
+pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf> {
+    let work = WorkDir::open(record, &opts.source_root)?;
+    apply_insertions(&opts.source_root, &opts.insertions)?;
+    let set_files = set_file_names(record);
+    let program_deps = dependency_dir(&record.bin_crate().invocation).context("recorded invocation has no -L dependency=")?;
+    link_dependencies(&program_deps, &work.deps, &set_files)?;
+
+    let patch_identity = opts.applies_to.at_source(&opts.source.revision, &opts.source.tree);
+    for krate in &record.crates[..record.crates.len() - 1] {
+        let cmd = lib_command(record, krate, opts, &work, &set_files, &patch_identity)?;
+        run_rustc(cmd, &krate.invocation)?;
+    }
+    let blob = dsu_abi::encode_patch_blob(&Manifest {
+        applies_to: opts.applies_to.clone(),
+        source_revision: opts.source.revision.clone(),
+        source_tree: opts.source.tree.clone(),
+        created_by: format!("cargo-dsu {}", env!("CARGO_PKG_VERSION")),
+        routed: opts.routed.clone(),
+    });
+    let blob_file = work.root.join("header.bin");
+    std::fs::write(&blob_file, &blob)?;
+    let mut cmd = bin_command(record, opts, &work, &set_files, &patch_identity)?;
+    cmd.env(PATCH_BLOB_ENV, &blob_file);
+    run_rustc(cmd, &record.bin_crate().invocation)?;
+
+    let built = work.out.join(format!("lib{}.so", record.bin_crate().krate.crate_name));
+    if let Some(parent) = opts.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Never overwrite a file a running program may have mapped: write a new one and rename.
+    let tmp = opts.output.with_extension("so.tmp");
+    std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
+    std::fs::rename(&tmp, &opts.output)?;
+    Ok(opts.output.clone())
+}
+
+fn run_rustc(mut cmd: Command, inv: &RustcInvocation) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {}", inv.rustc.display()))?;
+    if !status.success() {
+        return Err(CompileFailed(format!(
+            "the patch did not compile (rustc exited with {status}); the compiler's errors are above"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Inserts generated code into the newer source, from the end of each file backwards so earlier
+/// offsets stay valid.
+fn apply_insertions(source_root: &Path, insertions: &[Insertion]) -> Result<()> {
+    let files: BTreeSet<&PathBuf> = insertions.iter().map(|i| &i.file).collect();
+    for file in files {
+        let path = source_root.join(file);
+        let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut here: Vec<&Insertion> = insertions.iter().filter(|i| &i.file == file).collect();
+        here.sort_by_key(|i| std::cmp::Reverse(i.offset));
+        for i in here {
+            anyhow::ensure!(
+                text.is_char_boundary(i.offset),
+                "insertion at byte {} of {} is not at a character boundary",
+                i.offset,
+                file.display()
+            );
+            text.insert_str(i.offset, &i.text);
+        }
+        write_if_changed(&path, text.as_bytes())?;
+    }
+    // The checkout no longer holds exactly its tree: the next sync must compare every file.
+    let _ = std::fs::remove_file(source_root.join(".dsu-tree"));
+    Ok(())
+}
+
+/// File names of the program's builds of the set's library crates (`lib<name><extra>.rlib` and
+/// `.rmeta`): the files the patch's own builds replace.
+fn set_file_names(record: &BuildRecord) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for c in record.crates.iter().filter(|c| c.krate.kind == CrateKind::Lib) {
+        let extra = codegen_value(&c.invocation.args, "extra-filename").unwrap_or_default();
+        for ext in ["rlib", "rmeta"] {
+            names.insert(format!("lib{}{extra}.{ext}", c.krate.crate_name));
+        }
+    }
+    names
+}
+
+/// `-C name=value` (or `-Cname=value`) of an invocation.
+fn codegen_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("{name}=");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = if a == "-C" { it.next().map(String::as_str) } else { a.strip_prefix("-C") };
+        if let Some(v) = v.and_then(|v| v.strip_prefix(&prefix)) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn dependency_dir(inv: &RustcInvocation) -> Option<PathBuf> {
+    let mut it = inv.args.iter();
+    while let Some(a) = it.next() {
+        let v = if a == "-L" { it.next().map(String::as_str) } else { a.strip_prefix("-L") };
+        if let Some(dir) = v.and_then(|v| v.strip_prefix("dependency=")) {
+            return Some(PathBuf::from(dir));
+        }
+    }
+    None
+}
+
+/// Makes `dir` link to every library of `program_deps` except the set's own.
+fn link_dependencies(program_deps: &Path, dir: &Path, set_files: &BTreeSet<String>) -> Result<()> {
+    let mut wanted = BTreeSet::new();
+    for entry in std::fs::read_dir(program_deps).with_context(|| format!("listing {}", program_deps.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let lib = [".rlib", ".rmeta", ".so"].iter().any(|e| name.ends_with(e));
+        if lib && !set_files.contains(&name) {
+            wanted.insert(name);
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_symlink() && !wanted.contains(&name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for name in wanted {
+        let link = dir.join(&name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(program_deps.join(&name), &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `p` (relative to `cwd`, or absolute) moved from under `old_root` to under `new_root`; paths
+/// outside `old_root` stay as they are.
+fn rebase(p: &Path, cwd: &Path, old_root: &Path, new_root: &Path) -> PathBuf {
+    let abs = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    match abs.strip_prefix(old_root) {
+        Ok(rel) => new_root.join(rel),
+        Err(_) => abs,
+    }
+}
+
+/// The crate root argument of an invocation (cargo passes it relative to the working directory).
+fn root_arg(inv: &RustcInvocation) -> Result<&String> {
+    inv.args.iter().find(|a| a.ends_with(".rs") && !a.starts_with('-')).context("recorded invocation names no crate root")
+}
+
+/// The recorded invocation's arguments, rewritten for the patch build: outputs into the work
+/// directory, the set's crates from the patch's own builds, diagnostics for a terminal.
+fn patch_args(
+    record: &BuildRecord,
+    inv: &RustcInvocation,
+    root: &Path,
+    work: &WorkDir,
+    out_dir: &Path,
+    set_files: &BTreeSet<String>,
+    cdylib: bool,
+) -> Result<Vec<String>> {
+    let root_arg = root_arg(inv)?;
+    // Only the target's dependency directory: the host's (procedural macros) stays.
+    let program_deps = format!("dependency={}", dependency_dir(inv).context("no -L dependency=")?.display());
+    let mut args = Vec::new();
+    let mut it = inv.args.iter().peekable();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--crate-type" if cdylib => {
+                it.next();
+                args.extend(["--crate-type".into(), "cdylib".into()]);
+            }
+            "--out-dir" => {
+                it.next();
+                args.extend(["--out-dir".into(), out_dir.display().to_string()]);
+            }
+            "--error-format" | "--json" | "--color" | "--diagnostic-width" => {
+                it.next();
+            }
+            "-C" if it.peek().is_some_and(|v| {
+                v.starts_with("incremental=") || (cdylib && v.starts_with("extra-filename="))
+            }) =>
+            {
+                it.next();
+            }
+            "-L" if it.peek().is_some_and(|v| **v == program_deps) => {
+                it.next();
+                args.extend(["-L".into(), format!("dependency={}", work.deps.display())]);
+            }
+            "--extern" => {
+                let v = it.next().context("--extern without a value")?;
+                args.extend(["--extern".into(), extern_for_patch(v, &work.deps, set_files)]);
+            }
+            s if s.starts_with("--error-format=")
+                || s.starts_with("--json=")
+                || s.starts_with("--color=")
+                || s.starts_with("--diagnostic-width=")
+                || s.starts_with("--emit=")
+                || s.starts_with("-Cincremental=")
+                || (cdylib && s.starts_with("-Cextra-filename=")) => {}
+            s if s.strip_prefix("-L") == Some(program_deps.as_str()) => {
+                args.push(format!("-Ldependency={}", work.deps.display()))
+            }
+            s if s == root_arg => args.push(root.display().to_string()),
+            _ => args.push(a.clone()),
+        }
+    }
+    Ok(wrapper::rewrite_extern_dsu(&args, &record.deps_dylib))
+}
+
+/// `name=path` of an `--extern`, pointing a set crate at the patch's build of it.
+fn extern_for_patch(v: &str, deps: &Path, set_files: &BTreeSet<String>) -> String {
+    let Some((name, path)) = v.split_once('=') else { return v.to_string() };
+    let file = Path::new(path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    if set_files.contains(&file) {
+        let rlib = file.strip_suffix(".rmeta").map_or(file.clone(), |stem| format!("{stem}.rlib"));
+        format!("{name}={}", deps.join(rlib).display())
+    } else {
+        v.to_string()
+    }
+}
+
+/// A rustc command for `krate`, with the environment cargo gave it, moved to the new source.
+fn base_command(
+    record: &BuildRecord,
+    krate: &RecordedCrate,
+    opts: &PatchOptions,
+    args: Vec<String>,
+    incremental: PathBuf,
+    identity: &BuildIdentity,
+) -> Command {
+    let inv = &krate.invocation;
+    let cwd = rebase(&inv.cwd, &inv.cwd, &record.source_root, &opts.source_root);
+    let mut cmd = Command::new(&inv.rustc);
+    cmd.current_dir(cwd)
+        .args(args)
+        .arg("--emit=link")
+        .arg(format!("--cfg={}", dsu_abi::PATCH_CFG))
+        .arg(format!("-Cincremental={}", incremental.display()))
+        .env(dsu_abi::BUILD_ENV, identity.to_env_string());
+    let (old, new) = (record.source_root.display().to_string(), opts.source_root.display().to_string());
+    for (k, v) in inv.env.iter().filter(|(k, _)| k != "CARGO_MAKEFLAGS") {
+        // Paths into the source move with it; paths into the target directory (OUT_DIR, where a
+        // build script's output lies) stay.
+        if v.starts_with(&record.target_dir.display().to_string()) {
+            cmd.env(k, v);
+        } else {
+            cmd.env(k, v.replace(&old, &new));
+        }
+    }
+    cmd
+}
+
+fn lib_command(
+    record: &BuildRecord,
+    krate: &RecordedCrate,
+    opts: &PatchOptions,
+    work: &WorkDir,
+    set_files: &BTreeSet<String>,
+    identity: &BuildIdentity,
+) -> Result<Command> {
+    let inv = &krate.invocation;
+    let root = rebase(Path::new(root_arg(inv)?), &inv.cwd, &record.source_root, &opts.source_root);
+    let args = patch_args(record, inv, &root, work, &work.deps, set_files, false)?;
+    let incremental = work.root.join("incremental").join(format!("{}.lib", krate.krate.crate_name));
+    Ok(base_command(record, krate, opts, args, incremental, identity))
+}
+
+/// The binary's crate as a `cdylib`, from a generated copy of its root that appends the patch
+/// header.
+fn bin_command(
+    record: &BuildRecord,
+    opts: &PatchOptions,
+    work: &WorkDir,
+    set_files: &BTreeSet<String>,
+    identity: &BuildIdentity,
+) -> Result<Command> {
+    let krate = record.bin_crate();
+    let inv = &krate.invocation;
+    let original_root = rebase(Path::new(root_arg(inv)?), &inv.cwd, &record.source_root, &opts.source_root);
+    let generated_root = original_root.with_file_name(format!(
+        ".dsu-patch-{}",
+        original_root.file_name().expect("file name").to_string_lossy()
+    ));
+    // The header's bytes come from the work directory, named by an environment variable, so the
+    // generated root changes only when the source does.
+    let mut source = std::fs::read_to_string(&original_root)
+        .with_context(|| format!("reading {}", original_root.display()))?;
+    write!(
+        source,
+        "\n// Appended by cargo-dsu: the patch header and manifest.\n\
+         #[doc(hidden)]\n#[used]\n#[no_mangle]\n#[allow(non_upper_case_globals)]\n\
+         pub static {sym}: [u8; include_bytes!(env!(\"{env}\")).len()] = \
+         *include_bytes!(env!(\"{env}\"));\n",
+        sym = dsu_abi::HEADER_SYMBOL,
+        env = PATCH_BLOB_ENV,
+    )?;
+    write_if_changed(&generated_root, source.as_bytes())?;
+    let args = patch_args(record, inv, &generated_root, work, &work.out, set_files, true)?;
+    let incremental = work.root.join("incremental").join(format!("{}.bin", krate.krate.crate_name));
+    let mut cmd = base_command(record, krate, opts, args, incremental, identity);
+    cmd
+        // Built as a library, the program's `main` and what only it uses look unused.
+        .arg("-Adead_code")
+        .arg(format!("--remap-path-prefix={}={}", generated_root.display(), original_root.display()))
+        .args(wrapper::rpath_args());
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn externs_of_set_crates_point_at_the_patch_build() {
+        let set: BTreeSet<String> = ["libcore_logic-abc.rlib".into(), "libcore_logic-abc.rmeta".into()].into();
+        let deps = Path::new("/w/deps");
+        assert_eq!(
+            extern_for_patch("core_logic=/t/deps/libcore_logic-abc.rmeta", deps, &set),
+            "core_logic=/w/deps/libcore_logic-abc.rlib"
+        );
+        assert_eq!(extern_for_patch("log=/t/deps/liblog-1.rlib", deps, &set), "log=/t/deps/liblog-1.rlib");
+    }
+
+    #[test]
+    fn codegen_values_in_both_spellings() {
+        let args: Vec<String> = ["-C", "extra-filename=-abc", "-Cmetadata=x"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(codegen_value(&args, "extra-filename"), Some("-abc"));
+        assert_eq!(codegen_value(&args, "metadata"), Some("x"));
+        assert_eq!(codegen_value(&args, "opt-level"), None);
+    }
+
+    #[test]
+    fn rebase_moves_only_paths_under_the_old_root() {
+        let (old, new) = (Path::new("/w"), Path::new("/c/new"));
+        assert_eq!(rebase(Path::new("src/lib.rs"), Path::new("/w/app"), old, new), PathBuf::from("/c/new/app/src/lib.rs"));
+        assert_eq!(rebase(Path::new("/x/y.rs"), Path::new("/w"), old, new), PathBuf::from("/x/y.rs"));
+    }
+}
