@@ -132,7 +132,7 @@ fn direct_patch_to_work_tree_and_output_file() {
     let _ = std::fs::remove_file(&out_file);
     // `A..` builds from the work tree, which is at v1 with no change: nothing to patch.
     let out = patch("v1..", &[]);
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing to patch"), "{}", stderr(&out));
     // v1..v3 in one step, to a chosen file.
     let out = patch("v1..v3", &["-o", out_file.to_str().unwrap()]);
