@@ -182,3 +182,81 @@ impl Drop for Host {
         let _ = self.child.wait();
     }
 }
+
+/// The files of version `version` of the tree fixture `name`: `tests/fixtures/<name>/base/`
+/// overlaid with `tests/fixtures/<name>/<version>/`, which holds only the files that version
+/// changes. A version's `.parent` file names the version it builds on (itself overlaid on the
+/// base). `@DSU_RUNTIME@` in any `Cargo.toml` becomes the runtime's path.
+pub fn tree_files(name: &str, version: &str) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let root = fixture(name);
+    let mut chain = vec![version.to_string()];
+    while let Ok(parent) = std::fs::read_to_string(root.join(chain.last().unwrap()).join(".parent")) {
+        chain.push(parent.trim().to_string());
+    }
+    let mut files = std::collections::BTreeMap::new();
+    for layer in std::iter::once("base".to_string()).chain(chain.into_iter().rev().filter(|v| v != "base")) {
+        let dir = root.join(&layer);
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().unwrap() != ".parent" {
+                    let rel = path.strip_prefix(&dir).unwrap().to_path_buf();
+                    let mut content = std::fs::read(&path).unwrap();
+                    if rel.file_name().unwrap() == "Cargo.toml" {
+                        content = String::from_utf8(content)
+                            .unwrap()
+                            .replace("@DSU_RUNTIME@", workspace_root().join("runtime").to_str().unwrap())
+                            .into_bytes();
+                    }
+                    files.insert(rel, content);
+                }
+            }
+        }
+    }
+    files
+}
+
+/// Makes `dir` hold version `version` of the tree fixture `name` (see [`tree_files`]): files
+/// are rewritten only when they differ, and files of other versions are removed (`.git`,
+/// `.gitignore` and `target` are left alone).
+pub fn write_tree(dir: &Path, name: &str, version: &str) {
+    let files = tree_files(name, version);
+    let mut present = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+            if [".git", ".gitignore", "target"].iter().any(|s| rel == Path::new(s)) {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                present.push(rel);
+            }
+        }
+    }
+    for rel in present {
+        if !files.contains_key(&rel) {
+            std::fs::remove_file(dir.join(rel)).unwrap();
+        }
+    }
+    for (rel, content) in &files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_if_changed(&path, content);
+    }
+}
+
+/// Commits version `version` of the tree fixture `name` and tags it `tag`.
+pub fn commit_tree(dir: &Path, name: &str, version: &str, tag: &str) {
+    write_tree(dir, name, version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", tag]);
+    git(dir, &["tag", tag]);
+}
