@@ -1,8 +1,9 @@
 //! Compile-fail tests: every form `#[dsu::updateable]` and `#[dsu::update_point]` refuse, one
 //! per file, each file named after its error.
 //!
-//! The `.stderr` files were made with rustc 1.95.0 (stable); regenerate them with that toolchain
-//! (`TRYBUILD=overwrite cargo test -p dsu-ui-tests`) and read every one before committing.
+//! The `.stderr` files were made with rustc 1.95.0 (stable), the toolchain `rust-toolchain.toml`
+//! pins; regenerate them with it (`TRYBUILD=overwrite cargo test -p dsu-ui-tests`) and read every
+//! one before committing.
 
 #[test]
 fn ui() {
