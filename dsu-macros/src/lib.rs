@@ -6,6 +6,7 @@
 
 mod ast;
 mod expand;
+mod rule;
 mod transform;
 mod valid;
 
