@@ -43,7 +43,10 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
             }
             let (fns, plain) = valid::split_methods(methods, &mut errors);
             opts.check_used(&fns, &mut errors);
-            errors.finish().map(|()| expand_impl(item, &fns, &plain))
+            match errors.finish() {
+                Ok(()) => Ok(expand_impl(item, &fns, &plain)),
+                Err(e) => Ok(fallback(e, without_method_marks(item))),
+            }
         }
         Input::Other(Item::Struct(item)) => {
             opts.check_used(&[], &mut errors);
@@ -95,6 +98,19 @@ pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
 fn fallback(e: syn::Error, original: TokenStream) -> TokenStream {
     let err = e.to_compile_error();
     quote!(#err #original)
+}
+
+/// A refused impl block to emit beside its error: unchanged, but for its methods' own
+/// `#[dsu::updateable]`s, each of which would expand again, on a method outside an annotated
+/// impl, and repeat the error or add a confusing one.
+fn without_method_marks(item: &ItemImpl) -> TokenStream {
+    let mut item = item.clone();
+    for i in &mut item.items {
+        if let ImplItem::Fn(m) = i {
+            m.attrs.retain(|a| !is_dsu_updateable(a));
+        }
+    }
+    item.into_token_stream()
 }
 
 fn refusal_for_item(item: &Item) -> String {
