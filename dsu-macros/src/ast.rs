@@ -3,7 +3,9 @@
 
 use crate::rule::Place;
 use proc_macro2::TokenStream;
-use syn::{FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Path, Receiver, Signature, Type};
+use syn::{
+    FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Path, Receiver, Signature, Type,
+};
 
 /// The item under `#[updateable]`.
 pub enum Input {

@@ -275,7 +275,11 @@ fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
     dispatcher(f, &attrs, imp_path, imp)
 }
 
-fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>], plain: &[PlainMethod<'_>]) -> TokenStream {
+fn expand_impl(
+    item: &ItemImpl,
+    fns: &[UpdateableFn<'_>],
+    plain: &[PlainMethod<'_>],
+) -> TokenStream {
     let self_ty = &item.self_ty;
     let impl_hash = dsu_abi::body_hash(&item.to_token_stream().to_string());
     let mut out = item.clone();
@@ -342,17 +346,19 @@ fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>], plain: &[PlainMethod<'
 /// of the impl block that name `deprecated` are repeated on that `const`, so
 /// `#[allow(deprecated)]` on either silences it; so are the method's `cfg`s, so a method that is
 /// configured out does not warn.
-pub(crate) fn plain_method_warning(p: &PlainMethod<'_>, impl_attrs: &[syn::Attribute]) -> TokenStream {
+fn plain_method_warning(p: &PlainMethod<'_>, impl_attrs: &[syn::Attribute]) -> TokenStream {
     let note = format!(
         "`{}` stays a plain method, which a patch cannot replace: {}. (`#[allow(deprecated)]` \
          on the method silences this warning)",
         p.f.local_path(),
         p.reason.message()
     );
-    let lints = lint_attrs(impl_attrs)
-        .into_iter()
-        .chain(lint_attrs(p.f.attrs))
-        .filter(|a| !a.path().is_ident("expect") && a.meta.to_token_stream().to_string().contains("deprecated"));
+    // `expect` is left out: repeated, it would be fulfilled here and unfulfilled on the method.
+    let names_deprecated = |a: &syn::Attribute| {
+        !a.path().is_ident("expect") && a.meta.to_token_stream().to_string().contains("deprecated")
+    };
+    let lints =
+        lint_attrs(impl_attrs).into_iter().chain(lint_attrs(p.f.attrs)).filter(names_deprecated);
     let cfgs = cfg_attrs(p.f.attrs);
     let name = Ident::new("dsu_not_updateable", Span::call_site());
     let use_site = Ident::new("dsu_not_updateable", p.f.sig.ident.span());

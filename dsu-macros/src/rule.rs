@@ -64,7 +64,8 @@ impl Why {
         match self {
             Why::Generic => {
                 "#[dsu::updateable] cannot make a generic function updateable: a slot holds one \
-                 code pointer. Make a non-generic wrapper for each type you need and mark it instead"
+                 code pointer. Make a non-generic wrapper for each type you need and mark it \
+                 instead"
             }
             Why::WhereClause => {
                 "#[dsu::updateable] functions cannot have a where clause: remove the bounds"
@@ -73,8 +74,8 @@ impl Why {
                 "#[dsu::updateable] functions cannot have lifetime bounds: remove the bound"
             }
             Why::Const => {
-                "#[dsu::updateable] cannot make a `const fn` updateable: constant evaluation happens \
-                 at compile time. Remove `const`, or leave this function out"
+                "#[dsu::updateable] cannot make a `const fn` updateable: constant evaluation \
+                 happens at compile time. Remove `const`, or leave this function out"
             }
             Why::AsyncLifetimeParameter => {
                 "#[dsu::updateable] `async fn` cannot declare lifetime parameters: its future is \
@@ -344,5 +345,73 @@ impl VisitMut for AsyncLifetimes {
         _: &mut syn::ParenthesizedGenericArguments,
     ) {
         // Likewise inside `Fn(&str) -> &str` sugar.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(sig: &str, place: Place) -> Vec<Why> {
+        let sig: Signature = syn::parse_str(sig).expect("a signature");
+        match can_be_updateable(&sig, place) {
+            Ok(()) => Vec::new(),
+            Err(reason) => reason.parts.iter().map(|p| p.why).collect(),
+        }
+    }
+
+    #[test]
+    fn accepted_signatures() {
+        for sig in [
+            "fn f(a: u32, b: &str) -> String",
+            "fn f<'a>(a: &'a str, b: &'a str) -> &'a str",
+            "unsafe fn f(p: *const u8) -> u8",
+            "fn f(&mut self, g: &dyn Fn(&str) -> Box<dyn Iterator<Item = u8>>)",
+            "fn f(self: Box<Self>) -> Self",
+            "async fn f(&self, key: &str) -> Option<&str>",
+        ] {
+            assert_eq!(check(sig, Place::Inherent), [], "{sig}");
+            assert_eq!(check(sig, Place::Free), [], "{sig}");
+        }
+        // One reference in, a borrow out: the trait's promise holds.
+        assert_eq!(check("async fn f(&self) -> &str", Place::TraitImpl), []);
+    }
+
+    #[test]
+    fn refused_signatures_name_every_reason() {
+        let cases: &[(&str, Place, &[Why])] = &[
+            ("fn f<T: Clone>(t: T) -> T", Place::Free, &[Why::Generic]),
+            ("fn f<const N: usize>() -> [u8; N]", Place::Inherent, &[Why::Generic]),
+            ("fn f<'a>(x: &'a u8) where 'a: 'static", Place::Free, &[Why::WhereClause]),
+            ("fn f<'a: 'b, 'b>(x: &'a u8, y: &'b u8)", Place::Free, &[Why::LifetimeBound]),
+            ("const fn f() -> u32", Place::Inherent, &[Why::Const]),
+            ("async fn f<'a>(x: &'a str) -> &'a str", Place::Free, &[Why::AsyncLifetimeParameter]),
+            (
+                "async fn route(&self, req: &Request) -> &str",
+                Place::TraitImpl,
+                &[Why::AsyncTraitMethodReturningBorrow],
+            ),
+            ("extern \"C\" fn f(x: u32)", Place::Free, &[Why::ExternAbi]),
+            ("fn f(w: impl Write) -> usize", Place::Inherent, &[Why::ImplTraitArgument]),
+            ("fn f(&self) -> impl Iterator<Item = u8>", Place::Inherent, &[Why::ImplTraitReturn]),
+            (
+                "const extern \"C\" fn f<T>(t: impl Sized)",
+                Place::Free,
+                &[Why::Generic, Why::Const, Why::ExternAbi, Why::ImplTraitArgument],
+            ),
+        ];
+        for (sig, place, expected) in cases {
+            assert_eq!(check(sig, *place), *expected, "{sig}");
+        }
+        // The same borrow-returning `async fn` is fine outside a trait impl.
+        assert_eq!(check("async fn route(&self, req: &Request) -> &str", Place::Inherent), []);
+    }
+
+    #[test]
+    fn reason_message_joins_every_part() {
+        let sig: Signature = syn::parse_str("const fn f<T>()").unwrap();
+        let reason = can_be_updateable(&sig, Place::Inherent).unwrap_err();
+        let expected = format!("{}; {}", Why::Generic.message(), Why::Const.message());
+        assert_eq!(reason.to_string(), expected);
     }
 }

@@ -309,7 +309,7 @@ impl Store {
     }
 
     /// Not instrumented: no span.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.rows.len()
     }
 }
@@ -337,7 +337,7 @@ fn inherent_methods() {
     assert_eq!(span.fields, fields(&[("key", "b"), ("rows", "1")]));
     assert_eq!(log.event("inserted").inside, ["insert"]);
 
-    let (out, log) = Recorder::run(|_| store.len());
+    let (out, log) = Recorder::run(|_| store.count());
     assert_eq!(out, 2);
     assert!(log.spans.is_empty());
 }
@@ -398,11 +398,11 @@ fn trait_impl_methods() {
 // `#[instrument]` expands first and instruments the body in place; `#[dsu::updateable]` then moves
 // that body, span and all, into the implementation. (On an `impl` block `#[instrument]` is
 // refused by tracing itself: it goes on functions.)
-#[tracing::instrument(skip(unused))]
+#[tracing::instrument(skip(offset))]
 #[dsu::updateable]
-fn twice(n: u32, unused: u32) -> u32 {
+fn twice(n: u32, offset: u32) -> u32 {
     tracing::info!("doubling");
-    n * 2 + unused * 0
+    n * 2 + offset
 }
 
 #[tracing::instrument]
@@ -416,7 +416,7 @@ async fn thrice(n: u32) -> u32 {
 #[test]
 fn instrument_written_above_updateable() {
     let (out, log) = Recorder::run(|_| twice(4, 9));
-    assert_eq!(out, 8);
+    assert_eq!(out, 17);
     assert_eq!(log.span("twice").fields, fields(&[("n", "4")]));
     assert_eq!(log.event("doubling").inside, ["twice"]);
 
