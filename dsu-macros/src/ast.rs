@@ -1,19 +1,17 @@
 //! Parsing: what `#[updateable]` was put on, with the original syn nodes kept so every error
 //! can point at its cause.
 
+use crate::rule::Place;
 use proc_macro2::TokenStream;
-use proc_macro2::Span;
-use syn::visit_mut::VisitMut;
 use syn::{
-    FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Lifetime, Pat, Path, Receiver, Signature,
-    Type,
+    FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Path, Receiver, Signature, Type,
 };
 
 /// The item under `#[updateable]`.
 pub enum Input {
     /// A free function (or an associated function of an impl that is not annotated).
     Fn(ItemFn),
-    /// An `impl` block: every method becomes updateable.
+    /// An `impl` block: every method that can be (see [`crate::rule`]) becomes updateable.
     Impl(ItemImpl),
     /// Anything else; refused with the item kind named.
     Other(Item),
@@ -62,6 +60,28 @@ impl Owner<'_> {
             Owner::Inherent { self_ty } | Owner::Trait { self_ty, .. } => Some(self_ty),
         }
     }
+
+    pub fn place(&self) -> Place {
+        match self {
+            Owner::Free => Place::Free,
+            Owner::Inherent { .. } => Place::Inherent,
+            Owner::Trait { .. } => Place::TraitImpl,
+        }
+    }
+}
+
+/// `#[dsu::updateable]` (or `#[updateable]`, imported).
+pub fn is_dsu_updateable(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "updateable")
+}
+
+/// Whether an attribute of an updateable function belongs to its body rather than to its
+/// dispatcher, and so goes on the implementation the slot holds: `#[tracing::instrument]` (or
+/// `#[instrument]`, imported). Its span must cover the body (for an `async fn`, the whole future),
+/// not the dispatcher's call through the slot, and its `skip(..)` and `fields(..)` name the
+/// arguments, which only the implementation keeps (the dispatcher renames them).
+pub fn is_body_attr(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "instrument")
 }
 
 /// One function to make updateable.
@@ -119,93 +139,4 @@ impl<'a> UpdateableFn<'a> {
 /// Token text as a user writes it (see [`dsu_abi::normalize_token_text`]).
 pub fn tokens_text(t: &impl quote::ToTokens) -> String {
     dsu_abi::normalize_token_text(&t.to_token_stream().to_string())
-}
-
-/// Names the elided lifetimes (`&T`, `'_`) of an `async fn`'s signature, for its erased type
-/// `for<'__dsu, ..> fn(..) -> Pin<Box<dyn Future<Output = T> + Send + '__dsu>>`.
-///
-/// Every elided lifetime that is not behind a reference (the reference of each argument, `'_`
-/// in a by-value argument, the output's) becomes `'__dsu`, the lifetime the future is bounded
-/// by: the future borrows every argument, so it lives no longer than the shortest of them.
-/// Elided lifetimes behind a reference (`&mut Formatter<'_>`, `&mut Vec<&str>`) get fresh names
-/// `'__dsu_1`, `'__dsu_2`…: the reference's type implies they outlive `'__dsu`, and giving them
-/// `'__dsu` too would make the caller's `&'a mut T<'b>` need `'a == 'b` (`&mut` is invariant).
-/// Lifetimes hidden in a path (`Iter<u8>` for `Iter<'_, u8>`) cannot be seen: write them out.
-pub struct AsyncLifetimes {
-    top: Lifetime,
-    depth: usize,
-    /// Every elided lifetime becomes `top`, behind a reference or not (for the output, whose
-    /// elided lifetimes all borrow from the arguments).
-    flat: bool,
-    /// How many elided lifetimes became `top`.
-    pub top_uses: usize,
-    /// The fresh names given, in order.
-    pub fresh: Vec<Lifetime>,
-}
-
-impl AsyncLifetimes {
-    pub const TOP: &'static str = "'__dsu";
-
-    pub fn new() -> Self {
-        Self::named(Self::TOP)
-    }
-
-    /// Names `top`, `{top}_1`, `{top}_2`… instead (the dispatcher's own, which must not shadow
-    /// the binders of the items inside it).
-    pub fn named(top: &str) -> Self {
-        AsyncLifetimes {
-            top: Lifetime::new(top, Span::call_site()),
-            depth: 0,
-            flat: false,
-            top_uses: 0,
-            fresh: Vec::new(),
-        }
-    }
-
-    /// A namer for the output once the inputs are named: `top` is `'__dsu` if the inputs used
-    /// it, `'static` otherwise (a `fn` pointer type cannot have a lifetime only in its output).
-    pub fn output(top: Lifetime) -> Self {
-        AsyncLifetimes { top, depth: 0, flat: true, top_uses: 0, fresh: Vec::new() }
-    }
-
-    /// The name of the next elided lifetime.
-    pub fn name(&mut self) -> Lifetime {
-        if self.depth == 0 || self.flat {
-            self.top_uses += 1;
-            self.top.clone()
-        } else {
-            let name = format!("{}_{}", self.top, self.fresh.len() + 1);
-            let l = Lifetime::new(&name, Span::call_site());
-            self.fresh.push(l.clone());
-            l
-        }
-    }
-}
-
-impl VisitMut for AsyncLifetimes {
-    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
-        if r.lifetime.as_ref().is_none_or(|l| l.ident == "_") {
-            r.lifetime = Some(self.name());
-        }
-        self.depth += 1;
-        self.visit_type_mut(&mut r.elem);
-        self.depth -= 1;
-    }
-
-    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
-        if l.ident == "_" {
-            *l = self.name();
-        }
-    }
-
-    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {
-        // Elided lifetimes inside a fn pointer type belong to that type.
-    }
-
-    fn visit_parenthesized_generic_arguments_mut(
-        &mut self,
-        _: &mut syn::ParenthesizedGenericArguments,
-    ) {
-        // Likewise inside `Fn(&str) -> &str` sugar.
-    }
 }

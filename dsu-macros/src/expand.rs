@@ -7,9 +7,10 @@
 //! body must live outside, in a hidden inherent `impl` of the same type, because it uses `self`
 //! and `Self`.
 
-use crate::ast::{tokens_text, AsyncLifetimes, Input, Owner, UpdateableFn};
-use crate::valid::{self, Errors};
-use proc_macro2::{Span, TokenStream};
+use crate::ast::{is_body_attr, is_dsu_updateable, tokens_text, Input, Owner, UpdateableFn};
+use crate::rule::AsyncLifetimes;
+use crate::valid::{self, Errors, PlainMethod};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::visit_mut::VisitMut;
 use syn::{
@@ -36,15 +37,16 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
         }
         Input::Impl(item) => {
             valid::check_impl(item, &mut errors);
-            let mut fns = impl_fns(item);
-            for f in &mut fns {
+            let mut methods = impl_fns(item);
+            for f in &mut methods {
                 f.send = send;
             }
+            let (fns, plain) = valid::split_methods(methods, &mut errors);
             opts.check_used(&fns, &mut errors);
-            for f in &fns {
-                valid::check_fn(f, &mut errors);
+            match errors.finish() {
+                Ok(()) => Ok(expand_impl(item, &fns, &plain)),
+                Err(e) => Ok(fallback(e, without_method_marks(item))),
             }
-            errors.finish().map(|()| expand_impl(item, &fns))
         }
         Input::Other(Item::Struct(item)) => {
             opts.check_used(&[], &mut errors);
@@ -96,6 +98,19 @@ pub fn update_point(args: TokenStream, input: TokenStream) -> TokenStream {
 fn fallback(e: syn::Error, original: TokenStream) -> TokenStream {
     let err = e.to_compile_error();
     quote!(#err #original)
+}
+
+/// A refused impl block to emit beside its error: unchanged, but for its methods' own
+/// `#[dsu::updateable]`s, each of which would expand again, on a method outside an annotated
+/// impl, and repeat the error or add a confusing one.
+fn without_method_marks(item: &ItemImpl) -> TokenStream {
+    let mut item = item.clone();
+    for i in &mut item.items {
+        if let ImplItem::Fn(m) = i {
+            m.attrs.retain(|a| !is_dsu_updateable(a));
+        }
+    }
+    item.into_token_stream()
 }
 
 fn refusal_for_item(item: &Item) -> String {
@@ -248,34 +263,39 @@ fn expand_free_fn(f: &UpdateableFn<'_>) -> TokenStream {
     let mut imp_sig = f.sig.clone();
     imp_sig.ident = Ident::new(name, Span::call_site());
     let lints = lint_attrs(f.attrs);
+    let body_attrs = body_attrs(f);
     let block = f.block;
     let imp = quote! {
         #(#lints)*
+        #(#body_attrs)*
         #imp_sig #block
     };
-    let attrs: Vec<_> = f.attrs.iter().collect();
+    let attrs: Vec<_> = f.attrs.iter().filter(|a| !is_body_attr(a)).collect();
     let imp_path = Ident::new(name, Span::call_site()).into_token_stream();
     dispatcher(f, &attrs, imp_path, imp)
 }
 
-fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>]) -> TokenStream {
+fn expand_impl(
+    item: &ItemImpl,
+    fns: &[UpdateableFn<'_>],
+    plain: &[PlainMethod<'_>],
+) -> TokenStream {
     let self_ty = &item.self_ty;
     let impl_hash = dsu_abi::body_hash(&item.to_token_stream().to_string());
     let mut out = item.clone();
     let mut hidden = Vec::new();
-    let mut fn_iter = fns.iter();
-    for impl_item in &mut out.items {
-        let ImplItem::Fn(m) = impl_item else { continue };
-        let f = fn_iter.next().expect("one UpdateableFn per method");
+    for (original, impl_item) in item.items.iter().zip(&mut out.items) {
+        let (ImplItem::Fn(original), ImplItem::Fn(m)) = (original, &*impl_item) else { continue };
+        // A method the rule refuses stays as it is (see `valid::split_methods`).
+        let Some(f) = fns.iter().find(|f| std::ptr::eq(f.sig, &original.sig)) else { continue };
         let hidden_name = hidden_method_name(f, impl_hash);
         let mut imp: ImplItemFn = m.clone();
         imp.sig.ident = hidden_name.clone();
         imp.vis = syn::Visibility::Inherited;
         imp.attrs = lint_attrs(f.attrs);
         // A method that is configured out must be configured out in its hidden copy too.
-        imp.attrs.extend(
-            f.attrs.iter().filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")).cloned(),
-        );
+        imp.attrs.extend(cfg_attrs(f.attrs));
+        imp.attrs.extend(body_attrs(f));
         imp.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         imp.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
         if let Owner::Trait { .. } = &f.owner {
@@ -294,22 +314,120 @@ fn expand_impl(item: &ItemImpl, fns: &[UpdateableFn<'_>]) -> TokenStream {
         }
         hidden.push(imp);
 
-        let attrs: Vec<_> = f.attrs.iter().filter(|a| !is_dsu_updateable(a)).collect();
+        let attrs: Vec<_> =
+            f.attrs.iter().filter(|a| !is_dsu_updateable(a) && !is_body_attr(a)).collect();
         let dispatcher =
             dispatcher(f, &attrs, quote!(<#self_ty>::#hidden_name), TokenStream::new());
         *impl_item = syn::parse2(dispatcher).expect("a dispatcher is an impl item");
     }
     out.attrs.retain(|a| !is_dsu_updateable(a));
+    let hidden_impl = if hidden.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            impl #self_ty {
+                #(#hidden)*
+            }
+        }
+    };
+    let warnings = plain.iter().map(|p| plain_method_warning(p, &item.attrs));
     quote! {
         #out
-        impl #self_ty {
-            #(#hidden)*
-        }
+        #hidden_impl
+        #(#warnings)*
     }
 }
 
-fn is_dsu_updateable(a: &syn::Attribute) -> bool {
-    a.path().segments.last().is_some_and(|s| s.ident == "updateable")
+/// The warning that a method of an updateable impl stays a plain method, and why.
+///
+/// Stable Rust gives a proc macro no way to warn, so the warning is the `deprecated` lint: a
+/// deprecated constant whose note is the message, used at the method's name (where the warning
+/// points), inside an anonymous `const` so nothing leaks. The lint attributes of the method and
+/// of the impl block that name `deprecated` are repeated on that `const`, so
+/// `#[allow(deprecated)]` on either silences it; so are the method's `cfg`s, so a method that is
+/// configured out does not warn.
+fn plain_method_warning(p: &PlainMethod<'_>, impl_attrs: &[syn::Attribute]) -> TokenStream {
+    let note = format!(
+        "`{}` stays a plain method, which a patch cannot replace: {}. (`#[allow(deprecated)]` \
+         on the method silences this warning)",
+        p.f.local_path(),
+        p.reason.message()
+    );
+    // `expect` is left out: repeated, it would be fulfilled here and unfulfilled on the method.
+    let names_deprecated = |a: &syn::Attribute| {
+        !a.path().is_ident("expect") && a.meta.to_token_stream().to_string().contains("deprecated")
+    };
+    let lints =
+        lint_attrs(impl_attrs).into_iter().chain(lint_attrs(p.f.attrs)).filter(names_deprecated);
+    let cfgs = cfg_attrs(p.f.attrs);
+    let name = Ident::new("dsu_not_updateable", Span::call_site());
+    let use_site = Ident::new("dsu_not_updateable", p.f.sig.ident.span());
+    quote! {
+        #(#cfgs)*
+        #(#lints)*
+        const _: () = {
+            #[deprecated(note = #note)]
+            #[allow(non_upper_case_globals)]
+            const #name: () = ();
+            #use_site
+        };
+    }
+}
+
+/// `cfg` and `cfg_attr` attributes of the original item.
+fn cfg_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = syn::Attribute> + '_ {
+    attrs.iter().filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")).cloned()
+}
+
+/// The body attributes of `f` (see [`is_body_attr`]), for its implementation.
+///
+/// `#[instrument]` names its span after the function it is on, which is now the hidden
+/// `__dsu_impl…`: unless it names the span itself, it gets `name = "<the function's name>"`,
+/// the name it would have given.
+fn body_attrs(f: &UpdateableFn<'_>) -> Vec<syn::Attribute> {
+    let name = syn::LitStr::new(&f.sig.ident.to_string(), f.sig.ident.span());
+    f.attrs
+        .iter()
+        .filter(|a| is_body_attr(a))
+        .map(|a| {
+            let mut a = a.clone();
+            match &mut a.meta {
+                syn::Meta::Path(path) => {
+                    let path = path.clone();
+                    a.meta = syn::parse_quote!(#path(name = #name));
+                }
+                syn::Meta::List(list) if !names_span(&list.tokens) => {
+                    let sep = match list.tokens.clone().into_iter().last() {
+                        None => quote!(),
+                        Some(TokenTree::Punct(p)) if p.as_char() == ',' => quote!(),
+                        Some(_) => quote!(,),
+                    };
+                    list.tokens.extend(quote!(#sep name = #name));
+                }
+                // Named already, or a form `#[instrument]` refuses itself.
+                _ => {}
+            }
+            a
+        })
+        .collect()
+}
+
+/// Whether `#[instrument(..)]` arguments name the span: `name = ..`, or a string literal, which
+/// `tracing` also takes as the name.
+fn names_span(args: &TokenStream) -> bool {
+    let mut at_start = true;
+    for t in args.clone() {
+        let starts_name = match &t {
+            TokenTree::Ident(i) => i == "name",
+            TokenTree::Literal(l) => syn::parse_str::<syn::LitStr>(&l.to_string()).is_ok(),
+            _ => false,
+        };
+        if at_start && starts_name {
+            return true;
+        }
+        at_start = matches!(&t, TokenTree::Punct(p) if p.as_char() == ',');
+    }
+    false
 }
 
 /// Lint attributes of the original item, repeated on its hidden body.
@@ -385,6 +503,13 @@ fn dispatcher(
             format!("{} {} {} {}", quote!(#ty), trait_text, quote!(#sig), quote!(#block))
         }
     };
+    // A body attribute (`#[instrument]`) is part of the implementation: a patch that changes
+    // only it changes the function. Functions without one hash as they always did.
+    let mut body_text = body_text;
+    for a in f.attrs.iter().filter(|a| is_body_attr(a)) {
+        body_text.push(' ');
+        body_text.push_str(&a.to_token_stream().to_string());
+    }
     let body_hash = dsu_abi::body_hash(&body_text);
 
     let local = f.local_path();

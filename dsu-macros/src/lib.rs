@@ -6,6 +6,7 @@
 
 mod ast;
 mod expand;
+mod rule;
 mod transform;
 mod valid;
 
@@ -18,6 +19,10 @@ use proc_macro::TokenStream;
 ///
 /// Each function becomes a *slot* (an atomic code pointer) plus its original body; a call loads
 /// the slot and jumps. See the `dsu` crate documentation.
+///
+/// A function the rule refuses (generic, `impl Trait`, `const fn`, …; see `rule.rs`) is a compile
+/// error; a method of an `impl` block that it refuses stays a plain method, with a warning.
+/// `#[tracing::instrument]` on the function goes on its original body.
 #[proc_macro_attribute]
 pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::updateable(args.into(), input.into()).into()

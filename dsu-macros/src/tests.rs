@@ -270,3 +270,180 @@ fn transformer_fn() {
         insta::assert_snapshot!("transformer_fn", expanded);
     });
 }
+
+#[test]
+fn instrumented_free_fn() {
+    // `#[instrument]` moves onto the implementation, named after the function.
+    check_updateable("instrumented_free_fn", quote! {
+        #[instrument]
+        fn greet(name: &str) -> String { format!("hello {name}") }
+    });
+}
+
+#[test]
+fn instrumented_async_free_fn() {
+    check_updateable("instrumented_async_free_fn", quote! {
+        #[tracing::instrument(skip(db), fields(user = %name), err)]
+        async fn get(db: Arc<Db>, name: String) -> Result<String, Error> { db.get(&name).await }
+    });
+}
+
+#[test]
+fn instrumented_inherent_impl() {
+    check_updateable("instrumented_inherent_impl", quote! {
+        impl Store {
+            #[tracing::instrument(skip(self), ret, level = "debug")]
+            pub fn get(&self, key: &str) -> Option<u32> { self.map.get(key).copied() }
+            #[tracing::instrument(skip_all, name = "store.load")]
+            pub async fn load(&mut self, path: &str) -> usize { self.read(path).await }
+        }
+    });
+}
+
+#[test]
+fn instrumented_async_trait_impl() {
+    check_updateable("instrumented_async_trait_impl", quote! {
+        impl Handler for Echo {
+            type Body = String;
+            #[tracing::instrument(skip(self, req), fields(path = %req.path))]
+            async fn handle(&self, req: &Request) -> Self::Body { format!("{}{}", self.prefix, req.path) }
+        }
+    });
+}
+
+/// The `#[instrument]` attribute the implementation of `input`'s first function gets.
+fn moved_instrument(input: TokenStream) -> String {
+    let out = crate::expand::updateable(TokenStream::new(), input).to_string();
+    let start = out.find("# [instrument").expect("an #[instrument] in the expansion");
+    let end = out[start..].find("] fn").expect("the attribute's end") + start + 1;
+    out[start..end].to_string()
+}
+
+#[test]
+fn instrument_keeps_a_span_name_it_has() {
+    // Named: left as it is.
+    let a = moved_instrument(quote!(#[instrument(name = "custom", skip_all)] fn f(x: u32) {}));
+    assert_eq!(a, "# [instrument (name = \"custom\" , skip_all)]");
+    // A bare string literal is a name to tracing too.
+    let a = moved_instrument(quote!(#[instrument("custom", skip_all)] fn f(x: u32) {}));
+    assert_eq!(a, "# [instrument (\"custom\" , skip_all)]");
+    // `name` inside `fields(..)` is a field, not the span's name.
+    let a = moved_instrument(quote!(#[instrument(fields(name = 1),)] fn f(x: u32) {}));
+    assert_eq!(a, "# [instrument (fields (name = 1) , name = \"f\")]");
+    let a = moved_instrument(quote!(#[instrument()] fn f(x: u32) {}));
+    assert_eq!(a, "# [instrument (name = \"f\")]");
+}
+
+#[test]
+fn instrument_changes_the_body_hash() {
+    // A patch that changes only the instrumentation changes the function.
+    let hash = |input: TokenStream| {
+        let text = crate::expand::updateable(TokenStream::new(), input).to_string();
+        let at = text.find("__DSU_SIG ,").expect("FnInfo::new's arguments");
+        text[at..].split(',').nth(1).expect("the body hash").trim().to_string()
+    };
+    let plain = hash(quote!(fn f(x: u32) -> u32 { x }));
+    let traced = hash(quote!(#[instrument] fn f(x: u32) -> u32 { x }));
+    let skipping = hash(quote!(#[instrument(skip(x))] fn f(x: u32) -> u32 { x }));
+    assert_ne!(plain, traced);
+    assert_ne!(traced, skipping);
+    // Other attributes (docs, lints) leave it as it was.
+    assert_eq!(plain, hash(quote!(#[doc = "x"] #[allow(unused)] fn f(x: u32) -> u32 { x })));
+}
+
+const PLAIN_METHODS: &str = "
+    impl Store {
+        pub fn get(&self, key: &str) -> Option<u32> { self.map.get(key).copied() }
+        pub fn put<T: ToString>(&mut self, key: T, v: u32) { self.map.insert(key.to_string(), v); }
+        pub fn show(&self, out: impl std::fmt::Write) -> std::fmt::Result { Ok(()) }
+        #[allow(deprecated)]
+        pub const fn limit() -> usize { 64 }
+        #[cfg(feature = \"iter\")]
+        pub fn keys(&self) -> impl Iterator<Item = &String> { self.map.keys() }
+    }
+";
+
+#[test]
+fn plain_methods() {
+    // Methods the rule refuses stay as they are, each with its warning; the others are updateable.
+    check_updateable("plain_methods", PLAIN_METHODS.parse().unwrap());
+}
+
+/// The notes of the warnings in an expansion, one per line.
+fn warning_notes(expanded: TokenStream) -> String {
+    struct Notes(Vec<String>);
+    impl<'ast> syn::visit::Visit<'ast> for Notes {
+        fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+            if a.path().is_ident("deprecated") {
+                let nv: syn::MetaNameValue = a.parse_args().expect("deprecated(note = ..)");
+                let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = nv.value else {
+                    panic!("a string note")
+                };
+                self.0.push(s.value());
+            }
+        }
+    }
+    let file: syn::File = syn::parse2(expanded).expect("the expansion parses");
+    let mut notes = Notes(Vec::new());
+    syn::visit::visit_file(&mut notes, &file);
+    notes.0.join("\n")
+}
+
+#[test]
+fn plain_method_warnings() {
+    let out = crate::expand::updateable(TokenStream::new(), PLAIN_METHODS.parse().unwrap());
+    insta::with_settings!({ description => pretty(PLAIN_METHODS.parse().unwrap()), omit_expression => true }, {
+        insta::assert_snapshot!("plain_method_warnings", warning_notes(out));
+    });
+}
+
+#[test]
+fn plain_trait_method_warning_names_the_trait() {
+    let input = quote! {
+        impl Router for Table {
+            async fn route(&self, req: &Request) -> &str { &self.0 }
+            fn size(&self) -> usize { self.0.len() }
+        }
+    };
+    let notes = warning_notes(crate::expand::updateable(TokenStream::new(), input));
+    assert!(notes.starts_with("`<Table as Router>::route` stays a plain method"), "{notes}");
+    assert!(notes.contains("returns a borrow and takes more than one reference"), "{notes}");
+    assert_eq!(notes.lines().count(), 1, "`size` is updateable: {notes}");
+}
+
+#[test]
+fn every_method_plain_leaves_no_hidden_impl() {
+    let input = quote! {
+        impl Store {
+            pub fn put<T: ToString>(&mut self, key: T) {}
+        }
+    };
+    let out = crate::expand::updateable(TokenStream::new(), input).to_string();
+    assert_eq!(out.matches("impl Store").count(), 1, "{out}");
+    assert!(!out.contains("__DSU_SLOT"), "{out}");
+    assert!(out.contains("pub fn put < T : ToString > (& mut self , key : T) { }"), "{out}");
+}
+
+#[test]
+fn refusal_of_a_method_marked_itself() {
+    // Marked `#[dsu::updateable]` itself, the method asked for it: a refusal is an error. The
+    // item follows without that mark, which would expand again and add a second error.
+    let input = quote! {
+        impl Store {
+            pub fn get(&self) -> u32 { 1 }
+            #[dsu::updateable]
+            pub fn put<T: ToString>(&mut self, key: T) {}
+        }
+    };
+    let out = crate::expand::updateable(TokenStream::new(), input.clone());
+    let text = out.to_string();
+    assert_eq!(text.matches("compile_error").count(), 1, "{text}");
+    assert!(text.contains("cannot make a generic function updateable"), "{text}");
+    let unmarked = quote! {
+        impl Store {
+            pub fn get(&self) -> u32 { 1 }
+            pub fn put<T: ToString>(&mut self, key: T) {}
+        }
+    };
+    assert!(text.ends_with(&format!("}} {unmarked}")), "{text}");
+}

@@ -1,10 +1,10 @@
 //! Validation: one rule per function, each saying why the form is refused and what to do.
 //! All errors are collected and combined, so the user sees every problem at once.
 
-use crate::ast::{AsyncLifetimes, Owner, UpdateableFn};
+use crate::ast::{is_dsu_updateable, Owner, UpdateableFn};
+use crate::rule::{self, Reason};
 use syn::visit::Visit;
-use syn::visit_mut::VisitMut;
-use syn::{GenericParam, ItemImpl, ReturnType, Type};
+use syn::{ItemImpl, Type};
 
 /// Collects errors; `finish` combines them into one.
 #[derive(Default)]
@@ -33,156 +33,44 @@ impl Errors {
     }
 }
 
-/// Runs every function rule.
+/// Runs every rule of a function that is asked to be updateable: a refusal is an error.
 pub fn check_fn(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    no_type_or_const_generics(f, errors);
-    no_where_clause(f, errors);
-    no_bounded_lifetimes(f, errors);
-    not_const(f, errors);
-    async_rules(f, errors);
-    no_foreign_abi(f, errors);
-    not_variadic(f, errors);
-    no_impl_trait(f, errors);
+    if let Err(reason) = rule::can_be_updateable(f.sig, f.owner.place()) {
+        refusal_errors(&reason, errors);
+    }
     method_needs_annotated_impl(f, errors);
 }
 
-/// A slot holds one code pointer; a generic function has one instance per type argument, and
-/// instances are made in the caller's crate, out of the patch's reach.
-fn no_type_or_const_generics(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    for p in &f.sig.generics.params {
-        match p {
-            GenericParam::Type(_) | GenericParam::Const(_) => errors.spanned(
-                p,
-                "#[dsu::updateable] cannot make a generic function updateable: a slot holds one \
-                 code pointer. Make a non-generic wrapper for each type you need and mark it instead",
-            ),
-            GenericParam::Lifetime(_) => {}
-        }
+fn refusal_errors(reason: &Reason, errors: &mut Errors) {
+    for part in &reason.parts {
+        errors.spanned(&part.at, part.why.message());
     }
 }
 
-/// Where clauses only make sense with generic parameters or early-bound lifetimes.
-fn no_where_clause(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Some(w) = &f.sig.generics.where_clause {
-        errors.spanned(
-            w,
-            "#[dsu::updateable] functions cannot have a where clause: remove the bounds",
-        );
-    }
+/// A method of an updateable impl that the rule refuses, left as it is.
+pub struct PlainMethod<'a> {
+    pub f: UpdateableFn<'a>,
+    pub reason: Reason,
 }
 
-/// A bounded lifetime (`'a: 'b`) is early-bound and the function can no longer be stored as a
-/// `for<'a> fn(..)` pointer.
-fn no_bounded_lifetimes(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if f.is_async() {
-        return; // every lifetime parameter is refused by `async_rules`
-    }
-    for p in &f.sig.generics.params {
-        if let GenericParam::Lifetime(l) = p {
-            if !l.bounds.is_empty() {
-                errors.spanned(
-                    l,
-                    "#[dsu::updateable] functions cannot have lifetime bounds: remove the bound",
-                );
-            }
+/// The methods of an updateable impl block that can be updateable, and those that stay plain
+/// methods: the block as a whole stays updateable, and the build warns about each plain one
+/// (see `expand::plain_method_warning`). A method marked `#[dsu::updateable]` itself asked for
+/// it explicitly: a refusal there is an error, as on a free function.
+pub fn split_methods<'a>(
+    methods: Vec<UpdateableFn<'a>>,
+    errors: &mut Errors,
+) -> (Vec<UpdateableFn<'a>>, Vec<PlainMethod<'a>>) {
+    let mut updateable = Vec::new();
+    let mut plain = Vec::new();
+    for f in methods {
+        match rule::can_be_updateable(f.sig, f.owner.place()) {
+            Ok(()) => updateable.push(f),
+            Err(reason) if f.attrs.iter().any(is_dsu_updateable) => refusal_errors(&reason, errors),
+            Err(reason) => plain.push(PlainMethod { f, reason }),
         }
     }
-}
-
-/// A `const fn` can be evaluated at compile time into its callers; no slot can replace that.
-fn not_const(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Some(c) = &f.sig.constness {
-        errors.spanned(
-            c,
-            "#[dsu::updateable] cannot make a `const fn` updateable: constant evaluation happens at \
-             compile time. Remove `const`, or leave this function out",
-        );
-    }
-}
-
-/// An `async fn` is stored as a function returning its boxed, erased future, with every elided
-/// lifetime named (see [`AsyncLifetimes`]); what that type cannot express is refused here.
-fn async_rules(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if !f.is_async() {
-        return;
-    }
-    // A named lifetime may relate arguments and output in ways the erased type, bounded by one
-    // lifetime, cannot keep.
-    for l in f.sig.generics.lifetimes() {
-        errors.spanned(
-            l,
-            "#[dsu::updateable] `async fn` cannot declare lifetime parameters: its future is \
-             stored with one lifetime, that of the borrows it holds. Write the references with \
-             elided lifetimes (`&str`, `Formatter<'_>`) or return an owned value",
-        );
-    }
-    // A trait method keeps the trait's signature, in which an elided output lifetime is the
-    // receiver's; the stored future's output can only borrow for as long as every argument.
-    if let Owner::Trait { .. } = f.owner {
-        let mut inputs = AsyncLifetimes::new();
-        if let Some(r) = f.receiver {
-            inputs.visit_type_mut(&mut r.ty.as_ref().clone());
-        }
-        for (_, ty) in &f.args {
-            inputs.visit_type_mut(&mut (*ty).clone());
-        }
-        let top = syn::Lifetime::new(AsyncLifetimes::TOP, proc_macro2::Span::call_site());
-        let mut output = AsyncLifetimes::output(top);
-        if let ReturnType::Type(_, ty) = &f.sig.output {
-            output.visit_type_mut(&mut ty.as_ref().clone());
-        }
-        if inputs.top_uses > 1 && output.top_uses > 0 {
-            errors.spanned(
-                &f.sig.output,
-                "#[dsu::updateable] cannot make an `async fn` of a trait impl updateable when it \
-                 returns a borrow and takes more than one reference: its stored future can only \
-                 borrow for as long as every argument, shorter than the trait's signature \
-                 promises. Return an owned value",
-            );
-        }
-    }
-}
-
-/// `extern "C"` functions are called by foreign code through their symbol, not through a slot.
-fn no_foreign_abi(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Some(abi) = &f.sig.abi {
-        errors.spanned(
-            abi,
-            "#[dsu::updateable] cannot make an `extern` function updateable: foreign callers bind \
-             to its symbol. Keep the extern function as a thin wrapper around an updateable Rust one",
-        );
-    }
-}
-
-fn not_variadic(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Some(v) = &f.sig.variadic {
-        errors.spanned(v, "#[dsu::updateable] functions cannot be variadic");
-    }
-}
-
-/// `impl Trait` is a hidden generic parameter (argument position) or a hidden concrete type that
-/// a patch could change (return position).
-fn no_impl_trait(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    struct Finder<'e> {
-        errors: &'e mut Errors,
-        what: &'static str,
-    }
-    impl<'ast> Visit<'ast> for Finder<'_> {
-        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
-            let msg = format!(
-                "#[dsu::updateable] functions cannot use `impl Trait` {}: use a concrete type or \
-                 `Box<dyn Trait>`",
-                self.what
-            );
-            self.errors.spanned(t, msg);
-        }
-    }
-    for (_, ty) in &f.args {
-        Finder { errors, what: "in argument position" }.visit_type(ty);
-    }
-    if let ReturnType::Type(_, ty) = &f.sig.output {
-        Finder { errors, what: "in return position" }.visit_type(ty);
-    }
+    (updateable, plain)
 }
 
 /// A method's original body must stay in an `impl` of its type; only the impl-level attribute

@@ -12,7 +12,9 @@
 //!
 //! * **Slots.** `#[dsu::updateable]` on a function (or an `impl` block) turns each function into
 //!   a *slot*, an atomic code pointer, plus its original body. Callers do not change: a call
-//!   loads the slot and jumps, which costs what a non-inlined call costs.
+//!   loads the slot and jumps, which costs what a non-inlined call costs. `#[tracing::instrument]`
+//!   on an updateable function stays on its body, so the span covers the body (or the whole
+//!   future of an `async fn`).
 //! * **Update points.** A patch is applied only at an *update point*: entering a function marked
 //!   `#[dsu::update_point]`, or a call to [`update_point()`]. Put them at request or event-loop
 //!   boundaries. With nothing pending, an update point is one relaxed atomic load.
@@ -78,7 +80,10 @@
 //!
 //! # Limitations
 //!
-//! * Generic functions, `const fn` and `extern` functions cannot be updateable.
+//! * Generic functions, `const fn`, `extern` functions and functions with `impl Trait` in their
+//!   signature cannot be updateable. In an updateable `impl` block such methods stay plain
+//!   methods, and the build warns about each one (the `deprecated` lint: `#[allow(deprecated)]` on
+//!   the method silences it).
 //! * A thread that runs updateable code but never reaches an update point, an idle section or an
 //!   updateable future is not registered, and an update does not wait for it: it may finish a
 //!   call in the previous version (which stays mapped). A registered thread that blocks outside

@@ -226,3 +226,80 @@ mod receivers_and_traits {
         assert_eq!(apply(&|s| &s[1..]), 2);
     }
 }
+
+/// Methods the rule refuses (generic, `impl Trait`, `const fn`) stay plain methods of an
+/// updateable impl block: they work as written, and only the others enter the function table.
+mod plain_methods {
+    use object::{Object, ObjectSymbol};
+
+    pub struct Bag {
+        items: Vec<String>,
+    }
+
+    #[dsu::updateable]
+    #[allow(deprecated)] // each plain method's warning, expected here
+    impl Bag {
+        pub fn new() -> Self {
+            Bag { items: Vec::new() }
+        }
+
+        pub fn put<T: ToString>(&mut self, v: T) -> usize {
+            self.items.push(v.to_string());
+            self.len()
+        }
+
+        pub fn render(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+            write!(out, "{}", self.items.join(","))
+        }
+
+        pub fn keys(&self) -> impl Iterator<Item = &String> {
+            self.items.iter()
+        }
+
+        pub const fn capacity() -> usize {
+            4
+        }
+
+        /// Updateable, calling a plain method.
+        pub fn len(&self) -> usize {
+            self.items.len().min(Self::capacity())
+        }
+    }
+
+    const CAPACITY: usize = Bag::capacity();
+
+    /// The updateable functions of this test binary under `prefix`: its `__dsu_fn_` symbols.
+    /// Read from its static symbol table, since a plain `cargo test` build does not export them
+    /// (the runtime reads the exported ones, and finds none here).
+    fn table(prefix: &str) -> Vec<String> {
+        let data = std::fs::read("/proc/self/exe").expect("the test binary");
+        let file = object::File::parse(&*data).expect("an ELF file");
+        let mut names: Vec<String> = file
+            .symbols()
+            .filter_map(|s| s.name().ok())
+            .filter_map(|n| n.strip_prefix(dsu_abi::FN_INFO_PREFIX))
+            .filter(|n| n.starts_with(prefix))
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn plain_methods_work_and_stay_out_of_the_table() {
+        let mut bag = Bag::new();
+        assert_eq!(bag.put(1), 1);
+        assert_eq!(bag.put("two"), 2);
+        let mut out = String::new();
+        bag.render(&mut out).unwrap();
+        assert_eq!(out, "1,two");
+        assert_eq!(bag.keys().count(), 2);
+        assert_eq!(CAPACITY, 4);
+        assert_eq!(bag.len(), 2);
+
+        let here = table("forms::plain_methods::");
+        assert_eq!(here, ["forms::plain_methods::Bag::len", "forms::plain_methods::Bag::new"]);
+        // The reader sees the rest of the table too.
+        assert!(table("forms::Store::").iter().any(|n| n == "forms::Store::get"));
+    }
+}
