@@ -193,12 +193,25 @@ pub fn registered_threads() -> usize {
     coordinator().threads.len()
 }
 
-/// This thread's record, registering it first with `initial` as its state.
+/// The state a thread registers with when it is first seen asking for `requested`: inside a
+/// tokio runtime context (with the `tokio` feature) a thread is an executor thread, idle unless
+/// it polls an updateable future, because between two update points it may be awaiting.
+fn initial_state(requested: u8) -> u8 {
+    #[cfg(feature = "tokio")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return IDLE;
+    }
+    requested
+}
+
+/// This thread's record, registering it first (with `initial` as its state, or as an executor
+/// thread, see [`initial_state`]).
 fn register(initial: u8) -> Option<Arc<ThreadRec>> {
     ME.try_with(|me| {
         if let Some(r) = me.borrow().as_ref() {
             return r.rec.clone();
         }
+        let initial = initial_state(initial);
         let check = CHECK.with(|c| c as *const AtomicBool);
         let name = std::thread::current()
             .name()
