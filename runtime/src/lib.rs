@@ -142,6 +142,24 @@ pub mod __private {
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 
+    /// Opens an update round (or joins the open one) with nothing more queued; its number. For
+    /// tests of the update protocol without a patch library.
+    pub fn open_round() -> u64 {
+        crate::quiesce::open_round()
+    }
+
+    /// Waits, parked, until round `round` has closed; its outcome (`Err(UpdateTimeout)` if it
+    /// was abandoned). For tests.
+    pub fn wait_for_round(round: u64) -> Result<(), crate::Error> {
+        crate::quiesce::wait_for(round)
+    }
+
+    /// The state in the update protocol (`"running"`, `"idle"` or `"parked"`) of the registered
+    /// thread called `name`. For tests.
+    pub fn thread_state(name: &str) -> Option<&'static str> {
+        crate::quiesce::thread_state(name)
+    }
+
     /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.
     pub const fn build_identity(from_env: Option<&'static str>) -> &'static str {
         match from_env {

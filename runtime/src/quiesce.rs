@@ -268,6 +268,17 @@ fn initial_state(requested: u8) -> u8 {
     requested
 }
 
+/// The state of the registered thread called `name`, for tests.
+pub(crate) fn thread_state(name: &str) -> Option<&'static str> {
+    let c = coordinator();
+    let t = c.threads.iter().find(|t| t.name == name)?;
+    Some(match t.state.load(Ordering::SeqCst) {
+        RUNNING => "running",
+        IDLE => "idle",
+        _ => "parked",
+    })
+}
+
 /// This thread's record, registering it first (with `initial` as its state, or as an executor
 /// thread, see [`initial_state`]).
 fn register(initial: u8) -> Option<Arc<ThreadRec>> {
