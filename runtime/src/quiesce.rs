@@ -10,8 +10,8 @@
 //! thread that registers inside a tokio runtime context (`Handle::try_current()`), such as the
 //! thread of an `async` main loop with update points: between two update points it may be
 //! awaiting in its executor, with no code of the user's. Its update points are still safe points:
-//! it parks at one while a round is open. Which kind a thread is is decided once, on the slow path
-//! that registers it; the idle update point does not look.
+//! it parks at one while a round is open. A thread's kind is decided once, on the slow path that
+//! registers it; the idle update point does not look.
 //!
 //! **Frames and idle stretches.** A thread outside any frame is in its *resting* state: its kind's
 //! (running or idle), or idle while an [`idle_async`] future it polled is pending (an *idle
