@@ -87,7 +87,8 @@ pub enum Error {
     #[error(
         "update abandoned after {waited:?}: these threads were still running updateable code, \
          not at an update point or idle: {}. Nothing changed; the program keeps its version. Add \
-         update points to their loops, or declare their blocking waits with `dsu::idle`",
+         update points to their loops, or declare their blocking waits with `dsu::idle` (an \
+         `.await` with `dsu::idle_async`)",
         running.join(", ")
     )]
     UpdateTimeout { waited: std::time::Duration, running: Vec<String> },

@@ -20,9 +20,12 @@
 //!   boundaries. With nothing pending, an update point is one relaxed atomic load.
 //! * **Threads.** An update applies only when every thread registered with the runtime is at an
 //!   update point or idle. A thread registers at its first update point, idle section
-//!   ([`idle`], [`IdleGuard`]) or poll of an updateable `async fn`; tokio workers count as idle
-//!   between polls. Threads at update points wait for the update; the last one to arrive applies
-//!   it. An update that cannot reach that moment within [`set_update_timeout`] is abandoned.
+//!   ([`idle`], [`IdleGuard`], and [`idle_async`] for an `.await`) or poll of an updateable
+//!   `async fn`; tokio workers count as idle between polls. With dsu's `tokio` feature, a thread
+//!   that registers inside a tokio runtime, such as the thread of a `#[tokio::main]` loop with
+//!   update points, counts as idle between update points too: it may be awaiting. Threads at
+//!   update points wait for the update; the last one to arrive applies it. An update that cannot
+//!   reach that moment within [`set_update_timeout`] is abandoned.
 //! * **Rollback.** [`rollback`] returns to the version before the newest patch, code always,
 //!   state through inverse transformers (`#[dsu::transform(to = dsu_old::T)]`). An operator
 //!   can ask for updates and rollbacks from outside through [`control::serve`] and
@@ -66,6 +69,10 @@
 //! // A worker blocked on I/O is idle: an update may apply meanwhile.
 //! let (stream, _) = dsu::idle(|| listener.accept())?;
 //!
+//! // The same for an `.await` on a thread that counts as running (without the `tokio`
+//! // feature, or outside a tokio runtime): idle while the accept is pending.
+//! let (stream, _) = dsu::idle_async(listener.accept()).await?;
+//!
 //! // Somewhere in the program, when told about a new patch:
 //! match dsu::load("target/dsu/patches/app-v2.so") {
 //!     Ok(report) => log::info!("patch queued: {:?}", report.changed),
@@ -86,8 +93,11 @@
 //!   the method silences it).
 //! * A thread that runs updateable code but never reaches an update point, an idle section or an
 //!   updateable future is not registered, and an update does not wait for it: it may finish a
-//!   call in the previous version (which stays mapped). A registered thread that blocks outside
-//!   an idle section holds every update up until the timeout.
+//!   call in the previous version (which stays mapped). The same holds for code an executor
+//!   thread runs outside updateable futures (a tokio worker, or with the `tokio` feature a thread
+//!   that registered inside a tokio runtime, between its update points and awaits), and for code
+//!   a thread runs while an [`idle_async`] future it polled is pending. A registered thread that
+//!   blocks outside an idle section holds every update up until the timeout.
 //! * Type changes are supported for types and state cells of the crate root. A function whose
 //!   signature mentions a changed type is routed: code compiled for the old layout keeps calling
 //!   the old version, code compiled for the new one calls the new version.
@@ -115,7 +125,8 @@ pub use load::{load, load_and_apply, LoadReport};
 pub use transform::{CellTransform, Transform, TransformError};
 pub use state::State;
 pub use quiesce::{
-    idle, registered_threads, set_update_timeout, update_timeout, IdleGuard, DEFAULT_UPDATE_TIMEOUT,
+    idle, idle_async, registered_threads, set_update_timeout, update_timeout, IdleAsync, IdleGuard,
+    DEFAULT_UPDATE_TIMEOUT,
 };
 pub use update::{
     is_pending, rollback, rollback_and_wait, status, update_point, AppliedPatch, RollbackReport,
@@ -135,6 +146,24 @@ pub mod __private {
     pub use crate::fingerprint::{Probe, ProbeFallback};
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
+
+    /// Opens an update round (or joins the open one) with nothing more queued; its number. For
+    /// tests of the update protocol without a patch library.
+    pub fn open_round() -> u64 {
+        crate::quiesce::open_round()
+    }
+
+    /// Waits, parked, until round `round` has closed; its outcome (`Err(UpdateTimeout)` if it
+    /// was abandoned). For tests.
+    pub fn wait_for_round(round: u64) -> Result<(), crate::Error> {
+        crate::quiesce::wait_for(round)
+    }
+
+    /// The state in the update protocol (`"running"`, `"idle"` or `"parked"`) of the registered
+    /// thread called `name`. For tests.
+    pub fn thread_state(name: &str) -> Option<&'static str> {
+        crate::quiesce::thread_state(name)
+    }
 
     /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.
     pub const fn build_identity(from_env: Option<&'static str>) -> &'static str {

@@ -2,11 +2,23 @@
 //! that takes part is at an update point or idle.
 //!
 //! **Registration.** A thread takes part from its first use of the runtime: its first update
-//! point, idle section ([`idle`], [`IdleGuard`]) or poll of an updateable `async fn`'s future.
-//! Each registered thread has a state: *running* (in updateable code), *idle* (blocked outside
-//! it) or *parked* (waiting at an update point). A thread first seen polling an updateable future
-//! is an executor thread (a tokio worker, for example): it counts as running only while it polls
-//! one, and as idle otherwise, parked included, with no code of the user's.
+//! point, idle section ([`idle`], [`IdleGuard`], [`idle_async`]) or poll of an updateable
+//! `async fn`'s future. Each registered thread has a state: *running* (in updateable code),
+//! *idle* (blocked outside it) or *parked* (waiting at an update point). A plain thread is running
+//! outside idle sections. An *executor thread* is idle except while it polls an updateable future:
+//! a thread first seen polling one (a tokio worker, for example), and, with the `tokio` feature, a
+//! thread that registers inside a tokio runtime context (`Handle::try_current()`), such as the
+//! thread of an `async` main loop with update points: between two update points it may be
+//! awaiting in its executor, with no code of the user's. Its update points are still safe points:
+//! it parks at one while a round is open. A thread's kind is decided once, on the slow path that
+//! registers it; the idle update point does not look.
+//!
+//! **Frames and idle stretches.** A thread outside any frame is in its *resting* state: its kind's
+//! (running or idle), or idle while an [`idle_async`] future it polled is pending (an *idle
+//! stretch*, counted per thread, which ends when the future is ready or dropped). Frames change
+//! the state for their duration and nest: an outermost poll of an updateable future (running), an
+//! idle section (idle). An idle stretch begins and ends between a task's polls, not around a call,
+//! so the outermost frame gives the thread its resting state when it ends, not the state it found.
 //!
 //! **Rounds.** [`crate::load`] queues a verified patch and opens a *round*. From then on, every
 //! update point takes its slow path: the thread parks. The thread that makes the set of
@@ -19,18 +31,24 @@
 //! (it is not registered yet, or a round is open). An update point with nothing pending is one
 //! relaxed load of that flag.
 //!
-//! **Ordering.** A thread leaving an idle section stores *running* and then reads the global
+//! **Ordering.** A thread goes from idle to running in one of two ways. Leaving an idle section
+//! or stretch, or starting an outermost poll, it stores *running* and then reads the global
 //! pending flag; the applier sets the pending flag and then reads every thread's state. Both are
 //! sequentially consistent, so either the applier sees the thread running (and waits), or the
 //! thread sees the round and parks (taking the coordinator's lock, which the applier holds while
-//! it applies). A parked thread woken when a newer round is already open checks the same way
-//! before it runs updateable code again.
+//! it applies). Leaving a park, it stores its state under the coordinator's lock with no round
+//! open, or after its round closed and then checks the pending flag as above. Every other store
+//! keeps or lowers the state (running to idle, then an attempt to apply) or registers a thread
+//! under the lock, so no thread starts running updateable code unseen. An executor thread runs
+//! code between update points as idle: an update may apply meanwhile, and that code finishes on
+//! the version it started with (patches stay mapped, state cells check their type on every
+//! access), as on an unregistered thread.
 
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::Error;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
@@ -54,11 +72,38 @@ thread_local! {
     static CHECK: AtomicBool = const { AtomicBool::new(true) };
     /// This thread's registration; dropping it (at thread exit) deregisters the thread.
     static ME: RefCell<Option<Registration>> = const { RefCell::new(None) };
+    /// How many frames set this thread's state now: outermost polls of updateable futures and
+    /// idle sections, nested.
+    static FRAMES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Enters a frame; true if it is the outermost one.
+fn enter_frame() -> bool {
+    FRAMES.with(|f| {
+        let n = f.get();
+        f.set(n + 1);
+        n == 0
+    })
+}
+
+fn exit_frame() {
+    FRAMES.with(|f| f.set(f.get().saturating_sub(1)));
+}
+
+/// Whether no frame sets this thread's state now.
+fn outside_frames() -> bool {
+    FRAMES.with(|f| f.get() == 0)
 }
 
 /// One registered thread, as the coordinator sees it.
 struct ThreadRec {
     state: AtomicU8,
+    /// The state the thread registered with, which it has outside every frame and idle stretch:
+    /// running for a plain thread, idle for an executor thread.
+    base: u8,
+    /// Futures wrapped by [`idle_async`] that this thread polled last and that were pending
+    /// then: while there is one, the thread is idle outside frames.
+    stretches: AtomicUsize,
     /// The thread's `CHECK` flag.
     check: *const AtomicBool,
     name: String,
@@ -75,6 +120,25 @@ unsafe impl Send for ThreadRec {}
 unsafe impl Sync for ThreadRec {}
 
 impl ThreadRec {
+    /// The state of the thread outside every frame.
+    fn resting(&self) -> u8 {
+        if self.stretches.load(Ordering::Relaxed) > 0 {
+            IDLE
+        } else {
+            self.base
+        }
+    }
+
+    /// The state the calling thread, the owner of this record, returns to after parking where it
+    /// stands: its frame's state, or outside frames its resting state.
+    fn here(&self) -> u8 {
+        if outside_frames() {
+            self.resting()
+        } else {
+            self.state.load(Ordering::Relaxed)
+        }
+    }
+
     fn set_check(&self, on: bool) {
         // SAFETY: called only under the coordinator's lock while the record is registered, so the
         // owning thread's CHECK is alive (see the Send impl).
@@ -193,19 +257,50 @@ pub fn registered_threads() -> usize {
     coordinator().threads.len()
 }
 
-/// This thread's record, registering it first with `initial` as its state.
+/// The state a thread registers with when it is first seen asking for `requested`: inside a
+/// tokio runtime context (with the `tokio` feature) a thread is an executor thread, idle unless
+/// it polls an updateable future, because between two update points it may be awaiting.
+fn initial_state(requested: u8) -> u8 {
+    #[cfg(feature = "tokio")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return IDLE;
+    }
+    requested
+}
+
+/// The state of the registered thread called `name`, for tests.
+pub(crate) fn thread_state(name: &str) -> Option<&'static str> {
+    let c = coordinator();
+    let t = c.threads.iter().find(|t| t.name == name)?;
+    Some(match t.state.load(Ordering::SeqCst) {
+        RUNNING => "running",
+        IDLE => "idle",
+        _ => "parked",
+    })
+}
+
+/// This thread's record, registering it first (with `initial` as its state, or as an executor
+/// thread, see [`initial_state`]).
 fn register(initial: u8) -> Option<Arc<ThreadRec>> {
     ME.try_with(|me| {
         if let Some(r) = me.borrow().as_ref() {
             return r.rec.clone();
         }
+        let initial = initial_state(initial);
         let check = CHECK.with(|c| c as *const AtomicBool);
         let name = std::thread::current()
             .name()
             .map(str::to_string)
             .unwrap_or_else(|| format!("{:?}", std::thread::current().id()));
         let thread = std::thread::current();
-        let rec = Arc::new(ThreadRec { state: AtomicU8::new(initial), check, name, thread });
+        let rec = Arc::new(ThreadRec {
+            state: AtomicU8::new(initial),
+            base: initial,
+            stretches: AtomicUsize::new(0),
+            check,
+            name,
+            thread,
+        });
         {
             let mut c = coordinator();
             rec.set_check(PENDING.load(Ordering::SeqCst));
@@ -232,8 +327,7 @@ fn update_point_slow() {
     // points take the fast path.
     if let Some(rec) = register(RUNNING) {
         // Inside an idle section, the thread stays idle afterwards.
-        let after = rec.state.load(Ordering::Relaxed);
-        park(&rec, None, after);
+        park(&rec, None, rec.here());
     }
 }
 
@@ -327,7 +421,7 @@ pub(crate) fn open_round() -> u64 {
 pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
     let rec = register(RUNNING);
     match &rec {
-        Some(rec) => park(rec, Some(round), rec.state.load(Ordering::Relaxed)),
+        Some(rec) => park(rec, Some(round), rec.here()),
         None => {
             let mut c = coordinator();
             while c.round <= round {
@@ -432,6 +526,9 @@ pub fn idle<R>(f: impl FnOnce() -> R) -> R {
 pub struct IdleGuard {
     rec: Option<Arc<ThreadRec>>,
     before: u8,
+    /// Whether the guard is the thread's outermost frame: then it leaves the thread in its
+    /// resting state, which an [`idle_async`] future may have changed meanwhile.
+    outermost: bool,
     /// The guard belongs to its thread.
     _thread: PhantomData<*const ()>,
 }
@@ -440,25 +537,49 @@ impl IdleGuard {
     /// Declares the calling thread idle.
     pub fn enter() -> IdleGuard {
         let rec = register(RUNNING);
-        let before = rec.as_ref().map_or(IDLE, |r| r.state.load(Ordering::Relaxed));
+        let mut before = IDLE;
+        let mut outermost = false;
         if let Some(r) = &rec {
-            r.state.store(IDLE, Ordering::SeqCst);
-            if before == RUNNING && PENDING.load(Ordering::SeqCst) {
-                // This thread may have been the last one running.
-                let mut c = coordinator();
-                if !expire(&mut c) {
-                    try_apply(&mut c);
-                }
-            }
+            outermost = enter_frame();
+            before = r.state.load(Ordering::Relaxed);
+            become_idle(r, before);
         }
-        IdleGuard { rec, before, _thread: PhantomData }
+        IdleGuard { rec, before, outermost, _thread: PhantomData }
     }
 }
 
 impl Drop for IdleGuard {
     fn drop(&mut self) {
         let Some(rec) = &self.rec else { return };
-        leave_idle(rec, self.before);
+        exit_frame();
+        let to = if self.outermost { rec.resting() } else { self.before };
+        leave_idle(rec, to);
+    }
+}
+
+/// Makes the calling thread idle (it was `was`); if it was running and a round is open, it may
+/// have been the last one running, so it tries to apply.
+fn become_idle(rec: &ThreadRec, was: u8) {
+    rec.state.store(IDLE, Ordering::SeqCst);
+    if was == RUNNING && PENDING.load(Ordering::SeqCst) {
+        let mut c = coordinator();
+        if !expire(&mut c) {
+            try_apply(&mut c);
+        }
+    }
+}
+
+/// Gives the calling thread, outside every frame, the state `to`, with the protocol's checks:
+/// going from idle to running it parks first if a round is open.
+fn settle(rec: &ThreadRec, to: u8) {
+    let now = rec.state.load(Ordering::Relaxed);
+    if now == to {
+        return;
+    }
+    if to == RUNNING {
+        leave_idle(rec, RUNNING);
+    } else {
+        become_idle(rec, now);
     }
 }
 
@@ -501,20 +622,127 @@ impl<F: Future> Future for Tracked<F> {
             // Nested in updateable code already running on this thread.
             return inner.poll(cx);
         }
+        let frame = PollFrame { outermost: enter_frame(), rec: &rec, before };
         rec.state.store(RUNNING, Ordering::SeqCst);
         if PENDING.load(Ordering::SeqCst) {
             rec.state.store(before, Ordering::SeqCst);
             park(&rec, None, RUNNING);
         }
         let result = inner.poll(cx);
-        rec.state.store(before, Ordering::SeqCst);
-        if PENDING.load(Ordering::SeqCst) {
+        drop(frame);
+        result
+    }
+}
+
+/// The running stretch of an outermost poll of an updateable future; its end (also by a panic)
+/// gives the thread back the state it had, or if the poll was its outermost frame its resting
+/// state (an [`idle_async`] future polled inside may have changed it), and tries to apply.
+struct PollFrame<'a> {
+    rec: &'a ThreadRec,
+    before: u8,
+    outermost: bool,
+}
+
+impl Drop for PollFrame<'_> {
+    fn drop(&mut self) {
+        exit_frame();
+        let to = if self.outermost { self.rec.resting() } else { self.before };
+        // The thread was running since the poll began: staying so needs no check.
+        self.rec.state.store(to, Ordering::SeqCst);
+        if to != RUNNING && PENDING.load(Ordering::SeqCst) {
             let mut c = coordinator();
             if !expire(&mut c) {
                 try_apply(&mut c);
             }
         }
+    }
+}
+
+/// Awaits `fut` with the polling thread counted as idle while `fut` is pending, the async form
+/// of [`idle`]: a thread registered as running (a plain thread that reached an update point, the
+/// thread of a current-thread runtime) does not hold an update up while it awaits.
+///
+/// The thread that polls `fut` is idle while it polls it and, when `fut` is pending, from then
+/// until `fut` is ready or dropped; with several such futures pending on one thread (tasks of a
+/// current-thread runtime), until none is. Then it is as it was: if it was running and a round is
+/// open, it waits for the round to close first, as at the end of an idle section. Code that runs
+/// on the thread meanwhile (other tasks) runs as idle code: keep updateable calls there inside
+/// updateable `async fn`s, which count as running while they are polled. Polling `fut` must not
+/// call updateable code (as in [`idle`]).
+///
+/// With the `tokio` feature, a thread that registers inside a tokio runtime is an executor
+/// thread, idle between update points, and needs no `idle_async`.
+///
+/// ```ignore
+/// loop {
+///     dsu::update_point();
+///     let (stream, _) = dsu::idle_async(listener.accept()).await?;
+///     tokio::spawn(handle(stream));
+/// }
+/// ```
+pub fn idle_async<F: IntoFuture>(fut: F) -> IdleAsync<F::IntoFuture> {
+    IdleAsync { inner: fut.into_future(), stretch: None }
+}
+
+/// The future [`idle_async`] returns.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct IdleAsync<F> {
+    inner: F,
+    /// The thread this future left idle when it was last pending.
+    stretch: Option<Arc<ThreadRec>>,
+}
+
+impl<F: Future> Future for IdleAsync<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned: it is never moved out of a pinned IdleAsync
+        // (`Drop` touches only `stretch`, which is not pinned); nothing here moves it.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above: `this` came from a pinned IdleAsync and `inner` stays in place.
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let Some(rec) = register(RUNNING) else { return inner.poll(cx) };
+        // The idle stretch is the polling thread's from now on. When the future was pending on
+        // another thread (a task moved between workers), that thread's state changes at its own
+        // next settling point.
+        match this.stretch.take() {
+            Some(owner) if Arc::ptr_eq(&owner, &rec) => {}
+            Some(owner) => {
+                owner.stretches.fetch_sub(1, Ordering::Relaxed);
+                rec.stretches.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                rec.stretches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        this.stretch = Some(rec);
+        // Polling `fut` is part of the idle stretch, as `f` is in `idle(f)`. The guard's end
+        // leaves the thread idle while the stretch lasts, or as it was once `fut` is ready
+        // (parking first if a round is open).
+        let guard = IdleGuard::enter();
+        let result = inner.poll(cx);
+        if result.is_ready() {
+            if let Some(rec) = this.stretch.take() {
+                rec.stretches.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        drop(guard);
         result
+    }
+}
+
+impl<F> Drop for IdleAsync<F> {
+    fn drop(&mut self) {
+        let Some(owner) = self.stretch.take() else { return };
+        owner.stretches.fetch_sub(1, Ordering::Relaxed);
+        // Dropped while pending (cancelled) on the thread it left idle: the thread is as it was
+        // again, before it runs more of the program's code.
+        let mine = ME
+            .try_with(|me| me.borrow().as_ref().is_some_and(|r| Arc::ptr_eq(&r.rec, &owner)))
+            .unwrap_or(false);
+        if mine && outside_frames() {
+            settle(&owner, owner.resting());
+        }
     }
 }
 
@@ -525,6 +753,121 @@ mod tests {
 
     /// Set while a round applies, for the tests to check that no running thread sees it.
     pub(super) static APPLYING: AtomicBool = AtomicBool::new(false);
+
+    /// Pending until its flag is set.
+    struct Gate(Arc<AtomicBool>);
+
+    impl Future for Gate {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            if self.0.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
+        }
+    }
+
+    /// Pending for `n` polls, then ready.
+    struct PendingFor(u32);
+
+    impl Future for PendingFor {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            if self.0 == 0 {
+                return Poll::Ready(());
+            }
+            self.0 -= 1;
+            Poll::Pending
+        }
+    }
+
+    /// The state of the registered thread called `name`.
+    fn state_of(name: &str) -> Option<u8> {
+        coordinator().threads.iter().find(|t| t.name == name).map(|t| t.state.load(Ordering::SeqCst))
+    }
+
+    /// The calling thread's state.
+    fn my_state() -> u8 {
+        ME.with(|me| me.borrow().as_ref().expect("registered").rec.state.load(Ordering::SeqCst))
+    }
+
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// What `idle_async` does to the state of the thread that polls it (no round is opened: the
+    /// other test's rounds only make these threads wait).
+    #[test]
+    fn idle_async_keeps_the_polling_thread_idle_while_pending() {
+        std::thread::spawn(|| {
+            // A plain thread: running outside idle sections.
+            update_point();
+            assert_eq!(my_state(), RUNNING);
+            let mut f = std::pin::pin!(idle_async(PendingFor(2)));
+            assert!(poll_once(f.as_mut()).is_pending());
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(f.as_mut()).is_pending());
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(f.as_mut()).is_ready());
+            assert_eq!(my_state(), RUNNING);
+
+            // Awaited inside an updateable future: the poll that resumes it (a running frame,
+            // since the thread was idle) ends with the thread running again, as it was.
+            let mut f = std::pin::pin!(Tracked::new(async { idle_async(PendingFor(1)).await }));
+            assert!(poll_once(f.as_mut()).is_pending());
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(f.as_mut()).is_ready());
+            assert_eq!(my_state(), RUNNING);
+
+            // Two pending on one thread: idle until neither is.
+            let mut a = std::pin::pin!(idle_async(PendingFor(1)));
+            let mut b = std::pin::pin!(idle_async(PendingFor(1)));
+            assert!(poll_once(a.as_mut()).is_pending());
+            assert!(poll_once(b.as_mut()).is_pending());
+            assert!(poll_once(a.as_mut()).is_ready());
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(b.as_mut()).is_ready());
+            assert_eq!(my_state(), RUNNING);
+
+            // Dropped while pending: as it was.
+            let mut f = Box::pin(idle_async(PendingFor(1)));
+            assert!(poll_once(f.as_mut()).is_pending());
+            assert_eq!(my_state(), IDLE);
+            drop(f);
+            assert_eq!(my_state(), RUNNING);
+
+            // Pending past the end of an idle section: still idle, until it is ready.
+            let mut f = std::pin::pin!(idle_async(PendingFor(1)));
+            let guard = IdleGuard::enter();
+            assert!(poll_once(f.as_mut()).is_pending());
+            drop(guard);
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(f.as_mut()).is_ready());
+            assert_eq!(my_state(), RUNNING);
+        })
+        .join()
+        .unwrap();
+
+        std::thread::spawn(|| {
+            // An executor thread: idle outside polls of updateable futures, also after one
+            // awaited an `idle_async` future, and after one panicked.
+            let mut f = std::pin::pin!(Tracked::new(async {
+                idle_async(PendingFor(1)).await;
+                assert_eq!(my_state(), RUNNING);
+            }));
+            assert!(poll_once(f.as_mut()).is_pending());
+            assert_eq!(my_state(), IDLE);
+            assert!(poll_once(f.as_mut()).is_ready());
+            assert_eq!(my_state(), IDLE);
+            let panicked = std::panic::catch_unwind(|| {
+                let mut f = std::pin::pin!(Tracked::new(async { panic!("in a poll") }));
+                let _ = poll_once(f.as_mut());
+            });
+            assert!(panicked.is_err());
+            assert_eq!(my_state(), IDLE);
+            update_point();
+            assert_eq!(my_state(), IDLE);
+        })
+        .join()
+        .unwrap();
+    }
 
     /// The scenarios share the process-wide coordinator, so they run in order in one test.
     #[test]
@@ -604,6 +947,47 @@ mod tests {
         sleeper.join().unwrap();
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();
+        set_update_timeout(Duration::from_secs(30));
+
+        // A plain thread awaiting an `idle_async` future does not hold a round up; when the
+        // future is ready while a round is open, the thread parks before it goes on.
+        let gate = Arc::new(AtomicBool::new(false));
+        let resumed = Arc::new(AtomicBool::new(false));
+        let (awaiting, awaiting_rx) = mpsc::channel::<()>();
+        let (poll_again, poll_rx) = mpsc::channel::<()>();
+        let awaiter = {
+            let (gate, resumed) = (gate.clone(), resumed.clone());
+            std::thread::Builder::new()
+                .name("awaiter".into())
+                .spawn(move || {
+                    update_point();
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    let mut f = std::pin::pin!(idle_async(Gate(gate)));
+                    assert!(f.as_mut().poll(&mut cx).is_pending());
+                    awaiting.send(()).unwrap();
+                    // Blocked, not in an idle section: the pending future keeps it idle.
+                    poll_rx.recv().unwrap();
+                    assert!(f.as_mut().poll(&mut cx).is_ready());
+                    resumed.store(true, Ordering::SeqCst);
+                })
+                .unwrap()
+        };
+        awaiting_rx.recv().unwrap();
+        let round = open_round();
+        assert!(wait_for(round).is_ok());
+        // This thread is registered and running: the next round waits for it.
+        let round = open_round();
+        gate.store(true, Ordering::SeqCst);
+        poll_again.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_of("awaiter") != Some(PARKED) {
+            assert!(Instant::now() < deadline, "the awaiter did not park: {:?}", state_of("awaiter"));
+            std::thread::yield_now();
+        }
+        assert!(!resumed.load(Ordering::SeqCst), "the awaiter went on during the round");
+        assert!(wait_for(round).is_ok());
+        awaiter.join().unwrap();
+        assert!(resumed.load(Ordering::SeqCst));
         set_update_timeout(DEFAULT_UPDATE_TIMEOUT);
 
         // Many rounds while threads move between running sections, update points and idle
@@ -672,18 +1056,47 @@ mod tests {
                     .unwrap()
             })
             .collect();
+        // A plain thread awaiting `idle_async` futures between running sections.
+        let awaiters: Vec<_> = (0..1)
+            .map(|i| {
+                let (stop, violations) = (stop.clone(), violations.clone());
+                std::thread::Builder::new()
+                    .name(format!("stress-async-{i}"))
+                    .spawn(move || {
+                        let mut cx = Context::from_waker(std::task::Waker::noop());
+                        while !stop.load(Ordering::Relaxed) {
+                            update_point();
+                            let mut f = std::pin::pin!(idle_async(Checked {
+                                polls: 2,
+                                violations: Arc::new(AtomicUsize::new(0)),
+                            }));
+                            while f.as_mut().poll(&mut cx).is_pending() {
+                                std::thread::yield_now();
+                            }
+                            // Running again: updateable code would run here.
+                            for _ in 0..50 {
+                                if APPLYING.load(Ordering::SeqCst) {
+                                    violations.fetch_add(1, Ordering::Relaxed);
+                                }
+                                std::hint::spin_loop();
+                            }
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
         for _ in 0..300 {
             let round = open_round();
             assert!(wait_for(round).is_ok());
         }
         stop.store(true, Ordering::Relaxed);
-        for t in threads.into_iter().chain(executors) {
+        for t in threads.into_iter().chain(executors).chain(awaiters) {
             t.join().unwrap();
         }
         assert_eq!(violations.load(Ordering::Relaxed), 0, "an update ran beside a running section");
         // Exited threads are deregistered.
         let names: Vec<String> = coordinator().threads.iter().map(|t| t.name.clone()).collect();
-        for gone in ["worker", "sleeper", "blocked"] {
+        for gone in ["worker", "sleeper", "blocked", "awaiter"] {
             assert!(!names.iter().any(|n| n == gone), "{gone} is still registered: {names:?}");
         }
     }
