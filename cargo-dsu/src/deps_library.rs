@@ -59,9 +59,16 @@ impl DepsCrate {
                 // Runs in the compiler; never linked into the program.
                 continue;
             }
-            uses_dsu |= p.name.as_str() == "dsu";
-            let key = if p.name.as_str() == "dsu" { "dsu".to_string() } else { extern_name(p) };
-            deps.insert(key, dependency_spec(p, &r.features)?);
+            let is_dsu = p.name.as_str() == "dsu";
+            uses_dsu |= is_dsu;
+            let mut features = r.features.clone();
+            if is_dsu && async_runtime(&resolved) {
+                // An `async` main loop with update points must not hold updates up: the runtime
+                // recognises tokio's threads when the program links tokio's runtime.
+                features.insert("tokio".into());
+            }
+            let key = if is_dsu { "dsu".to_string() } else { extern_name(p) };
+            deps.insert(key, dependency_spec(p, &features)?);
         }
         if !uses_dsu {
             return Err(NotUpdateable(
@@ -120,6 +127,11 @@ impl DepsCrate {
         }
         Ok(())
     }
+}
+
+/// Whether the program links tokio with its runtime (the `rt` feature).
+fn async_runtime(resolved: &[Resolved]) -> bool {
+    resolved.iter().any(|r| r.name == "tokio" && r.features.contains("rt"))
 }
 
 fn library_hash(parts: &[&[u8]]) -> String {
