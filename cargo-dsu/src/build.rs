@@ -101,53 +101,20 @@ pub struct Built {
 
 /// Builds the package in updateable form: every binary of `opts` (or the one it names).
 pub fn build(opts: &BuildOptions) -> Result<Built> {
-    let target = locate::locate(opts)?;
+    build_target(&locate::locate(opts)?, opts)
+}
+
+/// Builds the located package in updateable form.
+pub fn build_target(target: &Target, opts: &BuildOptions) -> Result<Built> {
     let out_dir = &target.out_dir;
     let probe = out_dir.join(".dsu-write-probe");
     std::fs::create_dir_all(out_dir)
         .and_then(|()| std::fs::write(&probe, b""))
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| anyhow::Error::new(OutputNotWritable(out_dir.clone())).context(e))?;
-
-    // The dependency library.
-    let deps = DepsCrate::generate(&target, opts)?;
-    let deps_dir = target.dsu_dir.join("deps").join(&deps.name);
-    deps.write(&deps_dir, &target.metadata)?;
     let source = identity::work_tree_state(&target.source_root)?;
     let record_dir = out_dir.join(".rustc");
-    let mut config = WrapperConfig {
-        deps_crate: deps.name.clone(),
-        deps_dylib: None,
-        deps_rlibs: Vec::new(),
-        set: target
-            .programs
-            .iter()
-            .flat_map(|p| p.crates.iter().map(|c| (c.crate_name.clone(), c.kind)))
-            .collect(),
-        record_dir: record_dir.clone(),
-    };
-    let config_path = out_dir.join(".wrapper.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    let deps_build = cargo_build(opts, &deps_dir.join("Cargo.toml"), &target, &config_path, &[], None)
-        .context("building the shared dependency library")?;
-    let deps_artifacts = deps_build.succeeded()?;
-    let deps_dylib = deps_artifacts
-        .iter()
-        .flat_map(|a| a.filenames.iter())
-        .find(|f| {
-            f.file_name().is_some_and(|n| n.starts_with(&format!("lib{}", deps.name)) && n.ends_with(".so"))
-        })
-        .map(|f| f.clone().into_std_path_buf())
-        .context("cargo built no dependency library")?;
-    config.deps_dylib = Some(deps_dylib.clone());
-    config.deps_rlibs = deps_artifacts
-        .iter()
-        .flat_map(|a| a.filenames.iter())
-        .filter(|f| f.extension() == Some("rlib"))
-        .map(|f| f.clone().into_std_path_buf())
-        .collect();
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-
+    let library = build_library(target, opts, &record_dir)?;
     let mut records = Vec::new();
     for program in &target.programs {
         let identity = BuildIdentity {
@@ -157,23 +124,74 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
             rustc: target.rustc.hash(),
             target: target.triple.clone(),
             profile: opts.profile().into(),
-            deps: deps.hash.clone(),
+            deps: library.hash.clone(),
         };
         let args = ["-p".to_string(), target.package_name.clone(), "--bin".into(), program.bin.clone()];
         let manifest = target.metadata.workspace_root.join("Cargo.toml").into_std_path_buf();
-        let built = cargo_build(opts, &manifest, &target, &config_path, &args, Some(&identity))
+        let built = cargo_build(opts, &manifest, target, &library.config_path, &args, Some(&identity))
             .context("building the program")?;
-        let artifacts = built.succeeded().map_err(|e| explain_second_copy(e, &built.artifacts, deps_artifacts))?;
+        let artifacts =
+            built.succeeded().map_err(|e| explain_second_copy(e, &built.artifacts, &library.artifacts))?;
         let exe = artifacts
             .iter()
             .find_map(|a| a.executable.clone())
             .context("cargo built no executable")?
             .into_std_path_buf();
-        let record = output(&target, program, &exe, &deps_dylib, &record_dir, identity, &source)?;
+        let record = output(target, program, &exe, &library.dylib, &record_dir, identity, &source)?;
         std::fs::write(BuildRecord::record_path(out_dir, &program.bin), serde_json::to_vec_pretty(&record)?)?;
         records.push(record);
     }
     Ok(Built { records, source })
+}
+
+/// The built dependency library, and the wrapper's configuration that names it.
+struct Library {
+    hash: String,
+    dylib: PathBuf,
+    /// What cargo reported building it: the rlibs inside it, with their features.
+    artifacts: Vec<Artifact>,
+    config_path: PathBuf,
+}
+
+/// Generates and builds the dependency library; writes the wrapper's configuration for the
+/// program's build.
+fn build_library(target: &Target, opts: &BuildOptions, record_dir: &Path) -> Result<Library> {
+    let deps = DepsCrate::generate(target, opts)?;
+    let deps_dir = target.dsu_dir.join("deps").join(&deps.name);
+    deps.write(&deps_dir, &target.metadata)?;
+    let mut config = WrapperConfig {
+        deps_crate: deps.name.clone(),
+        deps_dylib: None,
+        deps_rlibs: Vec::new(),
+        set: target
+            .programs
+            .iter()
+            .flat_map(|p| p.crates.iter().map(|c| (c.crate_name.clone(), c.kind)))
+            .collect(),
+        record_dir: record_dir.to_path_buf(),
+    };
+    let config_path = target.out_dir.join(".wrapper.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let built = cargo_build(opts, &deps_dir.join("Cargo.toml"), target, &config_path, &[], None)
+        .context("building the shared dependency library")?;
+    let artifacts = built.succeeded()?.to_vec();
+    let dylib = artifacts
+        .iter()
+        .flat_map(|a| a.filenames.iter())
+        .find(|f| {
+            f.file_name().is_some_and(|n| n.starts_with(&format!("lib{}", deps.name)) && n.ends_with(".so"))
+        })
+        .map(|f| f.clone().into_std_path_buf())
+        .context("cargo built no dependency library")?;
+    config.deps_dylib = Some(dylib.clone());
+    config.deps_rlibs = artifacts
+        .iter()
+        .flat_map(|a| a.filenames.iter())
+        .filter(|f| f.extension() == Some("rlib"))
+        .map(|f| f.clone().into_std_path_buf())
+        .collect();
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(Library { hash: deps.hash, dylib, artifacts, config_path })
 }
 
 /// Copies the binary and its shared libraries into the output directory and assembles its

@@ -210,9 +210,10 @@ fn wrapper_exe() -> Result<PathBuf> {
 
 fn build(p: &PackageArgs) -> Result<Built> {
     let opts = build_options(p)?;
-    let what = opts.package.clone().unwrap_or_else(|| "the package".into());
-    status("Building", format!("{what} in updateable form"));
-    let built = build::build(&opts)?;
+    let target = crate::locate::locate(&opts)?;
+    let bins: Vec<&str> = target.programs.iter().map(|p| p.bin.as_str()).collect();
+    status("Building", format!("{} ({}) in updateable form", target.package_name, bins.join(", ")));
+    let built = build::build_target(&target, &opts)?;
     if !built.source.dirty_files.is_empty() {
         status(
             "Warning",

@@ -58,65 +58,21 @@ pub fn run(req: &PatchRequest) -> Result<()> {
             target.package_name
         )));
     }
-    let records = if req.dry_run {
-        Vec::new()
-    } else {
-        let a_commit = repo.resolve(a)?;
-        target
-            .programs
-            .iter()
-            .map(|p| {
-                let record = load_record(&target, p, &req.opts)?;
-                check_base(&repo, &target, &record, a, &a_commit)?;
-                Ok(record)
-            })
-            .collect::<Result<Vec<_>>>()?
-    };
+    let records = if req.dry_run { Vec::new() } else { checked_records(&target, &repo, a, &req.opts)? };
     let revs = checkout(&repo, &target, a, b)?;
     status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
-
-    let mut results = Vec::new();
-    let mut json = Vec::new();
+    let mut outcomes = Vec::new();
     for (i, program) in target.programs.iter().enumerate() {
-        let report = compare(&target, program, &revs)?;
-        let several = target.programs.len() > 1;
-        let text = report::render(&report);
-        match (req.dry_run && !req.json, several) {
-            (true, true) => print!("bin {}:\n{text}", program.bin),
-            (true, false) => print!("{text}"),
-            (false, true) => eprint!("bin {}:\n{text}", program.bin),
-            (false, false) => eprint!("{text}"),
-        }
-        if !report.refusals.is_empty() {
-            if req.json {
-                json.push(report::json(&report, &program.bin, None)?);
-                print_json(&json)?;
-            }
-            return Err(Refused(format!(
-                "the patch is refused: {} change(s) cannot be applied safely (see above)",
-                report.refusals.len()
-            ))
-            .into());
-        }
-        let patch = if req.dry_run || report.is_empty_change() {
-            None
-        } else {
-            Some(build_one(req, &target, &records[i], &report, &revs)?)
-        };
-        if req.json {
-            json.push(report::json(&report, &program.bin, patch.as_deref())?);
-        }
-        results.push((program.bin.clone(), report.is_empty_change(), patch));
+        outcomes.push(patch_program(req, &target, program, records.get(i), &revs)?);
     }
     if req.json {
-        print_json(&json)?;
-    }
-    for (_, _, patch) in &results {
-        if let (Some(p), false) = (patch, req.json) {
-            println!("{}", p.display());
+        print_json(&outcomes.iter().map(|o| o.json.clone()).collect::<Vec<_>>())?;
+    } else {
+        for patch in outcomes.iter().filter_map(|o| o.patch.as_ref()) {
+            println!("{}", patch.display());
         }
     }
-    if results.iter().all(|(_, empty, _)| *empty) {
+    if outcomes.iter().all(|o| o.nothing) {
         return Err(NothingToPatch(format!(
             "nothing to patch: no updateable code of {} changed between {} and {}",
             target.package_name,
@@ -126,6 +82,69 @@ pub fn run(req: &PatchRequest) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// What `cargo dsu patch` did for one binary.
+struct Outcome {
+    /// Its report as JSON (with the patch's path), for `--json`.
+    json: serde_json::Value,
+    patch: Option<PathBuf>,
+    /// Nothing of its updateable set changed.
+    nothing: bool,
+}
+
+/// The build records of every binary, each checked against what its program would refuse.
+fn checked_records(target: &Target, repo: &Repo, a: &str, opts: &BuildOptions) -> Result<Vec<BuildRecord>> {
+    let a_commit = repo.resolve(a)?;
+    target
+        .programs
+        .iter()
+        .map(|p| {
+            let record = load_record(target, p, opts)?;
+            check_base(repo, target, &record, a, &a_commit)?;
+            Ok(record)
+        })
+        .collect()
+}
+
+/// Compares one binary's updateable set, prints the report, and builds its patch (unless it is
+/// a dry run or nothing changed).
+fn patch_program(
+    req: &PatchRequest,
+    target: &Target,
+    program: &Program,
+    record: Option<&BuildRecord>,
+    revs: &Revisions,
+) -> Result<Outcome> {
+    let report = compare(target, program, revs)?;
+    let mut text = report::render(&report);
+    if target.programs.len() > 1 {
+        text = format!("bin {}:\n{text}", program.bin);
+    }
+    if req.dry_run && !req.json {
+        print!("{text}");
+    } else {
+        eprint!("{text}");
+    }
+    if !report.refusals.is_empty() {
+        if req.json {
+            print_json(&[report::json(&report, &program.bin, None)?])?;
+        }
+        return Err(Refused(format!(
+            "the patch is refused: {} change(s) cannot be applied safely (see above)",
+            report.refusals.len()
+        ))
+        .into());
+    }
+    let patch = match record {
+        Some(record) if !report.is_empty_change() => Some(build_one(req, target, record, &report, revs)?),
+        _ => None,
+    };
+    Ok(Outcome {
+        json: report::json(&report, &program.bin, patch.as_deref())?,
+        patch,
+        nothing: report.is_empty_change(),
+    })
 }
 
 fn print_json(values: &[serde_json::Value]) -> Result<()> {
