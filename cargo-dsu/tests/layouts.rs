@@ -97,7 +97,7 @@ fn library_crate_and_second_binary() {
     let out = dsu(&dir, &target, &["patch", "v1..v2"]);
     assert_success(&out, "cargo dsu patch v1..v2");
     let report = stderr(&out);
-    for expected in ["libapp::greet  (src/lib.rs:", "libapp::store::Item  (src/store.rs:", "libapp::store::ITEMS (cell \"items\")"] {
+    for expected in ["libapp::greet::greet  (src/greet.rs:", "libapp::store::Item  (src/store.rs:", "libapp::store::ITEMS (cell \"items\")"] {
         assert!(report.contains(expected), "{expected}: {report}");
     }
     let patches = stdout_lines(&out);
