@@ -338,7 +338,13 @@ fn patch(p: &PatchArgs) -> Result<()> {
     };
 
     status("Comparing", format!("{}..{}", short(&old.revision), short(&new.revision)));
-    let report = diff::compare(&target.crate_name, &old_dir, &new_dir)?;
+    // One crate for now: the binary's, from its root.
+    let unit = diff::CrateUnit {
+        crate_name: target.crate_name.clone(),
+        root_file: "src/main.rs".into(),
+        package_dir: "".into(),
+    };
+    let report = diff::compare(std::slice::from_ref(&unit), &old_dir, &new_dir)?;
     if p.dry_run {
         if p.json {
             println!("{}", report_json(&report, None)?);
@@ -369,6 +375,7 @@ fn patch(p: &PatchArgs) -> Result<()> {
             if p.package.release { "-release" } else { "" }
         )),
     };
+    let extra_source = diff::root_appendix(&report.generated, &unit.root_file, &new_dir)?;
     status("Building", format!("patch {}..{}", short(&a_commit), short(&new.revision)));
     let patch = recipe::build_patch(
         &record,
@@ -377,7 +384,7 @@ fn patch(p: &PatchArgs) -> Result<()> {
             applies_to,
             source: new,
             output,
-            extra_source: report.generated.clone(),
+            extra_source,
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
         },
     )?;

@@ -4,9 +4,9 @@
 //! and the `cargo-dsu` binary drive the same code.
 
 pub mod cli;
+pub mod compare;
 pub mod diff;
 pub mod git;
 pub mod identity;
 pub mod recipe;
-pub mod types;
 pub mod wrapper;

@@ -25,8 +25,8 @@ pub mod state;
 mod tests;
 
 pub use attr::{
-    fn_transformer, is_dsu_attr, is_transform, is_updateable, remove_transform_attrs,
-    transform_attrs, Direction, OldType, TransformArgs, Transformer,
+    fn_transformer, is_dsu_attr, is_transform, is_updateable, remove_transform_attrs, transform_attrs,
+    Direction, OldType, TransformArgs, Transformer,
 };
 pub use behaviour::{behaviour_tokens, is_doc, strip_docs, StripDocs};
 pub use method::{updateable_method, NotUpdateable};

@@ -57,7 +57,9 @@ fn transform_arguments_of_types() {
         let rendered = match transform_attrs(&attrs_of(input)) {
             Ok(all) if all.is_empty() => "no #[dsu::transform]".to_string(),
             Ok(all) => all.iter().map(render_args).collect::<Vec<_>>().join(" | "),
-            Err(e) => format!("error: {}", e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" / ")),
+            Err(e) => {
+                format!("error: {}", e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" / "))
+            }
         };
         let _ = writeln!(out, "{input}\n    {rendered}");
     }
@@ -90,7 +92,8 @@ fn transformer_functions() {
 
 #[test]
 fn a_transformer_moves_only_its_type_one_way() {
-    let t = fn_transformer(&attrs_of("#[dsu::transform(from = dsu_old::Entry)] fn up() {}")).unwrap().unwrap();
+    let t =
+        fn_transformer(&attrs_of("#[dsu::transform(from = dsu_old::Entry)] fn up() {}")).unwrap().unwrap();
     assert!(t.moves("Entry", Direction::Forward));
     assert!(!t.moves("Entry", Direction::Inverse));
     assert!(!t.moves("Tag", Direction::Forward));
@@ -130,7 +133,8 @@ fn stable_paths_of_methods_and_functions() {
         let syn::Item::Impl(imp) = item else { continue };
         for ii in &imp.items {
             let syn::ImplItem::Fn(m) = ii else { continue };
-            let _ = writeln!(out, "{}", stable_path("core_logic::handlers", FnOwner::of_impl(imp), &m.sig.ident));
+            let _ =
+                writeln!(out, "{}", stable_path("core_logic::handlers", FnOwner::of_impl(imp), &m.sig.ident));
         }
     }
     let free: syn::ItemFn = syn::parse_str("fn get() {}").unwrap();
@@ -221,8 +225,14 @@ fn behaviour_tokens_leave_out_the_commas_rustfmt_moves() {
     let pairs = [
         ("struct A { a: u32, b: u8, }", "struct A { a: u32, b: u8 }"),
         ("enum E { A, B, }", "enum E { A, B }"),
-        ("fn f() { g(1, 2,); let v = [1, 2,]; let t = (1, 2,); }", "fn f() { g(1, 2); let v = [1, 2]; let t = (1, 2); }"),
-        ("fn f(x: u8) -> u8 { match x { 0 => { 1 }, 1 => if true { 2 } else { 3 }, _ => x, } }", "fn f(x: u8) -> u8 { match x { 0 => { 1 } 1 => if true { 2 } else { 3 } _ => x } }"),
+        (
+            "fn f() { g(1, 2,); let v = [1, 2,]; let t = (1, 2,); }",
+            "fn f() { g(1, 2); let v = [1, 2]; let t = (1, 2); }",
+        ),
+        (
+            "fn f(x: u8) -> u8 { match x { 0 => { 1 }, 1 => if true { 2 } else { 3 }, _ => x, } }",
+            "fn f(x: u8) -> u8 { match x { 0 => { 1 } 1 => if true { 2 } else { 3 } _ => x } }",
+        ),
         ("fn f() { v![1, 2,]; }", "fn f() { v![1, 2]; }"),
     ];
     for (a, b) in pairs {
