@@ -16,6 +16,7 @@ use super::{Insertion, Revision};
 use quote::ToTokens;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use syn::visit_mut::VisitMut;
 use syn::{Fields, Item};
 
@@ -55,16 +56,20 @@ impl Generated {
         for key in std::mem::take(&mut self.aliases) {
             self.write_alias_chain(&new.tree, new.items.get(&key).module, &key);
         }
-        let mut out: Vec<Insertion> = self
-            .modules
+        // A file two crates of the set both reach holds the same code for each: once is enough.
+        let mut texts: BTreeMap<(PathBuf, usize), Vec<String>> = BTreeMap::new();
+        for (id, code) in self.modules {
+            let module = new.tree.module(id);
+            let text = code.render();
+            let at = texts.entry((module.file.clone(), module.end)).or_default();
+            if !at.contains(&text) {
+                at.push(text);
+            }
+        }
+        texts
             .into_iter()
-            .map(|(id, code)| {
-                let module = new.tree.module(id);
-                Insertion { file: module.file.clone(), offset: module.end, text: code.render() }
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.file, a.offset).cmp(&(&b.file, b.offset)));
-        out
+            .map(|((file, offset), texts)| Insertion { file, offset, text: texts.concat() })
+            .collect()
     }
 
     /// `pub use` of the old definition of `key` (in module `at`) in each module from `at`'s
@@ -307,16 +312,22 @@ pub fn derive_default(ident: &str, old: &Item, new: &Item) -> Result<String, Str
     ))
 }
 
+/// A derived inverse transformer's code, and the other changed types its kept fields mention
+/// (it uses their inverses).
+pub struct InverseCode {
+    pub code: String,
+    pub needs: BTreeSet<ItemKey>,
+}
+
 /// The derived inverse of a trivial change, new value to old: kept fields transformed back,
-/// fields only the old type has from `Default`, fields only the new one has dropped. Returns the
-/// code and the other changed types the kept fields mention, whose inverses it uses; or why the
+/// fields only the old type has from `Default`, fields only the new one has dropped; or why the
 /// change is not trivial. `to_old` names old types from the type's module, outside `dsu_old`.
 pub fn derive_inverse(
     key: &ItemKey,
     old: &Item,
     new: &Item,
     to_old: &mut ToOld<'_>,
-) -> Result<(String, BTreeSet<ItemKey>), String> {
+) -> Result<InverseCode, String> {
     let ident = key.ident();
     let (Item::Struct(old_s), Some(new_fields)) = (old, named_fields(new)) else {
         return Err(inverse_needs_named_fields());
@@ -360,7 +371,7 @@ pub fn derive_inverse(
          fn transform(new: &{ident}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n        \
          ::core::result::Result::Ok(dsu_old::{ident} {{ {body}}})\n    }}\n}}\n"
     );
-    Ok((code, needs))
+    Ok(InverseCode { code, needs })
 }
 
 fn inverse_needs_named_fields() -> String {

@@ -121,19 +121,19 @@ pub(crate) struct Revision {
 }
 
 impl Revision {
-    fn read(units: &[CrateUnit], root: &Path) -> Result<(Revision, Vec<bool>)> {
-        let (tree, present) = tree::Tree::read(units, root)?;
+    fn read(units: &[CrateUnit], root: &Path) -> Result<Revision> {
+        let tree = tree::Tree::read(units, root)?;
         let items = items::Items::collect(&tree);
-        Ok((Revision { tree, items }, present))
+        Ok(Revision { tree, items })
     }
 }
 
 /// Compares the crates `units` at two checkouts of the same layout, `old_root` and `new_root`.
 /// A unit's root file may be missing at one revision (a crate the newer one adds), not at both.
 pub fn compare(units: &[CrateUnit], old_root: &Path, new_root: &Path) -> Result<Report> {
-    let (old, old_present) = Revision::read(units, old_root)?;
-    let (new, new_present) = Revision::read(units, new_root)?;
-    if let Some(i) = (0..units.len()).find(|&i| !old_present[i] && !new_present[i]) {
+    let old = Revision::read(units, old_root)?;
+    let new = Revision::read(units, new_root)?;
+    if let Some(i) = (0..units.len()).find(|&i| !old.tree.units[i].found && !new.tree.units[i].found) {
         bail!(
             "{}: no such file at either revision (root of crate `{}`)",
             units[i].root_file.display(),

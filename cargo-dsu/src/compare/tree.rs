@@ -39,6 +39,8 @@ pub struct Module {
 #[derive(Default)]
 pub struct UnitTree {
     pub crate_name: String,
+    /// Whether its root file exists at this revision.
+    pub found: bool,
     pub modules: Vec<Module>,
     /// The behaviour tokens (see `dsu_syntax::behaviour_tokens`) of each file it reads.
     pub files: BTreeMap<PathBuf, String>,
@@ -58,14 +60,13 @@ pub struct Tree {
 
 impl Tree {
     /// Reads the crates `units` under `root`. A unit whose root file is missing is an empty
-    /// crate (one revision may not have it yet); `present` says which ones had theirs.
-    pub fn read(units: &[CrateUnit], root: &Path) -> Result<(Tree, Vec<bool>)> {
+    /// crate, not `found` (one revision may not have it yet).
+    pub fn read(units: &[CrateUnit], root: &Path) -> Result<Tree> {
         let mut trees = Vec::new();
-        let mut present = Vec::new();
         for unit in units {
-            let mut tree = UnitTree { crate_name: unit.crate_name.clone(), ..UnitTree::default() };
-            let exists = root.join(&unit.root_file).is_file();
-            if exists {
+            let found = root.join(&unit.root_file).is_file();
+            let mut tree = UnitTree { crate_name: unit.crate_name.clone(), found, ..UnitTree::default() };
+            if found {
                 let mut reader = Reader { root, tree: &mut tree, stack: Vec::new() };
                 let at = FileModule {
                     path: unit.crate_name.clone(),
@@ -77,9 +78,8 @@ impl Tree {
                 reader.read_file(&normalize(&unit.root_file), at)?;
             }
             trees.push(tree);
-            present.push(exists);
         }
-        Ok((Tree { units: trees }, present))
+        Ok(Tree { units: trees })
     }
 
     pub fn module(&self, id: ModuleId) -> &Module {

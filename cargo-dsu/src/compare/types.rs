@@ -49,9 +49,7 @@ struct Planned<'a> {
 /// A derived inverse transformer, kept only if the inverses it needs exist.
 struct DerivedInverse<'p, 'a> {
     of: &'p Planned<'a>,
-    code: String,
-    /// The other changed types its kept fields mention.
-    needs: BTreeSet<ItemKey>,
+    inverse: generate::InverseCode,
 }
 
 struct Planner<'a> {
@@ -241,9 +239,9 @@ impl<'a> Planner<'a> {
                     t.new,
                     &mut self.old_namer(t.old_module, t.module, false, ok),
                 ) {
-                    Ok((code, needs)) => {
+                    Ok(inverse) => {
                         reversible.insert(t.key.clone());
-                        derived.push(DerivedInverse { of: t, code, needs });
+                        derived.push(DerivedInverse { of: t, inverse });
                     }
                     Err(reason) => {
                         self.report.refusals.push(refusal(&t.at, format!("type `{}`: {reason}", t.key.path)))
@@ -252,11 +250,13 @@ impl<'a> Planner<'a> {
             }
         }
         // Drop derived inverses that need one that is missing, until none does.
-        while let Some(i) = derived.iter().position(|d| d.needs.iter().any(|n| !reversible.contains(n))) {
+        while let Some(i) =
+            derived.iter().position(|d| d.inverse.needs.iter().any(|n| !reversible.contains(n)))
+        {
             let d = derived.remove(i);
             reversible.remove(&d.of.key);
             let lacking: Vec<&str> =
-                d.needs.iter().filter(|n| !reversible.contains(*n)).map(ItemKey::ident).collect();
+                d.inverse.needs.iter().filter(|n| !reversible.contains(*n)).map(ItemKey::ident).collect();
             let reason = format!(
                 "type `{}`: its derived inverse (`to = dsu_old::{}, default`) transforms fields of \
                  type `{}` back, which changes too and has no inverse transformer; add \
@@ -269,7 +269,7 @@ impl<'a> Planner<'a> {
             self.report.refusals.push(refusal(&d.of.at, reason));
         }
         for d in &derived {
-            self.gen.code(d.of.module).impls.push_str(&d.code);
+            self.gen.code(d.of.module).impls.push_str(&d.inverse.code);
         }
         for t in planned.iter().filter(|t| reversible.contains(&t.key)) {
             self.report.types_reversible.push(t.at.clone());
