@@ -152,7 +152,12 @@ impl VisitMut for ToOld<'_> {
         if p.qself.is_some() {
             return;
         }
-        let Some(key) = changed_type(self.resolver, self.written_in, &p.path, self.changed) else { return };
+        let Some(key) = changed_type(self.resolver, self.written_in, &p.path, self.changed) else {
+            if self.site.inside_dsu_old {
+                one_level_deeper(&mut p.path);
+            }
+            return;
+        };
         let module_path = key.path.rsplit_once("::").map_or("", |(m, _)| m);
         let ident = key.ident();
         p.path = if key.unit == self.site.unit && module_path == self.site.module_path {
@@ -169,6 +174,17 @@ impl VisitMut for ToOld<'_> {
             };
             syn::parse_str(&text).expect("a path")
         };
+    }
+}
+
+/// A path relative to its module (`self::…`, `super::…`) as written one module deeper, in
+/// `dsu_old`.
+fn one_level_deeper(path: &mut syn::Path) {
+    let Some(first) = path.segments.first_mut() else { return };
+    if first.ident == "self" {
+        first.ident = syn::Ident::new("super", first.ident.span());
+    } else if first.ident == "super" {
+        path.segments.insert(0, syn::parse_quote!(super));
     }
 }
 
@@ -221,8 +237,9 @@ pub fn mentioned(
 }
 
 /// The old definition as `mod dsu_old` holds it: without `#[dsu::transform]` and docs, `pub`,
-/// its private fields `pub(crate)` (visibility is no part of a fingerprint), and the changed
-/// types it mentions named by their old definitions.
+/// its private fields `pub(crate)` (visibility is no part of a fingerprint), the changed types
+/// it mentions named by their old definitions, and paths relative to its module (`self::`,
+/// `super::`) written from one module deeper.
 pub fn old_definition(old: &Item, to_old: &mut ToOld<'_>) -> String {
     let mut item = old.clone();
     dsu_syntax::strip_docs(&mut item);

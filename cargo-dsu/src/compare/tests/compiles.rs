@@ -57,7 +57,10 @@ const LIB: &str = "mod store;\npub use store::Entry;\n\
     static TAGS: dsu::State<Mutex<Vec<Tag>>> = dsu::State::new(\"tags\", Default::default);\n\
     {NOTE}    static NOTES: dsu::State<Mutex<Vec<Note>>> = dsu::State::new(\"notes\", Default::default);\n\
     #[dsu::updateable]\n    pub fn count() -> usize { TAGS.lock().unwrap().len() + NOTES.lock().unwrap().len() }\n}\n\
-    pub fn count() -> usize { inline_cells::count() + store::count() }\n";
+    pub fn count() -> usize { inline_cells::count() + store::count() }\n\
+    #[derive(Clone)]\npub struct Stamp(u32);\n\
+    impl dsu::__private::Transform<Stamp> for Stamp {\n\
+        fn transform(old: &Stamp) -> Result<Self, dsu::__private::TransformError> { Ok(old.clone()) }\n}\n";
 
 /// Private, with a private field: its old definition must still be reachable from its module.
 const NOTE_V1: &str = "#[dsu::updateable]\nstruct Note { text: String }\n";
@@ -74,10 +77,10 @@ const STORE: &str = "use std::sync::Mutex;\nuse crate::outer::tags::Tag;\n{ENTRY
     static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
     #[dsu::updateable]\npub fn count() -> usize { STORE.lock().unwrap().len() }\n";
 
-const ENTRY_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag, hits: u32 }\n";
+const ENTRY_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag, hits: u32, at: super::Stamp }\n";
 const ENTRY_V2: &str =
     "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]\n\
-    pub struct Entry { pub tag: Tag, pub name: String, hits: u32, pub seen: bool }\n";
+    pub struct Entry { pub tag: Tag, pub name: String, hits: u32, pub seen: bool, at: super::Stamp }\n";
 
 const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
     static CELLS: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"cells\", Default::default);\n\

@@ -471,13 +471,14 @@ fn old_definitions_name_old_types_of_other_modules() {
     let units = [unit("app", "src/main.rs")];
     let main = |tag: &str, entry: &str| {
         format!(
-            "#[cfg(unix)]\nmod outer {{\n    pub mod tags {{\n{tag}    }}\n}}\nmod entries {{\n    use crate::outer::tags::Tag;\n{entry}}}\nfn main() {{}}\n"
+            "#[cfg(unix)]\nmod outer {{\n    pub mod tags {{\n{tag}    }}\n}}\nmod entries {{\n    use crate::outer::tags::Tag;\n{entry}}}\n\
+             #[dsu::updateable]\npub struct Stamp(u64);\nfn main() {{}}\n"
         )
     };
     let tag_v1 = "#[dsu::updateable]\npub struct Tag { pub text: String }\n";
-    let entry_v1 = "#[dsu::updateable]\npub struct Entry { pub tag: Tag, pub n: u8 }\n";
+    let entry_v1 = "#[dsu::updateable]\npub struct Entry { pub tag: Tag, pub n: u8, at: self::super::Stamp }\n";
     let tag_v2 = "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Tag, default)]\npub struct Tag { pub text: String, pub weight: u8 }\n";
-    let entry_v2 = "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub tag: Tag, pub n: u8, pub m: u8 }\n";
+    let entry_v2 = "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub tag: Tag, pub n: u8, at: self::super::Stamp, pub m: u8 }\n";
     let (old, new) = (main(tag_v1, entry_v1), main(tag_v2, entry_v2));
     let (r, patched) =
         cmp_units("nested-modules", &units, &[("src/main.rs", &old)], &[("src/main.rs", &new)]);
@@ -492,10 +493,11 @@ fn old_definitions_name_old_types_of_other_modules() {
             _ => None,
         })
         .unwrap();
-    // Still updateable: the old type has its fingerprint and identity transform too.
+    // Still updateable (the old type has its fingerprint and identity transform too), and an
+    // unchanged type named relative to the module is named one module deeper.
     assert_eq!(
         old_entry,
-        "#[dsu::updateable]pubstructEntry{pubtag:crate::__dsu_old_outer__tags__Tag,pubn:u8}"
+        "#[dsu::updateable]pubstructEntry{pubtag:crate::__dsu_old_outer__tags__Tag,pubn:u8,pub(crate)at:super::super::Stamp}"
     );
     let g = squash(&generated(&r));
     assert!(g.contains("#[cfg(unix)]#[doc(hidden)]#[allow(unused_imports)]pubuseself::outer::__dsu_old_outer__tags__Tagas__dsu_old_outer__tags__Tag;"), "{g}");
