@@ -93,9 +93,8 @@ fn stable_paths_are_spelled_as_the_runtime_spells_them() {
 
 #[test]
 fn unparsable_file_names_file_and_line() {
-    let a = checkout("bad-old", &[("src/main.rs", "fn a() {}\n")]);
-    let b = checkout("bad-new", &[("src/main.rs", "fn a() {}\nfn b( {\n")]);
-    let e = compare(&[unit("app", "src/main.rs")], &a, &b).unwrap_err().to_string();
+    let (old, new) = ([("src/main.rs", "fn a() {}\n")], [("src/main.rs", "fn a() {}\nfn b( {\n")]);
+    let e = error_of("bad", &[unit("app", "src/main.rs")], &old, &new);
     assert!(e.starts_with("src/main.rs:"), "{e}");
     assert!(e.contains("cannot parse"), "{e}");
 }

@@ -50,6 +50,16 @@ pub fn cmp_units(
     (r, patched)
 }
 
+/// The error of comparing two checkouts of the crates `units`.
+pub fn error_of(name: &str, units: &[CrateUnit], old: &[(&str, &str)], new: &[(&str, &str)]) -> String {
+    let a = checkout(&format!("{name}-old"), old);
+    let b = checkout(&format!("{name}-new"), new);
+    let e = compare(units, &a, &b).expect_err("the comparison fails").to_string();
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+    e
+}
+
 /// Compares two checkouts of the package `app` with one crate, `src/main.rs`.
 pub fn cmp(name: &str, old: &[(&str, &str)], new: &[(&str, &str)]) -> Report {
     cmp_units(name, &[unit("app", "src/main.rs")], old, new).0
