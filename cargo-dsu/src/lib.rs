@@ -5,10 +5,9 @@
 
 pub mod build;
 pub mod cli;
-pub mod deps_library;
+pub mod compare;
 pub mod control_client;
-pub mod deps_check;
-pub mod diff;
+pub mod deps_library;
 pub mod exit;
 pub mod git;
 pub mod identity;
@@ -17,5 +16,4 @@ pub mod patch;
 pub mod patch_build;
 pub mod report;
 pub mod recipe;
-pub mod types;
 pub mod wrapper;

@@ -7,12 +7,13 @@
 //! cannot have reached, a compiler other than the build's.
 
 use crate::build::BuildRecord;
-use crate::diff::{self, CrateUnit, Report};
+use crate::compare::{self, CrateUnit, Report};
 use crate::git::{self, Repo};
 use crate::identity::SourceState;
 use crate::locate::{self, BuildOptions, NotUpdateable, Program, Target};
-use crate::patch_build::{self, Insertion, PatchOptions};
-use crate::{cli::status, deps_check, report};
+use crate::patch_build::{self, PatchOptions};
+use crate::compare::deps;
+use crate::{cli::status, report};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -276,11 +277,11 @@ fn compare(target: &Target, program: &Program, revs: &Revisions) -> Result<Repor
             package_dir: rel(&c.package_root),
         })
         .collect();
-    let mut report = diff::compare_units(&units, &revs.old_dir, &revs.new_dir)?;
+    let mut report = compare::compare(&units, &revs.old_dir, &revs.new_dir)?;
     let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
     let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let workspace = rel(target.metadata.workspace_root.as_std_path());
-    deps_check::refuse_changed_dependencies(&dirs, &workspace, &revs.old_dir, &revs.new_dir, &mut report)?;
+    deps::refuse_changed_dependencies(&dirs, &workspace, &revs.old_dir, &revs.new_dir, &mut report)?;
     Ok(report)
 }
 
@@ -297,13 +298,6 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
         )),
     };
     status("Building", format!("patch of {} {}..{}", record.bin, short(&revs.a), short(&revs.new.revision)));
-    let bin_root = record.bin_crate().krate.root_file.strip_prefix(&record.source_root).unwrap_or(Path::new("")).to_path_buf();
-    let insertions = if report.generated.is_empty() {
-        Vec::new()
-    } else {
-        let len = std::fs::metadata(revs.new_dir.join(&bin_root))?.len() as usize;
-        vec![Insertion { file: bin_root, offset: len, text: report.generated.clone() }]
-    };
     let patch = patch_build::build_patch(
         record,
         &PatchOptions {
@@ -311,7 +305,7 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
             applies_to,
             source: revs.new.clone(),
             output,
-            insertions,
+            insertions: report.generated.clone(),
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
         },
     )?;

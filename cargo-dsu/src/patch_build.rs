@@ -25,16 +25,7 @@ use std::process::Command;
 /// Environment variable naming the file that holds a patch's header and manifest while it builds.
 const PATCH_BLOB_ENV: &str = "DSU_PATCH_HEADER_FILE";
 
-/// Code inserted into a file of the newer source before the patch is compiled (what a type
-/// change needs: the old definitions, derived transformers, cell transforms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Insertion {
-    /// Relative to the source root.
-    pub file: PathBuf,
-    /// Byte offset in the newer revision's file.
-    pub offset: usize,
-    pub text: String,
-}
+pub use crate::compare::Insertion;
 
 /// What a patch is built from.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //!    dependency once, for the program and all its patches;
 //! 3. [`crate::build`]: the package built in place through the wrapper ([`crate::wrapper`]),
 //!    which records each set crate's rustc invocation; the output directory runs as it is;
-//! 4. the compare step ([`crate::diff`], [`crate::types`]): what changed between two revisions,
+//! 4. the compare step ([`crate::compare`]): what changed between two revisions,
 //!    and what must be refused;
 //! 5. [`crate::patch_build`]: the set compiled again from newer source with the recorded
 //!    invocations, the binary's crate as a `cdylib` carrying the patch header.

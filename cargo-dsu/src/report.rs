@@ -1,6 +1,6 @@
 //! Step 6 of the pipeline: the report of `cargo dsu patch`, for people and as JSON.
 
-use crate::diff::{self, Report};
+use crate::compare::{self, Report};
 use anyhow::Result;
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use std::path::Path;
 pub fn render(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let mut section = |title: &str, items: &[diff::ItemRef], note: &str| {
+    let mut section = |title: &str, items: &[compare::ItemRef], note: &str| {
         if items.is_empty() {
             return;
         }

@@ -4,7 +4,7 @@
 //! a registry package of the lock file is refused. A version bump of a set package, or the lock
 //! entries of the set's own packages, are not dependency changes.
 
-use crate::diff::{Refusal, Report};
+use super::{Refusal, Report};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -83,11 +83,13 @@ fn refuse_at_table(manifest: &Path, text: &str, table: &str, report: &mut Report
 }
 
 /// The lock file's packages that come from a registry (path packages, the program's own, have
-/// no `source`), as TOML values; `None` without a lock file.
+/// no `source`), as TOML values; its whole text when it does not parse; `None` without a lock
+/// file.
 fn registry_packages(lock: &Path) -> Option<Vec<toml::Value>> {
-    let table: toml::Table = std::fs::read_to_string(lock).ok()?.parse().ok()?;
-    let packages = table.get("package")?.as_array()?;
-    Some(packages.iter().filter(|p| p.get("source").is_some()).cloned().collect())
+    let text = std::fs::read_to_string(lock).ok()?;
+    let Ok(table) = text.parse::<toml::Table>() else { return Some(vec![toml::Value::String(text)]) };
+    let packages = table.get("package").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    Some(packages.into_iter().filter(|p| p.get("source").is_some()).collect())
 }
 
 #[cfg(test)]

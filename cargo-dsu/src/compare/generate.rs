@@ -1,0 +1,431 @@
+//! The code a type change needs, inserted into the newer revision's modules:
+//!
+//! * in the module of each changed type, `pub mod dsu_old { use super::*; … }` with the old
+//!   revision's definitions (made `pub`, private fields `pub(crate)`, so transformers and cell
+//!   transforms can name and build them), and the derived transformers;
+//! * in the module of each transformed state cell, its exported `CellTransform` (and inverse);
+//! * where code outside a type's module must name its old definition, a chain of hidden
+//!   re-exports from the type's module up to its crate's root, `__dsu_old_<path>`, reachable as
+//!   `crate::__dsu_old_<path>` in that crate and `::<crate>::__dsu_old_<path>` from the others,
+//!   however private the modules on the way.
+
+use super::items::ItemKey;
+use super::resolve::Resolver;
+use super::tree::{ModuleId, Tree};
+use super::{Insertion, Revision};
+use quote::ToTokens;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use syn::visit_mut::VisitMut;
+use syn::{Fields, Item};
+
+/// The code generated for one module.
+#[derive(Default)]
+pub struct ModuleCode {
+    /// The old definitions, for `mod dsu_old`.
+    pub old_defs: String,
+    /// Derived transformers.
+    pub impls: String,
+    /// Cell transforms.
+    pub cells: String,
+    /// Re-exports of old definitions on the way to the crate root.
+    reexports: String,
+}
+
+/// Everything generated for a patch, by module of the newer revision.
+#[derive(Default)]
+pub struct Generated {
+    modules: BTreeMap<ModuleId, ModuleCode>,
+    /// Changed types whose old definition is named outside its module.
+    aliases: BTreeSet<ItemKey>,
+}
+
+impl Generated {
+    /// Asks for the re-exports that let code outside their modules name these old definitions.
+    pub fn need_aliases(&mut self, keys: BTreeSet<ItemKey>) {
+        self.aliases.extend(keys);
+    }
+
+    pub fn code(&mut self, module: ModuleId) -> &mut ModuleCode {
+        self.modules.entry(module).or_default()
+    }
+
+    /// The insertions into the newer revision's files, one per module that gets code.
+    pub fn into_insertions(mut self, new: &Revision) -> Vec<Insertion> {
+        for key in std::mem::take(&mut self.aliases) {
+            self.write_alias_chain(&new.tree, new.items.get(&key).module, &key);
+        }
+        // A file two crates of the set both reach holds the same code for each: once is enough.
+        let mut texts: BTreeMap<(PathBuf, usize), Vec<String>> = BTreeMap::new();
+        for (id, code) in self.modules {
+            let module = new.tree.module(id);
+            let text = code.render();
+            let at = texts.entry((module.file.clone(), module.end)).or_default();
+            if !at.contains(&text) {
+                at.push(text);
+            }
+        }
+        texts
+            .into_iter()
+            .map(|((file, offset), texts)| Insertion { file, offset, text: texts.concat() })
+            .collect()
+    }
+
+    /// `pub use` of the old definition of `key` (in module `at`) in each module from `at`'s
+    /// parent up to the crate root, under its alias name; each carries the `cfg`s of the module
+    /// it reaches into.
+    fn write_alias_chain(&mut self, tree: &Tree, at: ModuleId, key: &ItemKey) {
+        let alias = alias_name(key, &tree.units[key.unit].crate_name);
+        let mut target = format!("dsu_old::{}", key.ident());
+        let mut child = at;
+        if tree.module(at).parent.is_none() {
+            let line =
+                format!("#[doc(hidden)]\n#[allow(unused_imports)]\npub use self::{target} as {alias};\n");
+            self.code(at).reexports.push_str(&line);
+        }
+        while let Some(parent) = tree.module(child).parent {
+            let module = tree.module(child);
+            let cfgs: String = module.cfgs.iter().map(|a| format!("{}\n", a.to_token_stream())).collect();
+            let line = format!(
+                "{cfgs}#[doc(hidden)]\n#[allow(unused_imports)]\npub use self::{}::{target} as {alias};\n",
+                module.name
+            );
+            let parent = ModuleId { unit: at.unit, module: parent };
+            self.code(parent).reexports.push_str(&line);
+            target = alias.clone();
+            child = parent;
+        }
+    }
+}
+
+impl ModuleCode {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "\n// Inserted by cargo-dsu: what this patch's type changes need.\n{}{}{}",
+            self.impls, self.cells, self.reexports
+        );
+        if !self.old_defs.is_empty() {
+            let _ = write!(
+                s,
+                "\n/// The old revision's definitions of the types this patch changes.\n\
+                 #[doc(hidden)]\n#[allow(dead_code, unused_imports, private_interfaces)]\n\
+                 pub mod dsu_old {{\n    use super::*;\n{}}}\n",
+                self.old_defs
+            );
+        }
+        s
+    }
+}
+
+/// The name of the re-export of `key`'s old definition at its crate's root.
+fn alias_name(key: &ItemKey, crate_name: &str) -> String {
+    let inside = key.path.strip_prefix(crate_name).unwrap_or(&key.path).trim_start_matches("::");
+    format!("__dsu_old_{}", inside.replace("::", "__"))
+}
+
+/// Where code names the old revision's definitions: a module (by unit and `module_path!()`),
+/// inside its `dsu_old` or not.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    pub unit: usize,
+    pub module_path: &'a str,
+    pub inside_dsu_old: bool,
+}
+
+/// Rewrites type paths that name a changed type (of `changed`) to its old definition, as seen
+/// from `site`. Paths are resolved by `resolver` in module `written_in` of the revision the
+/// type was written in.
+pub struct ToOld<'a> {
+    pub resolver: &'a Resolver<'a>,
+    pub written_in: ModuleId,
+    pub changed: &'a BTreeSet<ItemKey>,
+    pub site: Site<'a>,
+    pub crate_names: &'a [String],
+    /// Changed types named outside their module (they need an alias chain).
+    pub aliases: &'a mut BTreeSet<ItemKey>,
+}
+
+impl VisitMut for ToOld<'_> {
+    fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
+        syn::visit_mut::visit_type_path_mut(self, p);
+        if p.qself.is_some() {
+            return;
+        }
+        let Some(key) = changed_type(self.resolver, self.written_in, &p.path, self.changed) else {
+            if self.site.inside_dsu_old {
+                one_level_deeper(&mut p.path);
+            }
+            return;
+        };
+        let module_path = key.path.rsplit_once("::").map_or("", |(m, _)| m);
+        let ident = key.ident();
+        p.path = if key.unit == self.site.unit && module_path == self.site.module_path {
+            let local =
+                if self.site.inside_dsu_old { ident.to_string() } else { format!("dsu_old::{ident}") };
+            syn::parse_str(&local).expect("a path")
+        } else {
+            self.aliases.insert(key.clone());
+            let alias = alias_name(&key, &self.crate_names[key.unit]);
+            let text = if key.unit == self.site.unit {
+                format!("crate::{alias}")
+            } else {
+                format!("::{}::{alias}", self.crate_names[key.unit])
+            };
+            syn::parse_str(&text).expect("a path")
+        };
+    }
+}
+
+/// A path relative to its module (`self::…`, `super::…`) as written one module deeper, in
+/// `dsu_old`.
+fn one_level_deeper(path: &mut syn::Path) {
+    let Some(first) = path.segments.first_mut() else { return };
+    if first.ident == "self" {
+        first.ident = syn::Ident::new("super", first.ident.span());
+    } else if first.ident == "super" {
+        path.segments.insert(0, syn::parse_quote!(super));
+    }
+}
+
+/// The changed type (of `changed`) `path`, written in module `from`, names: resolved, or, for
+/// a one-segment path that cannot be resolved, the only changed type of that name.
+pub fn changed_type(
+    resolver: &Resolver<'_>,
+    from: ModuleId,
+    path: &syn::Path,
+    changed: &BTreeSet<ItemKey>,
+) -> Option<ItemKey> {
+    match resolver.resolve_type(from, path) {
+        Some(key) => changed.contains(&key).then_some(key),
+        None if path.segments.len() == 1 => {
+            let ident = path.segments[0].ident.to_string();
+            let mut same_name = changed.iter().filter(|k| k.ident() == ident);
+            match (same_name.next(), same_name.next()) {
+                (Some(only), None) => Some(only.clone()),
+                _ => None,
+            }
+        }
+        None => None,
+    }
+}
+
+/// The changed types (of `changed`) `ty`, written in module `from`, mentions.
+pub fn mentioned(
+    resolver: &Resolver<'_>,
+    from: ModuleId,
+    ty: &syn::Type,
+    changed: &BTreeSet<ItemKey>,
+) -> BTreeSet<ItemKey> {
+    struct Collect<'a> {
+        resolver: &'a Resolver<'a>,
+        from: ModuleId,
+        changed: &'a BTreeSet<ItemKey>,
+        found: BTreeSet<ItemKey>,
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Collect<'_> {
+        fn visit_type_path(&mut self, p: &'ast syn::TypePath) {
+            syn::visit::visit_type_path(self, p);
+            if p.qself.is_none() {
+                self.found.extend(changed_type(self.resolver, self.from, &p.path, self.changed));
+            }
+        }
+    }
+    let mut c = Collect { resolver, from, changed, found: BTreeSet::new() };
+    syn::visit::Visit::visit_type(&mut c, ty);
+    c.found
+}
+
+/// The old definition as `mod dsu_old` holds it: without `#[dsu::transform]` and docs, `pub`,
+/// its private fields `pub(crate)` (visibility is no part of a fingerprint), the changed types
+/// it mentions named by their old definitions, and paths relative to its module (`self::`,
+/// `super::`) written from one module deeper.
+pub fn old_definition(old: &Item, to_old: &mut ToOld<'_>) -> String {
+    let mut item = old.clone();
+    dsu_syntax::strip_docs(&mut item);
+    match &mut item {
+        Item::Struct(s) => {
+            dsu_syntax::remove_transform_attrs(&mut s.attrs);
+            s.vis = syn::parse_quote!(pub);
+            for f in s.fields.iter_mut() {
+                if matches!(f.vis, syn::Visibility::Inherited) {
+                    f.vis = syn::parse_quote!(pub(crate));
+                }
+            }
+        }
+        Item::Enum(e) => {
+            dsu_syntax::remove_transform_attrs(&mut e.attrs);
+            e.vis = syn::parse_quote!(pub);
+        }
+        _ => {}
+    }
+    to_old.visit_item_mut(&mut item);
+    format!("    {}\n", item.to_token_stream())
+}
+
+/// Writes the exported `CellTransform` static of state cell `name` (the static `ident`): from
+/// `from` to `to`, under `prefix` (the forward or the inverse symbol prefix).
+pub fn write_cell_transform(
+    out: &mut String,
+    prefix: &str,
+    kind: &str,
+    ident: &syn::Ident,
+    name: &str,
+    from: &proc_macro2::TokenStream,
+    to: &proc_macro2::TokenStream,
+) {
+    let symbol = format!("{prefix}{}", dsu_abi::symbol_safe(name));
+    let _ = writeln!(
+        out,
+        "#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+         static __DSU_{kind}_{ident}: ::dsu::__private::CellTransform = \
+         ::dsu::__private::CellTransform::new::<{from}, {to}>({name:?});"
+    );
+}
+
+/// Named fields as `(name, type text)`; `None` for tuple or unit structs and enums.
+pub fn named_fields(item: &Item) -> Option<Vec<(String, String)>> {
+    let Item::Struct(s) = item else { return None };
+    let Fields::Named(f) = &s.fields else { return None };
+    Some(
+        f.named
+            .iter()
+            .map(|f| (f.ident.as_ref().expect("named").to_string(), f.ty.to_token_stream().to_string()))
+            .collect(),
+    )
+}
+
+/// The derived transformer of a trivial change, or why the change is not trivial.
+pub fn derive_default(ident: &str, old: &Item, new: &Item) -> Result<String, String> {
+    let (Some(old_fields), Some(new_fields)) = (named_fields(old), named_fields(new)) else {
+        return Err("a derived (`default`) transformer needs a struct with named fields in both \
+                    revisions; write a transformer function"
+            .into());
+    };
+    let mut body = String::new();
+    for (name, ty) in &new_fields {
+        match old_fields.iter().find(|(n, _)| n == name) {
+            Some((_, old_ty)) if old_ty != ty => {
+                return Err(format!(
+                    "field `{name}` changed type (`{old_ty}` to `{ty}`), which is not a trivial \
+                     change; write a transformer function"
+                ));
+            }
+            Some(_) => {
+                let _ = write!(
+                    body,
+                    "{name}: <{ty} as ::dsu::__private::Transform<_>>::transform(&old.{name})?, "
+                );
+            }
+            None => {
+                let _ = write!(body, "{name}: ::core::default::Default::default(), ");
+            }
+        }
+    }
+    Ok(format!(
+        "#[doc(hidden)]\nimpl ::dsu::__private::Transform<dsu_old::{ident}> for {ident} {{\n    \
+         fn transform(old: &dsu_old::{ident}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n        \
+         ::core::result::Result::Ok({ident} {{ {body}}})\n    }}\n}}\n"
+    ))
+}
+
+/// A derived inverse transformer's code, and the other changed types its kept fields mention
+/// (it uses their inverses).
+pub struct InverseCode {
+    pub code: String,
+    pub needs: BTreeSet<ItemKey>,
+}
+
+/// The derived inverse of a trivial change, new value to old: kept fields transformed back,
+/// fields only the old type has from `Default`, fields only the new one has dropped; or why the
+/// change is not trivial. `to_old` names old types from the type's module, outside `dsu_old`.
+pub fn derive_inverse(
+    key: &ItemKey,
+    old: &Item,
+    new: &Item,
+    to_old: &mut ToOld<'_>,
+) -> Result<InverseCode, String> {
+    let ident = key.ident();
+    let (Item::Struct(old_s), Some(new_fields)) = (old, named_fields(new)) else {
+        return Err(inverse_needs_named_fields());
+    };
+    let Fields::Named(old_named) = &old_s.fields else {
+        return Err(inverse_needs_named_fields());
+    };
+    let mut body = String::new();
+    let mut needs = BTreeSet::new();
+    for f in &old_named.named {
+        let name = f.ident.as_ref().expect("named").to_string();
+        let old_ty = f.ty.to_token_stream().to_string();
+        match new_fields.iter().find(|(n, _)| *n == name) {
+            Some((_, ty)) if *ty != old_ty => {
+                return Err(format!(
+                    "field `{name}` changed type (`{old_ty}` to `{ty}`), which is not a trivial \
+                     change; write an inverse transformer function \
+                     `#[dsu::transform(to = dsu_old::{ident})] fn(&{ident}) -> dsu_old::{ident}`"
+                ));
+            }
+            Some(_) => {
+                // The old field's type as the old revision means it: changed types are their
+                // old definitions.
+                let mut qualified = f.ty.clone();
+                needs.extend(mentioned(to_old.resolver, to_old.written_in, &f.ty, to_old.changed));
+                to_old.visit_type_mut(&mut qualified);
+                let _ = write!(
+                    body,
+                    "{name}: <{} as ::dsu::__private::Transform<_>>::transform(&new.{name})?, ",
+                    qualified.to_token_stream()
+                );
+            }
+            None => {
+                let _ = write!(body, "{name}: ::core::default::Default::default(), ");
+            }
+        }
+    }
+    needs.remove(key);
+    let code = format!(
+        "#[doc(hidden)]\nimpl ::dsu::__private::Transform<{ident}> for dsu_old::{ident} {{\n    \
+         fn transform(new: &{ident}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n        \
+         ::core::result::Result::Ok(dsu_old::{ident} {{ {body}}})\n    }}\n}}\n"
+    );
+    Ok(InverseCode { code, needs })
+}
+
+fn inverse_needs_named_fields() -> String {
+    "a derived (`to = …, default`) inverse transformer needs a struct with named fields in both \
+     revisions; write an inverse transformer function"
+        .into()
+}
+
+/// A transformer to paste, with the fields filled in where that is obvious.
+pub fn stub(ident: &str, old: &Item, new: &Item) -> String {
+    let lower = ident.to_lowercase();
+    let mut s = format!(
+        "\n    #[dsu::transform(from = dsu_old::{ident})]\n    fn upgrade_{lower}(old: &dsu_old::{ident}) -> {ident} {{\n"
+    );
+    match (named_fields(old), named_fields(new)) {
+        (Some(old_fields), Some(new_fields)) => {
+            let _ = writeln!(s, "        {ident} {{");
+            for (name, ty) in &new_fields {
+                match old_fields.iter().find(|(n, _)| n == name) {
+                    Some((_, old_ty)) if old_ty == ty => {
+                        let _ = writeln!(s, "            {name}: old.{name}.clone(),");
+                    }
+                    Some((_, old_ty)) => {
+                        let _ =
+                            writeln!(s, "            {name}: todo!(\"was `{old_ty}`: convert old.{name}\"),");
+                    }
+                    None => {
+                        let _ = writeln!(s, "            {name}: todo!(\"new field\"),");
+                    }
+                }
+            }
+            let _ = writeln!(s, "        }}");
+        }
+        _ => {
+            let _ = writeln!(s, "        todo!(\"build the new value from `old`\")");
+        }
+    }
+    s.push_str("    }\n");
+    s
+}

@@ -1,0 +1,170 @@
+//! The inserted code compiles where it is inserted: a library and a binary, changed types in a
+//! file module and in an inline module behind a `cfg`, cells in three modules of two crates,
+//! built by rustc against a stand-in for the `dsu` crate (the same paths and trait bounds, no
+//! behaviour).
+
+use super::*;
+use std::process::Command;
+
+/// `#[dsu::updateable]` and `#[dsu::transform]` leave items as they are: the code under test is
+/// the inserted code, and with derived transformers it is all of what a transform needs.
+const MACROS: &str = r#"
+extern crate proc_macro;
+use proc_macro::TokenStream;
+#[proc_macro_attribute]
+pub fn updateable(_: TokenStream, item: TokenStream) -> TokenStream { item }
+#[proc_macro_attribute]
+pub fn transform(_: TokenStream, item: TokenStream) -> TokenStream { item }
+"#;
+
+/// The paths and bounds of the `dsu` crate that inserted code uses.
+const DSU: &str = r#"
+pub use dsu_stand_in_macros::{transform, updateable};
+pub struct State<T>(fn() -> T);
+unsafe impl<T> Sync for State<T> {}
+impl<T> State<T> {
+    pub const fn new(_name: &'static str, init: fn() -> T) -> Self { State(init) }
+}
+impl<T> std::ops::Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T { unimplemented!() }
+}
+pub mod __private {
+    pub struct TransformError(pub String);
+    pub trait Transform<Old>: Sized {
+        fn transform(old: &Old) -> Result<Self, TransformError>;
+    }
+    macro_rules! same { ($($t:ty),*) => { $(impl Transform<$t> for $t {
+        fn transform(old: &$t) -> Result<Self, TransformError> { Ok(old.clone()) }
+    })* } }
+    same!(String, u8, u32, bool);
+    impl<T: Transform<U>, U> Transform<Vec<U>> for Vec<T> {
+        fn transform(old: &Vec<U>) -> Result<Self, TransformError> { old.iter().map(T::transform).collect() }
+    }
+    impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
+        fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
+    }
+    pub struct CellTransform(&'static str);
+    impl CellTransform {
+        pub const fn new<Old: 'static, New: Transform<Old> + 'static>(name: &'static str) -> Self { CellTransform(name) }
+    }
+}
+"#;
+
+const LIB: &str = "mod store;\npub use store::Entry;\n\
+    #[cfg(not(any()))]\nmod outer {\n    pub mod tags {\n{TAG}    }\n}\n\
+    mod inline_cells {\n    use std::sync::Mutex;\n    use crate::outer::tags::Tag;\n    \
+    static TAGS: dsu::State<Mutex<Vec<Tag>>> = dsu::State::new(\"tags\", Default::default);\n\
+    {NOTE}    static NOTES: dsu::State<Mutex<Vec<Note>>> = dsu::State::new(\"notes\", Default::default);\n\
+    #[dsu::updateable]\n    pub fn count() -> usize { TAGS.lock().unwrap().len() + NOTES.lock().unwrap().len() }\n}\n\
+    pub fn count() -> usize { inline_cells::count() + store::count() }\n\
+    #[derive(Clone)]\npub struct Stamp(u32);\n\
+    impl dsu::__private::Transform<Stamp> for Stamp {\n\
+        fn transform(old: &Stamp) -> Result<Self, dsu::__private::TransformError> { Ok(old.clone()) }\n}\n";
+
+/// Private, with a private field: its old definition must still be reachable from its module.
+const NOTE_V1: &str = "#[dsu::updateable]\nstruct Note { text: String }\n";
+const NOTE_V2: &str =
+    "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Note, to = dsu_old::Note, default)]\n\
+    struct Note { text: String, n: u8 }\n";
+
+const TAG_V1: &str = "#[dsu::updateable]\npub struct Tag { pub text: String }\n";
+const TAG_V2: &str =
+    "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Tag, to = dsu_old::Tag, default)]\n\
+    pub struct Tag { pub text: String, pub weight: u8 }\n";
+
+const STORE: &str = "use std::sync::Mutex;\nuse crate::outer::tags::Tag;\n{ENTRY}\
+    static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+    #[dsu::updateable]\npub fn count() -> usize { STORE.lock().unwrap().len() }\n";
+
+const ENTRY_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag, hits: u32, at: super::Stamp }\n";
+const ENTRY_V2: &str =
+    "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]\n\
+    pub struct Entry { pub tag: Tag, pub name: String, hits: u32, pub seen: bool, at: super::Stamp }\n";
+
+const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
+    static CELLS: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"cells\", Default::default);\n\
+    #[dsu::updateable]\nfn total() -> usize { CELLS.lock().unwrap().len() + core_logic::count() }\n\
+    fn main() { let _ = total(); }\n";
+
+fn rustc(dir: &Path, args: &[&str]) {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .current_dir(dir)
+        .args(["--edition", "2021", "--out-dir", "out", "-L", "out"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+    files.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect()
+}
+
+#[test]
+fn inserted_code_compiles_across_modules_and_crates() {
+    let units = [unit("core_logic", "src/lib.rs"), unit("app", "src/main.rs")];
+    let revision = |tag: &str, note: &str, entry: &str| {
+        [
+            ("src/lib.rs".to_string(), LIB.replace("{TAG}", tag).replace("{NOTE}", note)),
+            ("src/store.rs".to_string(), STORE.replace("{ENTRY}", entry)),
+            ("src/main.rs".to_string(), MAIN.to_string()),
+        ]
+    };
+    let (old, new) = (revision(TAG_V1, NOTE_V1, ENTRY_V1), revision(TAG_V2, NOTE_V2, ENTRY_V2));
+    let (r, patched) = cmp_units("compiles", &units, &refs(&old), &refs(&new));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(
+        paths(&r.types_changed),
+        ["core_logic::outer::tags::Tag", "core_logic::inline_cells::Note", "core_logic::store::Entry"]
+    );
+    assert_eq!(
+        paths(&r.cells_reversible),
+        [
+            "core_logic::inline_cells::TAGS (cell \"tags\")",
+            "core_logic::inline_cells::NOTES (cell \"notes\")",
+            "app::CELLS (cell \"cells\")",
+            "core_logic::store::STORE (cell \"store\")"
+        ]
+    );
+
+    let dir = checkout("compiles-build", &refs(&new));
+    for (file, text) in &patched {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
+    std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
+    rustc(&dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
+    let macros = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
+        .unwrap();
+    let macros = format!("dsu_stand_in_macros={}", macros.display());
+    rustc(&dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+    let patch = ["--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"];
+    rustc(
+        &dir,
+        &[&["--crate-type", "rlib", "--crate-name", "core_logic", "src/lib.rs"][..], &patch].concat(),
+    );
+    rustc(
+        &dir,
+        &[
+            &[
+                "--crate-type",
+                "bin",
+                "--crate-name",
+                "app",
+                "--emit",
+                "metadata",
+                "src/main.rs",
+                "--extern",
+                "core_logic=out/libcore_logic.rlib",
+            ][..],
+            &patch,
+        ]
+        .concat(),
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

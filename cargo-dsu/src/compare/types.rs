@@ -1,0 +1,399 @@
+//! Type changes in a patch: what `cargo dsu patch` checks and generates when a type changes.
+//!
+//! For each changed `#[dsu::updateable]` type, in any module of any crate of the set, it
+//! * requires a transformer in the type's module: a `#[dsu::transform(from = dsu_old::T)]`
+//!   function, or `#[dsu::transform(from = dsu_old::T, default)]` on the new type (then derives
+//!   it, if the change is trivial: fields added with `Default`, removed, or reordered), and
+//!   otherwise refuses and prints a stub to paste;
+//! * routes an updateable function whose signature mentions the type: callers compiled for the
+//!   old layout keep its old version, new code gets the new one (the runtime switches only slot
+//!   copies of the same signature). It refuses when the old version reads a transformed state
+//!   cell (it would meet the new layout), and refuses code that is not updateable but uses the
+//!   type or a transformed cell;
+//! * finds the inverse transformers, for rolling the patch back with its state: a
+//!   `#[dsu::transform(to = dsu_old::T)]` function, or `#[dsu::transform(to = dsu_old::T, default)]`
+//!   on the new type (then derives it, if the change is trivial: fields the new type added are
+//!   dropped, fields it removed come from `Default`). A patch without them is not refused; it is
+//!   only not reversible (`Report::types_reversible`, `Report::cells_reversible`);
+//! * transforms every state cell, in any module of any crate of the set, whose type mentions a
+//!   changed type (a cell of the binary may hold a type of the library);
+//! * generates the code all this needs (`generate.rs`).
+
+use super::generate::{self, Generated, Site, ToOld};
+use super::items::{ItemKey, Kind};
+use super::resolve::Resolver;
+use super::tree::{Module, ModuleId};
+use super::{Insertion, ItemRef, Refusal, Report, Revision};
+use dsu_syntax::{Direction, StateCell, TransformArgs, Transformer};
+use quote::ToTokens;
+use std::collections::{BTreeMap, BTreeSet};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::Item;
+
+/// A changed type the patch can carry: it is updateable and has a transformer.
+struct Planned<'a> {
+    key: ItemKey,
+    at: ItemRef,
+    /// Its module in the newer revision, and in the older one.
+    module: ModuleId,
+    old_module: ModuleId,
+    old: &'a Item,
+    new: &'a Item,
+    /// Its `#[dsu::transform]` attributes in the newer revision.
+    args: Vec<TransformArgs>,
+    /// The transformer functions of its module.
+    transformers: Vec<Transformer>,
+}
+
+/// A derived inverse transformer, kept only if the inverses it needs exist.
+struct DerivedInverse<'p, 'a> {
+    of: &'p Planned<'a>,
+    inverse: generate::InverseCode,
+}
+
+struct Planner<'a> {
+    old: &'a Revision,
+    new: &'a Revision,
+    old_resolver: Resolver<'a>,
+    new_resolver: Resolver<'a>,
+    crate_names: Vec<String>,
+    gen: Generated,
+    /// Changed types named outside their module.
+    aliases: BTreeSet<ItemKey>,
+    /// The transformer functions of each module read so far (its errors reported once).
+    transformers: BTreeMap<ModuleId, Vec<Transformer>>,
+    report: &'a mut Report,
+}
+
+/// Plans the changed types `changed` (of the newer revision's items), adding refusals and what
+/// it reports to `report`, and returns the code to insert.
+pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Report) -> Vec<Insertion> {
+    let mut p = Planner {
+        old,
+        new,
+        old_resolver: Resolver::new(&old.tree),
+        new_resolver: Resolver::new(&new.tree),
+        crate_names: new.tree.units.iter().map(|u| u.crate_name.clone()).collect(),
+        gen: Generated::default(),
+        aliases: BTreeSet::new(),
+        transformers: BTreeMap::new(),
+        report,
+    };
+    let planned: Vec<Planned<'_>> = changed.iter().filter_map(|k| p.check_type(k)).collect();
+    if planned.is_empty() {
+        return Vec::new();
+    }
+    let ok: BTreeSet<ItemKey> = planned.iter().map(|t| t.key.clone()).collect();
+    for t in &planned {
+        p.write_old_definition(t, &ok);
+    }
+    let reversible = p.plan_inverses(&planned, &ok);
+    let cells = p.plan_cells(&ok, &reversible);
+    p.route_functions(&ok, &cells);
+    p.gen.need_aliases(p.aliases);
+    p.gen.into_insertions(new)
+}
+
+fn type_item<'m>(module: &'m Module, ident: &str) -> Option<&'m Item> {
+    module.items.iter().find(|i| match i {
+        Item::Struct(s) => s.ident == ident,
+        Item::Enum(e) => e.ident == ident,
+        _ => false,
+    })
+}
+
+fn item_attrs(item: &Item) -> &[syn::Attribute] {
+    match item {
+        Item::Struct(s) => &s.attrs,
+        Item::Enum(e) => &e.attrs,
+        _ => &[],
+    }
+}
+
+/// Whether the token text `text` names `ident` as a whole token.
+fn mentions(text: &str, ident: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|t| t == ident)
+}
+
+fn refusal(at: &ItemRef, reason: String) -> Refusal {
+    Refusal { file: at.file.clone(), line: at.line, reason }
+}
+
+impl<'a> Planner<'a> {
+    /// Whether the patch can carry the change of type `key`: refuses it if not, derives its
+    /// transformer if asked.
+    fn check_type(&mut self, key: &ItemKey) -> Option<Planned<'a>> {
+        let (old_rev, new_rev) = (self.old, self.new);
+        let (o, n) = (old_rev.items.get(key), new_rev.items.get(key));
+        let ident = key.ident();
+        let old = type_item(old_rev.tree.module(o.module), ident)?;
+        let new = type_item(new_rev.tree.module(n.module), ident)?;
+        let path = &key.path;
+        if !dsu_syntax::is_updateable(item_attrs(old)) || !dsu_syntax::is_updateable(item_attrs(new)) {
+            let reason = format!(
+                "type `{path}` changed and is not #[dsu::updateable] in both revisions: mark it so \
+                 its values can be fingerprinted and transformed"
+            );
+            self.report.refusals.push(refusal(&n.at, reason));
+            return None;
+        }
+        let args = match dsu_syntax::transform_attrs(item_attrs(new)) {
+            Ok(args) => args,
+            Err(e) => {
+                let reason = format!("type `{path}`: cannot read its #[dsu::transform]: {e}");
+                self.report.refusals.push(refusal(&n.at, reason));
+                return None;
+            }
+        };
+        let transformers = self.transformers_of(n.module);
+        let by_fn = transformers.iter().any(|t| t.moves(ident, Direction::Forward));
+        let derived = args.iter().any(|a| a.derives(Direction::Forward));
+        if !by_fn && !derived {
+            let reason = format!(
+                "type `{path}` changed and no transformer moves its values to the new layout; \
+                 add one (or `#[dsu::transform(from = dsu_old::{ident}, default)]` on the type \
+                 for a trivial change):\n{}",
+                generate::stub(ident, old, new)
+            );
+            self.report.refusals.push(refusal(&n.at, reason));
+            return None;
+        }
+        if derived && !by_fn {
+            match generate::derive_default(ident, old, new) {
+                Ok(code) => self.gen.code(n.module).impls.push_str(&code),
+                Err(reason) => {
+                    self.report.refusals.push(refusal(&n.at, format!("type `{path}`: {reason}")));
+                    return None;
+                }
+            }
+        }
+        let (module, old_module, at) = (n.module, o.module, n.at.clone());
+        Some(Planned { key: key.clone(), at, module, old_module, old, new, args, transformers })
+    }
+
+    /// The transformer functions of a module of the newer revision; one that cannot be read is
+    /// refused where it is.
+    fn transformers_of(&mut self, id: ModuleId) -> Vec<Transformer> {
+        if let Some(known) = self.transformers.get(&id) {
+            return known.clone();
+        }
+        let module = self.new.tree.module(id);
+        let mut found = Vec::new();
+        for item in &module.items {
+            let Item::Fn(f) = item else { continue };
+            match dsu_syntax::fn_transformer(&f.attrs) {
+                Ok(t) => found.extend(t),
+                Err(e) => self.report.refusals.push(Refusal {
+                    file: module.file.display().to_string(),
+                    line: e.span().start().line,
+                    reason: format!("cannot read the #[dsu::transform] of `{}`: {e}", f.sig.ident),
+                }),
+            }
+        }
+        self.transformers.insert(id, found.clone());
+        found
+    }
+
+    /// How code of module `at` (of the newer revision) names old definitions, for types
+    /// written in module `written_in` of the older revision.
+    fn old_namer<'s>(
+        &'s mut self,
+        written_in: ModuleId,
+        at: ModuleId,
+        inside_dsu_old: bool,
+        ok: &'s BTreeSet<ItemKey>,
+    ) -> ToOld<'s> {
+        let module_path = &self.new.tree.module(at).path;
+        ToOld {
+            resolver: &self.old_resolver,
+            written_in,
+            changed: ok,
+            site: Site { unit: at.unit, module_path, inside_dsu_old },
+            crate_names: &self.crate_names,
+            aliases: &mut self.aliases,
+        }
+    }
+
+    fn write_old_definition(&mut self, t: &Planned<'a>, ok: &BTreeSet<ItemKey>) {
+        let text = generate::old_definition(t.old, &mut self.old_namer(t.old_module, t.module, true, ok));
+        self.gen.code(t.module).old_defs.push_str(&text);
+    }
+
+    /// Decides which types of `planned` have an inverse transformer, derives the asked-for ones
+    /// (adding their code), and returns the reversible types. A type is reversible with a `to`
+    /// function; or with a derived inverse, when its change is trivial and every other changed
+    /// type its kept fields mention is reversible too (the derived code transforms those fields
+    /// back). A derived inverse that was asked for and cannot be made is refused: the author meant
+    /// the patch to be reversible. No inverse at all is fine: the patch is then not reversible.
+    fn plan_inverses(&mut self, planned: &[Planned<'a>], ok: &BTreeSet<ItemKey>) -> BTreeSet<ItemKey> {
+        let mut reversible = BTreeSet::new();
+        let mut derived: Vec<DerivedInverse<'_, 'a>> = Vec::new();
+        for t in planned {
+            if t.transformers.iter().any(|x| x.moves(t.key.ident(), Direction::Inverse)) {
+                reversible.insert(t.key.clone());
+            } else if t.args.iter().any(|a| a.derives(Direction::Inverse)) {
+                match generate::derive_inverse(
+                    &t.key,
+                    t.old,
+                    t.new,
+                    &mut self.old_namer(t.old_module, t.module, false, ok),
+                ) {
+                    Ok(inverse) => {
+                        reversible.insert(t.key.clone());
+                        derived.push(DerivedInverse { of: t, inverse });
+                    }
+                    Err(reason) => {
+                        self.report.refusals.push(refusal(&t.at, format!("type `{}`: {reason}", t.key.path)))
+                    }
+                }
+            }
+        }
+        // Drop derived inverses that need one that is missing, until none does.
+        while let Some(i) =
+            derived.iter().position(|d| d.inverse.needs.iter().any(|n| !reversible.contains(n)))
+        {
+            let d = derived.remove(i);
+            reversible.remove(&d.of.key);
+            let lacking: Vec<&str> =
+                d.inverse.needs.iter().filter(|n| !reversible.contains(*n)).map(ItemKey::ident).collect();
+            let reason = format!(
+                "type `{}`: its derived inverse (`to = dsu_old::{}, default`) transforms fields of \
+                 type `{}` back, which changes too and has no inverse transformer; add \
+                 `#[dsu::transform(to = dsu_old::{})]` for it",
+                d.of.key.path,
+                d.of.key.ident(),
+                lacking.join("`, `"),
+                lacking[0],
+            );
+            self.report.refusals.push(refusal(&d.of.at, reason));
+        }
+        for d in &derived {
+            self.gen.code(d.of.module).impls.push_str(&d.inverse.code);
+        }
+        for t in planned.iter().filter(|t| reversible.contains(&t.key)) {
+            self.report.types_reversible.push(t.at.clone());
+        }
+        reversible
+    }
+
+    /// Transforms every state cell of the newer revision whose type mentions a changed type of
+    /// `ok`; returns the names of their statics.
+    fn plan_cells(&mut self, ok: &BTreeSet<ItemKey>, reversible: &BTreeSet<ItemKey>) -> Vec<String> {
+        let new_rev = self.new;
+        let mut cells = Vec::new();
+        for (id, module) in new_rev.tree.modules() {
+            for item in &module.items {
+                let Item::Static(s) = item else { continue };
+                let Some(cell) = dsu_syntax::state_cell(s) else { continue };
+                let mentioned = generate::mentioned(&self.new_resolver, id, cell.value_type, ok);
+                if !mentioned.is_empty() && self.plan_cell(id, s, cell, &mentioned, reversible, ok) {
+                    cells.push(s.ident.to_string());
+                }
+            }
+        }
+        cells
+    }
+
+    /// Writes the transforms of the cell `s` of module `id`, whose type mentions the changed
+    /// types `mentioned`: old cell type to new, and back when each of them is reversible.
+    /// Returns whether its values change type (it existed in the older revision).
+    fn plan_cell(
+        &mut self,
+        id: ModuleId,
+        s: &syn::ItemStatic,
+        cell: StateCell<'_>,
+        mentioned: &BTreeSet<ItemKey>,
+        reversible: &BTreeSet<ItemKey>,
+        ok: &BTreeSet<ItemKey>,
+    ) -> bool {
+        let (old_rev, new_rev) = (self.old, self.new);
+        let module = new_rev.tree.module(id);
+        let key = ItemKey { unit: id.unit, path: format!("{}::{}", module.path, s.ident) };
+        let Some(old_entry) = old_rev.items.find(&key).filter(|e| e.kind == Kind::Static) else {
+            return false;
+        };
+        let old_cell = old_rev.tree.module(old_entry.module).items.iter().find_map(|i| match i {
+            Item::Static(o) if o.ident == s.ident => dsu_syntax::state_cell(o),
+            _ => None,
+        });
+        let Some(old_cell) = old_cell else { return false };
+        let file = module.file.display().to_string();
+        let Some(name) = cell.name.map(syn::LitStr::value) else {
+            let reason = format!(
+                "state cell `{}` changes type, but its name is not a string literal in \
+                 `dsu::State::new(\"name\", …)`",
+                s.ident
+            );
+            self.report.refusals.push(Refusal { file, line: s.span().start().line, reason });
+            return false;
+        };
+        let mut old_ty = old_cell.value_type.clone();
+        self.old_namer(old_entry.module, id, false, ok).visit_type_mut(&mut old_ty);
+        let (old_text, new_text) = (old_ty.to_token_stream(), cell.value_type.to_token_stream());
+        let code = &mut self.gen.code(id).cells;
+        generate::write_cell_transform(
+            code,
+            dsu_abi::CELL_TRANSFORM_PREFIX,
+            "CELL",
+            &s.ident,
+            &name,
+            &old_text,
+            &new_text,
+        );
+        let at =
+            ItemRef { path: format!("{} (cell \"{name}\")", key.path), file, line: s.span().start().line };
+        // The inverse, new cell type to old, when `OldCellType: Transform<NewCellType>` holds:
+        // every changed type the cell's type mentions has an inverse transformer (unchanged
+        // types are the same types on both sides and transform to themselves).
+        if mentioned.iter().all(|t| reversible.contains(t)) {
+            generate::write_cell_transform(
+                code,
+                dsu_abi::CELL_INVERSE_PREFIX,
+                "UNCELL",
+                &s.ident,
+                &name,
+                &new_text,
+                &old_text,
+            );
+            self.report.cells_reversible.push(at.clone());
+        }
+        self.report.cells_transformed.push(at);
+        true
+    }
+
+    /// Code that would meet the new layout without being replaced: routes updateable functions
+    /// whose signature mentions a changed type, refuses the rest.
+    fn route_functions(&mut self, ok: &BTreeSet<ItemKey>, cells: &[String]) {
+        let types: Vec<&str> = ok.iter().map(ItemKey::ident).collect();
+        for (key, n) in self.new.items.iter().filter(|(_, e)| e.kind.is_fn()) {
+            let path = &key.path;
+            if n.kind == Kind::UpdateableFn {
+                let Some(t) = types.iter().find(|t| mentions(&n.head, t)) else { continue };
+                let Some(o) = self.old.items.find(key).filter(|o| o.kind.is_fn()) else { continue };
+                match cells.iter().find(|c| mentions(&o.whole, c)) {
+                    Some(cell) => self.report.refusals.push(refusal(
+                        &o.at,
+                        format!(
+                            "cannot route `{path}`: its signature mentions `{t}`, whose layout \
+                             changes, so callers in the running program keep its old version, and \
+                             that version reads `{cell}`, whose values change type. Stop reading \
+                             `{cell}` in functions whose signature mentions `{t}`"
+                        ),
+                    )),
+                    None => self.report.functions_routed.push(n.at.clone()),
+                }
+            } else if let Some(t) =
+                types.iter().copied().chain(cells.iter().map(String::as_str)).find(|t| mentions(&n.whole, t))
+            {
+                self.report.refusals.push(refusal(
+                    &n.at,
+                    format!(
+                        "`{path}` uses `{t}`, whose layout changes, but is not #[dsu::updateable]: \
+                         the running program's copy would meet the new layout. Make it updateable"
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! dsu's attributes: `#[dsu::updateable]` and `#[dsu::transform(from = P, to = P, default)]`.
+//!
+//! An attribute is dsu's when its path is the keyword alone (`#[updateable]`, the macro imported
+//! by name) or `dsu::` and the keyword (`#[dsu::updateable]`, `#[::dsu::transform(…)]`). Any
+//! other path ending in the keyword belongs to some other crate.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Meta};
+
+/// `#[dsu::updateable]`.
+pub const UPDATEABLE: &str = "updateable";
+/// `#[dsu::transform(…)]`.
+pub const TRANSFORM: &str = "transform";
+/// `#[dsu::update_point]`.
+pub const UPDATE_POINT: &str = "update_point";
+/// The crate users reach the macros through.
+pub const DSU: &str = "dsu";
+
+mod kw {
+    syn::custom_keyword!(from);
+    syn::custom_keyword!(to);
+    syn::custom_keyword!(default);
+}
+
+/// Whether `attr` is dsu's attribute `keyword` (see the module's first lines).
+pub fn is_dsu_attr(attr: &Attribute, keyword: &str) -> bool {
+    let segments = &attr.path().segments;
+    let last_is = |s: Option<&syn::PathSegment>| s.is_some_and(|s| s.ident == keyword);
+    match segments.len() {
+        1 => attr.path().leading_colon.is_none() && last_is(segments.first()),
+        2 => segments[0].ident == DSU && last_is(segments.last()),
+        _ => false,
+    }
+}
+
+/// Whether an item carries `#[dsu::updateable]` (with or without arguments).
+pub fn is_updateable(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|a| is_dsu_attr(a, UPDATEABLE))
+}
+
+/// Whether an item carries `#[dsu::transform(…)]`.
+pub fn is_transform(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|a| is_dsu_attr(a, TRANSFORM))
+}
+
+/// Which way a transformer moves a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `from = dsu_old::T`: the old revision's value to the new one.
+    Forward,
+    /// `to = dsu_old::T`: the new revision's value back to the old one, for a rollback.
+    Inverse,
+}
+
+/// The old revision's type an argument names, with the keyword's span for errors.
+#[derive(Debug, Clone)]
+pub struct OldType {
+    pub keyword: Span,
+    pub path: syn::Path,
+}
+
+/// What one `#[dsu::transform(…)]` says: `from = <path>`, `to = <path>` and `default`, each at
+/// most once, in any order.
+#[derive(Debug, Clone, Default)]
+pub struct TransformArgs {
+    pub from: Option<OldType>,
+    pub to: Option<OldType>,
+    /// The span of `default`, when given: derive the transformers this attribute names.
+    pub default: Option<Span>,
+}
+
+impl TransformArgs {
+    /// The old type the transformer going `way` names.
+    pub fn old_type(&self, way: Direction) -> Option<&syn::Path> {
+        match way {
+            Direction::Forward => self.from.as_ref(),
+            Direction::Inverse => self.to.as_ref(),
+        }
+        .map(|o| &o.path)
+    }
+
+    /// Whether this attribute (on a type) asks for the transformer going `way` to be derived.
+    pub fn derives(&self, way: Direction) -> bool {
+        self.default.is_some() && self.old_type(way).is_some()
+    }
+
+    /// The arguments of one attribute: `#[dsu::transform]` has none, `#[dsu::transform(…)]`
+    /// those in its parentheses.
+    pub fn from_attribute(attr: &Attribute) -> syn::Result<Self> {
+        match &attr.meta {
+            Meta::Path(_) => Ok(TransformArgs::default()),
+            Meta::List(list) => syn::parse2(list.tokens.clone()),
+            Meta::NameValue(nv) => Err(syn::Error::new_spanned(
+                nv,
+                "#[dsu::transform] takes its arguments in parentheses: \
+                 `#[dsu::transform(from = dsu_old::Entry)]`",
+            )),
+        }
+    }
+}
+
+impl Parse for TransformArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = TransformArgs::default();
+        let twice = |span: Span, what: &str| {
+            syn::Error::new(span, format!("`{what}` is given twice in one #[dsu::transform]"))
+        };
+        while !input.is_empty() {
+            let look = input.lookahead1();
+            if look.peek(kw::from) || look.peek(kw::to) {
+                let (slot, keyword, name) = if input.peek(kw::from) {
+                    (&mut args.from, input.parse::<kw::from>()?.span, "from")
+                } else {
+                    (&mut args.to, input.parse::<kw::to>()?.span, "to")
+                };
+                input.parse::<syn::Token![=]>()?;
+                if slot.is_some() {
+                    return Err(twice(keyword, name));
+                }
+                *slot = Some(OldType { keyword, path: input.parse()? });
+            } else if look.peek(kw::default) {
+                let k = input.parse::<kw::default>()?;
+                if args.default.is_some() {
+                    return Err(twice(k.span, "default"));
+                }
+                args.default = Some(k.span);
+            } else {
+                return Err(look.error());
+            }
+            if !input.is_empty() {
+                input.parse::<syn::Token![,]>()?;
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// Every `#[dsu::transform(…)]` of an item, in order (a type may carry one per direction); the
+/// errors of all that cannot be read, combined.
+pub fn transform_attrs(attrs: &[Attribute]) -> syn::Result<Vec<TransformArgs>> {
+    let mut parsed = Vec::new();
+    let mut error: Option<syn::Error> = None;
+    for attr in attrs.iter().filter(|a| is_dsu_attr(a, TRANSFORM)) {
+        match TransformArgs::from_attribute(attr) {
+            Ok(args) => parsed.push(args),
+            Err(e) => match &mut error {
+                Some(first) => first.combine(e),
+                None => error = Some(e),
+            },
+        }
+    }
+    error.map_or(Ok(parsed), Err)
+}
+
+/// What a function under `#[dsu::transform(…)]` is: the transformer of one old type, one way.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub direction: Direction,
+    /// `dsu_old::Entry` of `from = dsu_old::Entry` (or `to = …`).
+    pub old_type: syn::Path,
+}
+
+impl Transformer {
+    /// Whether the old type it names is the old revision's `ident` (the last segment decides:
+    /// the old definitions all live in the `dsu_old` module beside the new ones).
+    pub fn moves(&self, ident: &str, way: Direction) -> bool {
+        self.direction == way && self.old_type.segments.last().is_some_and(|s| s.ident == ident)
+    }
+}
+
+/// The transformer a function's attributes make of it: `Ok(None)` without
+/// `#[dsu::transform]`. A function goes one way and is its own transformer, so `from` and `to`
+/// together, neither, `default`, or a second `#[dsu::transform]` are errors.
+pub fn fn_transformer(attrs: &[Attribute]) -> syn::Result<Option<Transformer>> {
+    let mut all = transform_attrs(attrs)?;
+    let second = attrs.iter().filter(|a| is_dsu_attr(a, TRANSFORM)).nth(1);
+    if let Some(second) = second {
+        return Err(syn::Error::new_spanned(
+            second,
+            "a transformer function carries one #[dsu::transform]: write one function per direction",
+        ));
+    }
+    let Some(args) = all.pop() else { return Ok(None) };
+    if let Some(d) = args.default {
+        return Err(syn::Error::new(d, "`default` is for a struct; a function is its own transformer"));
+    }
+    match (args.from, args.to) {
+        (Some(_), Some(to)) => Err(syn::Error::new(
+            to.keyword,
+            "a transformer function goes one way: `from = dsu_old::Entry` on \
+             `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
+             `fn(&Entry) -> dsu_old::Entry`; write two functions",
+        )),
+        (Some(from), None) => Ok(Some(Transformer { direction: Direction::Forward, old_type: from.path })),
+        (None, Some(to)) => Ok(Some(Transformer { direction: Direction::Inverse, old_type: to.path })),
+        (None, None) => Err(syn::Error::new_spanned(
+            attrs.iter().find(|a| is_dsu_attr(a, TRANSFORM)),
+            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`",
+        )),
+    }
+}
+
+/// Removes every `#[dsu::transform(…)]` from `attrs`: they say how values move between
+/// layouts, and are no part of a layout.
+pub fn remove_transform_attrs(attrs: &mut Vec<Attribute>) {
+    attrs.retain(|a| !is_dsu_attr(a, TRANSFORM));
+}

@@ -1,0 +1,34 @@
+//! dsu's syntax, read in one place: the macros (`dsu-macros`) and the patch builder
+//! (`cargo-dsu`) must agree on what a program says to dsu, so both read it through this crate,
+//! the way serde's derive and its tooling share `serde_derive_internals`.
+//!
+//! Everything here takes syn structures and returns plain data, or a [`syn::Error`] pointing at
+//! the offending tokens; nothing searches token text.
+//!
+//! * [`attr`]: which items carry `#[dsu::updateable]`, and what a `#[dsu::transform(…)]` says
+//!   ([`TransformArgs`], [`Transformer`]);
+//! * [`method`]: which methods of an updateable `impl` can have a slot
+//!   ([`updateable_method`]);
+//! * [`path`]: the stable path a function is known by at run time (`module::name`,
+//!   `module::Type::name`, `module::<Type as Trait>::name`);
+//! * [`state`]: `dsu::State` cells, their value type and name;
+//! * [`behaviour`]: an item's tokens without its documentation, for telling whether two
+//!   revisions of it behave alike.
+
+pub mod attr;
+pub mod behaviour;
+pub mod method;
+pub mod path;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use attr::{
+    fn_transformer, is_dsu_attr, is_transform, is_updateable, remove_transform_attrs, transform_attrs,
+    Direction, OldType, TransformArgs, Transformer,
+};
+pub use behaviour::{behaviour_tokens, is_doc, strip_docs, StripDocs};
+pub use method::{updateable_method, NotUpdateable};
+pub use path::{local_path, normalize_token_text, stable_path, tokens_text, FnOwner};
+pub use state::{state_cell, StateCell};
