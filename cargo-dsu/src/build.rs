@@ -53,6 +53,41 @@ pub struct RecordedCrate {
     pub invocation: RustcInvocation,
 }
 
+impl RecordedCrate {
+    /// The configuration the crate was compiled with: `rustc --print cfg` under the recorded
+    /// target, codegen flags and `--cfg`s (features, a build script's cfgs).
+    pub fn cfg(&self) -> Result<dsu_syntax::CfgSet> {
+        let inv = &self.invocation;
+        let mut args = Vec::new();
+        let mut it = inv.args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--target" | "--cfg" | "-C" => {
+                    let value = it.next().cloned().unwrap_or_default();
+                    if !value.starts_with("incremental=") {
+                        args.extend([a.clone(), value]);
+                    }
+                }
+                s if s.starts_with("--target=") || s.starts_with("--cfg=") => args.push(a.clone()),
+                s if s.starts_with("-C") && !s.starts_with("-Cincremental") => args.push(a.clone()),
+                _ => {}
+            }
+        }
+        let out = Command::new(&inv.rustc)
+            .args(["--print", "cfg"])
+            .args(&args)
+            .output()
+            .with_context(|| format!("running {} --print cfg", inv.rustc.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{} --print cfg failed: {}",
+            inv.rustc.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(dsu_syntax::CfgSet::from_print_cfg(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
 /// [`BuildIdentity`] in a serialisable form.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SerdeIdentity(pub String);
@@ -113,7 +148,8 @@ pub fn build_target(target: &Target, opts: &BuildOptions) -> Result<Built> {
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| anyhow::Error::new(OutputNotWritable(out_dir.clone())).context(e))?;
     let source = identity::work_tree_state(&target.source_root)?;
-    let record_dir = out_dir.join(".rustc");
+    // Per package: builds of several packages may share the target directory, and run at once.
+    let record_dir = out_dir.join(".rustc").join(&target.package_name);
     let library = build_library(target, opts, &record_dir)?;
     let mut records = Vec::new();
     for program in &target.programs {
@@ -170,7 +206,7 @@ fn build_library(target: &Target, opts: &BuildOptions, record_dir: &Path) -> Res
             .collect(),
         record_dir: record_dir.to_path_buf(),
     };
-    let config_path = target.out_dir.join(".wrapper.json");
+    let config_path = target.out_dir.join(format!(".wrapper-{}.json", target.package_name));
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
     let built = cargo_build(opts, &deps_dir.join("Cargo.toml"), target, &config_path, &[], None)
         .context("building the shared dependency library")?;

@@ -59,12 +59,36 @@ pub fn run(req: &PatchRequest) -> Result<()> {
             target.package_name
         )));
     }
-    let records = if req.dry_run { Vec::new() } else { checked_records(&target, &repo, a, &req.opts)? };
+    let records: Vec<Option<BuildRecord>> = if req.dry_run {
+        // A dry run needs no build, but compares as the build compiles when there is one.
+        target.programs.iter().map(|p| load_record(&target, p, &req.opts).ok()).collect()
+    } else {
+        checked_records(&target, &repo, a, &req.opts)?.into_iter().map(Some).collect()
+    };
     let revs = checkout(&repo, &target, a, b)?;
     status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
+    // Every binary is compared before any patch is built: a build inserts generated code into
+    // the newer checkout, which the next one starts by restoring.
+    let reports = target
+        .programs
+        .iter()
+        .zip(&records)
+        .map(|(program, record)| compare_program(req, &target, program, record.as_ref(), &revs))
+        .collect::<Result<Vec<_>>>()?;
     let mut outcomes = Vec::new();
-    for (i, program) in target.programs.iter().enumerate() {
-        outcomes.push(patch_program(req, &target, program, records.get(i), &revs)?);
+    for (i, (program, report)) in target.programs.iter().zip(reports).enumerate() {
+        let patch = match &records[i] {
+            Some(record) if !req.dry_run && !report.is_empty_change() => {
+                restore_new(&repo, &target, &revs)?;
+                Some(build_one(req, &target, record, &report, &revs)?)
+            }
+            _ => None,
+        };
+        outcomes.push(Outcome {
+            json: report::json(&report, &program.bin, patch.as_deref())?,
+            patch,
+            nothing: report.is_empty_change(),
+        });
     }
     if req.json {
         print_json(&outcomes.iter().map(|o| o.json.clone()).collect::<Vec<_>>())?;
@@ -108,16 +132,15 @@ fn checked_records(target: &Target, repo: &Repo, a: &str, opts: &BuildOptions) -
         .collect()
 }
 
-/// Compares one binary's updateable set, prints the report, and builds its patch (unless it is
-/// a dry run or nothing changed).
-fn patch_program(
+/// Compares one binary's updateable set and prints the report; refuses what it cannot apply.
+fn compare_program(
     req: &PatchRequest,
     target: &Target,
     program: &Program,
     record: Option<&BuildRecord>,
     revs: &Revisions,
-) -> Result<Outcome> {
-    let report = compare(target, program, revs)?;
+) -> Result<Report> {
+    let report = compare(target, program, record, revs)?;
     let mut text = report::render(&report);
     if target.programs.len() > 1 {
         text = format!("bin {}:\n{text}", program.bin);
@@ -137,15 +160,16 @@ fn patch_program(
         ))
         .into());
     }
-    let patch = match record {
-        Some(record) if !report.is_empty_change() => Some(build_one(req, target, record, &report, revs)?),
-        _ => None,
-    };
-    Ok(Outcome {
-        json: report::json(&report, &program.bin, patch.as_deref())?,
-        patch,
-        nothing: report.is_empty_change(),
-    })
+    Ok(report)
+}
+
+/// Makes the newer checkout hold exactly the newer revision again (a patch build inserts
+/// generated code into it); only files that differ are rewritten.
+fn restore_new(repo: &Repo, target: &Target, revs: &Revisions) -> Result<()> {
+    match &revs.b {
+        Some(commit) => repo.checkout(commit, &revs.new_dir).map(drop),
+        None => repo.copy_work_tree(&target.source_root, &revs.new_dir).map(drop),
+    }
 }
 
 fn print_json(values: &[serde_json::Value]) -> Result<()> {
@@ -181,12 +205,12 @@ fn load_record(target: &Target, program: &Program, opts: &BuildOptions) -> Resul
         let flag = if opts.release { " --release" } else { "" };
         if other_record.is_file() {
             Refused(format!(
-                "profile mismatch: {} was built {}, this patch would be built {}; run `cargo dsu patch{}` \
-                 for that build, or `cargo dsu build{flag}` and restart the program",
+                "profile mismatch: {} was built {}, and this patch is asked {}, so the program would \
+                 refuse it. {}, or run `cargo dsu build{flag}` and restart the program",
                 program.bin,
                 if opts.release { "without --release" } else { "with --release" },
                 if opts.release { "with --release" } else { "without --release" },
-                if opts.release { "" } else { " --release" },
+                if opts.release { "Drop --release to patch that build" } else { "Add --release to patch that build" },
             ))
             .into()
         } else {
@@ -265,18 +289,25 @@ fn checkout(repo: &Repo, target: &Target, a: &str, b: Option<&str>) -> Result<Re
     Ok(Revisions { a: a_commit, b: b_commit, old_dir, new_dir, old, new, _lock: lock })
 }
 
-/// Compares every crate of `program`'s updateable set, and the dependencies of its packages.
-fn compare(target: &Target, program: &Program, revs: &Revisions) -> Result<Report> {
+/// Compares every crate of `program`'s updateable set, as its build compiles it (`record`, when
+/// there is one), and the dependencies of its packages.
+fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, revs: &Revisions) -> Result<Report> {
     let rel = |p: &Path| p.strip_prefix(&target.source_root).map(Path::to_path_buf).unwrap_or_default();
     let units: Vec<CrateUnit> = program
         .crates
         .iter()
-        .map(|c| CrateUnit {
-            crate_name: c.crate_name.clone(),
-            root_file: rel(&c.root_file),
-            package_dir: rel(&c.package_root),
+        .map(|c| {
+            let recorded = record.and_then(|r| {
+                r.crates.iter().find(|rc| rc.krate.crate_name == c.crate_name && rc.krate.kind == c.kind)
+            });
+            Ok(CrateUnit {
+                crate_name: c.crate_name.clone(),
+                root_file: rel(&c.root_file),
+                package_dir: rel(&c.package_root),
+                cfg: recorded.map(|rc| rc.cfg()).transpose()?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut report = compare::compare(&units, &revs.old_dir, &revs.new_dir)?;
     let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
     let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
@@ -307,6 +338,11 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
             output,
             insertions: report.generated.clone(),
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
+            changed_types: report
+                .types_changed
+                .iter()
+                .map(|t| t.path.rsplit("::").next().unwrap_or(&t.path).to_string())
+                .collect(),
         },
     )?;
     status("Finished", patch.display());

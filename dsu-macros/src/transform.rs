@@ -244,26 +244,33 @@ fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<Tok
 
     let call = call(&f.sig.ident, quote!(old), fallible);
     let check = updateable_check(&new_ty);
-    Ok(patch_only_transform(&f, quote!(#from), quote!(#new_ty), quote!(old), call, check))
+    Ok(patch_only_transform(&f, from, quote!(#from), quote!(#new_ty), quote!(old), call, check))
 }
 
 /// `f` and `impl Transform<source> for target` calling it with the source value as `param`, both
-/// compiled in patches only, then `check` in every build.
+/// compiled only in patches that change the type `old` names, then `check` in every build.
+///
+/// `cargo dsu patch` sets `dsu_patch`, and `dsu_old = "<name>"` for every type the patch
+/// changes; `dsu_old` holds those types only. A transformer written for an earlier release stays
+/// in the source and is compiled again only by a patch that changes its type again, so one git
+/// history serves a stream of releases.
 fn patch_only_transform(
     f: &syn::ItemFn,
+    old: &syn::Path,
     source: TokenStream,
     target: TokenStream,
     param: TokenStream,
     call: TokenStream,
     check: TokenStream,
 ) -> TokenStream {
-    // `dsu_patch` is set only by `cargo dsu patch`; cargo's cfg check does not know it.
+    let name = old.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    // Set only by `cargo dsu patch`; cargo's cfg check does not know them.
     quote! {
         #[allow(unexpected_cfgs)]
         const _: () = {
-            #[cfg(dsu_patch)]
+            #[cfg(all(dsu_patch, dsu_old = #name))]
             #f
-            #[cfg(dsu_patch)]
+            #[cfg(all(dsu_patch, dsu_old = #name))]
             impl ::dsu::__private::Transform<#source> for #target {
                 fn transform(#param: &#source) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
                     #call
@@ -312,7 +319,7 @@ fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenSt
 
     let call = call(&f.sig.ident, quote!(new), fallible);
     let check = updateable_check(&new_ty);
-    Ok(patch_only_transform(&f, quote!(#new_ty), quote!(#to), quote!(new), call, check))
+    Ok(patch_only_transform(&f, to, quote!(#new_ty), quote!(#to), quote!(new), call, check))
 }
 
 /// `T` when `ty` is `Result<T, E>`.

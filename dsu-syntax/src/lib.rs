@@ -13,10 +13,12 @@
 //!   `module::Type::name`, `module::<Type as Trait>::name`);
 //! * [`state`]: `dsu::State` cells, their value type and name;
 //! * [`behaviour`]: an item's tokens without its documentation, for telling whether two
-//!   revisions of it behave alike.
+//!   revisions of it behave alike;
+//! * [`cfg`]: which items one crate's build compiles ([`CfgSet`]).
 
 pub mod attr;
 pub mod behaviour;
+pub mod cfg;
 pub mod method;
 pub mod path;
 pub mod state;
@@ -28,6 +30,7 @@ pub use attr::{
     fn_transformer, is_dsu_attr, is_transform, is_updateable, remove_transform_attrs, transform_attrs,
     Direction, OldType, TransformArgs, Transformer,
 };
+pub use cfg::CfgSet;
 pub use behaviour::{behaviour_tokens, is_doc, strip_docs, StripDocs};
 pub use method::{updateable_method, NotUpdateable};
 pub use path::{local_path, normalize_token_text, stable_path, tokens_text, FnOwner};

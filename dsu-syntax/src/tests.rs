@@ -296,3 +296,20 @@ fn transform_attributes_are_removed_on_syn_nodes() {
         "# [dsu :: updateable] # [derive (Clone)] pub struct Entry { pub hits : u64 }"
     );
 }
+
+#[test]
+fn cfg_predicates_against_a_build_configuration() {
+    let set = crate::CfgSet::from_print_cfg("unix\ndebug_assertions\nfeature=\"fast\"\ntarget_os=\"linux\"\nlegacy_build\n");
+    let file: syn::File = syn::parse_quote! {
+        #[cfg(legacy_build)] fn a() -> u32 { 1 }
+        #[cfg(not(legacy_build))] fn a() -> u32 { 0 }
+        #[cfg(all(unix, feature = "fast"))] fn b() {}
+        #[cfg(any(windows, feature = "slow"))] fn c() {}
+        #[cfg(target_os = "linux")] mod m { #[cfg(windows)] fn d() {} fn e() {} }
+        impl S { #[cfg(debug_assertions)] fn f() {} #[cfg(not(unix))] fn g() {} }
+    };
+    let mut items = file.items.clone();
+    set.retain_active(&mut items);
+    let kept: Vec<String> = items.iter().map(|i| quote::ToTokens::to_token_stream(i).to_string()).collect();
+    insta::assert_snapshot!("cfg_retained", kept.join("\n"));
+}

@@ -41,6 +41,9 @@ pub struct CrateUnit {
     /// Its package's directory, relative to the checkout root ("" for a package at the root):
     /// where its Cargo.toml is.
     pub package_dir: PathBuf,
+    /// The configuration its build compiles with: items under a `#[cfg]` that does not hold are
+    /// not part of the program. `None`: every item counts.
+    pub cfg: Option<dsu_syntax::CfgSet>,
 }
 
 /// An item, where it is in the newer (or, if removed, the older) revision.

@@ -67,7 +67,7 @@ impl Tree {
             let found = root.join(&unit.root_file).is_file();
             let mut tree = UnitTree { crate_name: unit.crate_name.clone(), found, ..UnitTree::default() };
             if found {
-                let mut reader = Reader { root, tree: &mut tree, stack: Vec::new() };
+                let mut reader = Reader { root, tree: &mut tree, stack: Vec::new(), cfg: unit.cfg.as_ref() };
                 let at = FileModule {
                     path: unit.crate_name.clone(),
                     name: String::new(),
@@ -123,6 +123,8 @@ struct Reader<'a> {
     tree: &'a mut UnitTree,
     /// The files being read, outermost first: a `#[path]` cycle is an error, not a hang.
     stack: Vec<PathBuf>,
+    /// The crate's build configuration, when known.
+    cfg: Option<&'a dsu_syntax::CfgSet>,
 }
 
 impl Reader<'_> {
@@ -134,10 +136,14 @@ impl Reader<'_> {
         let shown = rel.display().to_string();
         let text =
             std::fs::read_to_string(self.root.join(rel)).with_context(|| format!("reading {shown}"))?;
-        let file = syn::parse_file(&text).map_err(|e| {
+        let mut file = syn::parse_file(&text).map_err(|e| {
             let at = e.span().start();
             anyhow!("{shown}:{}:{}: cannot parse: {e}", at.line, at.column + 1)
         })?;
+        // What the build does not compile is not part of the program.
+        if let Some(cfg) = self.cfg {
+            cfg.retain_active(&mut file.items);
+        }
         self.tree.files.insert(rel.to_path_buf(), dsu_syntax::behaviour_tokens(&file));
         let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let owns_dir = at.owns_dir || rel.file_name().is_some_and(|n| n == "mod.rs");

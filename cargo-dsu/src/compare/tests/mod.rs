@@ -30,7 +30,7 @@ pub fn checkout(name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 pub fn unit(crate_name: &str, root_file: &str) -> CrateUnit {
-    CrateUnit { crate_name: crate_name.into(), root_file: root_file.into(), package_dir: "".into() }
+    CrateUnit { crate_name: crate_name.into(), root_file: root_file.into(), package_dir: "".into(), cfg: None }
 }
 
 /// Compares two checkouts of the crates `units`; returns the report and the newer checkout's
