@@ -95,6 +95,10 @@ fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
     slow.read_line(&mut reply).unwrap();
     assert_eq!(reply.trim_end(), "v2 slow two");
 
+    // Load before and after the update, not only a few requests that happened to fit in.
+    while ok.load(Ordering::Relaxed) <= 50 && failures.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();
