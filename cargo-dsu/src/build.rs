@@ -394,3 +394,35 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&tmp, to).with_context(|| format!("replacing {}", to.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(name: &str, features: &[&str]) -> Artifact {
+        serde_json::from_value(serde_json::json!({
+            "package_id": format!("registry+https://example.invalid#{name}@1.0.0"),
+            "manifest_path": "/r/Cargo.toml",
+            "target": {
+                "name": name, "kind": ["lib"], "crate_types": ["lib"], "required-features": [],
+                "src_path": "/r/src/lib.rs", "edition": "2021", "doctest": true, "test": true, "doc": true
+            },
+            "profile": { "opt_level": "0", "debuginfo": 2, "debug_assertions": true, "overflow_checks": true, "test": false },
+            "features": features,
+            "filenames": [format!("/t/deps/lib{name}-1.rlib")],
+            "executable": null,
+            "fresh": false
+        }))
+        .expect("an artifact message")
+    }
+
+    #[test]
+    fn a_second_copy_names_the_crate_and_the_features_that_differ() {
+        let program = [artifact("tokio", &["rt", "macros", "time"]), artifact("log", &["std"])];
+        let library = [artifact("tokio", &["rt"]), artifact("log", &["std"])];
+        let e = explain_second_copy(anyhow::anyhow!("the program would link a second copy of `tokio`"), &program, &library);
+        let text = format!("{e:#}");
+        assert!(text.contains("`tokio`: the program builds it with feature(s) [macros, time]"), "{text}");
+        assert!(!text.contains("`log`"), "{text}");
+    }
+}
