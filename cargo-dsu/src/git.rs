@@ -1,4 +1,5 @@
-//! Revisions of the package, checked out into a cache under the target directory.
+//! Revisions of the program's source root (every package of its updateable set), checked out
+//! into a cache under the target directory.
 //!
 //! A checkout directory is reused across patches: syncing it to another tree rewrites only the
 //! files whose contents differ and removes the ones that are gone, so paths stay stable and the
@@ -25,25 +26,32 @@ pub struct UnknownRevision {
     pub detail: String,
 }
 
-/// The git repository holding a package.
+/// The git repository holding a program's source root.
 pub struct Repo {
     /// Top of the work tree.
     pub root: PathBuf,
-    /// The package directory relative to `root` (empty for a package at the top).
-    pub package: PathBuf,
+    /// The source root relative to `root` (empty when it is the top).
+    pub dir: PathBuf,
 }
 
 impl Repo {
-    pub fn discover(package_root: &Path) -> Result<Self> {
-        let top = identity::git(package_root, &["rev-parse", "--show-toplevel"])
-            .map_err(|_| NotARepository(package_root.to_path_buf()))?;
+    pub fn discover(source_root: &Path) -> Result<Self> {
+        let top = identity::git(source_root, &["rev-parse", "--show-toplevel"])
+            .map_err(|_| NotARepository(source_root.to_path_buf()))?;
         let root = PathBuf::from(top.trim());
-        let canonical = package_root.canonicalize()?;
-        let package = canonical
+        let canonical = source_root.canonicalize()?;
+        let dir = canonical
             .strip_prefix(root.canonicalize()?)
-            .context("package is outside the repository's work tree")?
+            .with_context(|| {
+                format!(
+                    "{} (the directory holding every crate of the program) is outside the \
+                     repository's work tree {}",
+                    source_root.display(),
+                    root.display()
+                )
+            })?
             .to_path_buf();
-        Ok(Repo { root, package })
+        Ok(Repo { root, dir })
     }
 
     /// The commit id `rev` names.
@@ -70,15 +78,15 @@ impl Repo {
         Ok(status.success())
     }
 
-    /// Tree id of the package directory at `commit`.
-    pub fn package_tree(&self, commit: &str) -> Result<String> {
-        let spec = format!("{commit}:{}", self.package.display());
+    /// Tree id of the source root at `commit`.
+    pub fn source_tree(&self, commit: &str) -> Result<String> {
+        let spec = format!("{commit}:{}", self.dir.display());
         Ok(identity::git(&self.root, &["rev-parse", &spec])?.trim().to_string())
     }
 
-    /// Makes `dir` hold exactly the package's files at `commit`; returns its source state.
+    /// Makes `dir` hold exactly the source root's files at `commit`; returns its source state.
     pub fn checkout(&self, commit: &str, dir: &Path) -> Result<SourceState> {
-        let tree = self.package_tree(commit)?;
+        let tree = self.source_tree(commit)?;
         let marker = dir.join(".dsu-tree");
         let files = self.files_at(&tree)?;
         let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
@@ -94,17 +102,17 @@ impl Repo {
         })
     }
 
-    /// Makes `dir` hold the package's files as they are in the work tree (tracked, and untracked
+    /// Makes `dir` hold the source root's files as they are in the work tree (tracked, and untracked
     /// but not ignored); returns the work tree's source state.
-    pub fn copy_work_tree(&self, package_root: &Path, dir: &Path) -> Result<SourceState> {
-        let state = identity::work_tree_state(package_root)?;
+    pub fn copy_work_tree(&self, source_root: &Path, dir: &Path) -> Result<SourceState> {
+        let state = identity::work_tree_state(source_root)?;
         let listed = identity::git(
-            package_root,
+            source_root,
             &["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         )?;
         let mut entries = Vec::new();
         for rel in listed.split('\0').filter(|f| !f.is_empty() && !f.starts_with("target/")) {
-            let path = package_root.join(rel);
+            let path = source_root.join(rel);
             if path.is_file() {
                 entries.push((rel.to_string(), std::fs::read(&path)?));
             }
@@ -114,7 +122,7 @@ impl Repo {
         Ok(state)
     }
 
-    /// `(path relative to the package, blob id)` of every regular file of the tree.
+    /// `(path relative to the source root, blob id)` of every regular file of the tree.
     fn files_at(&self, tree: &str) -> Result<Vec<(String, String)>> {
         let listing = identity::git(&self.root, &["ls-tree", "-r", "-z", tree])?;
         let mut out = Vec::new();
