@@ -164,7 +164,7 @@ fn assert_refused(range: &str, expected: &[&str]) {
 
 #[test]
 fn refuses_changed_signature() {
-    assert_refused("v1..bad-signature", &["src/greeting.rs:10", "signature of `app::greeting::greet` changed"]);
+    assert_refused("v1..bad-signature", &["src/greeting.rs:12", "signature of `app::greeting::greet` changed"]);
 }
 
 #[test]
