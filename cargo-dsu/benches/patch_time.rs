@@ -4,17 +4,25 @@
 //! Each iteration alternates between two releases that differ from v1 in one function body, so
 //! every patch build and every cargo build compiles a real change incrementally.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const MANIFEST: &str = include_str!("../../examples/demo-server/Cargo.toml.in");
-const LOCK: &str = include_str!("../../examples/demo-server/Cargo.lock");
-const V1: &str = include_str!("../../examples/demo-server/v1.rs");
+/// The line of the demo server's `src/greeting.rs` the variants change.
+const GREETING: &str = "format!(\"hello {name}, visit {n}\")";
 
-fn variant(n: u32) -> String {
-    V1.replace("format!(\"hello {name}, visit {n}\")", &format!("format!(\"hello {{name}}, visit {{n}} ({n})\")"))
+/// Writes the demo server at v1 into `dir`, its greeting changed to say `n` unless `n` is 0.
+fn variant(dir: &Path, n: u32) {
+    let changed = format!("format!(\"hello {{name}}, visit {{n}} ({n})\")");
+    let replace: &[(&str, &str)] = if n == 0 { &[] } else { &[(GREETING, &changed)] };
+    let server = common::workspace_root().join("examples/demo-server");
+    common::write_tree_with(dir, server, "base", replace);
+    let greeting = std::fs::read_to_string(dir.join("src/greeting.rs")).unwrap();
+    assert!(greeting.contains(if n == 0 { GREETING } else { &changed }), "{greeting}");
 }
 
 fn run(cmd: &mut Command) {
@@ -22,35 +30,17 @@ fn run(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    run(Command::new("git").args(args).current_dir(dir));
-}
-
-fn write_package(dir: &Path, main: &str) {
-    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime").canonicalize().unwrap();
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("Cargo.toml"), MANIFEST.replace("@DSU_RUNTIME@", runtime.to_str().unwrap())).unwrap();
-    std::fs::write(dir.join("Cargo.lock"), LOCK).unwrap();
-    std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
-    std::fs::write(dir.join("src/main.rs"), main).unwrap();
-}
-
 fn patch_time(c: &mut Criterion) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dsu-bench");
     let repo = base.join("repo");
     let target = base.join("target");
     let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "bench@dsu.invalid"]);
-    git(&repo, &["config", "user.name", "bench"]);
-    for (tag, src) in [("v1", V1.to_string()), ("a", variant(1)), ("b", variant(2))] {
-        write_package(&repo, &src);
-        git(&repo, &["add", "-A"]);
-        git(&repo, &["commit", "-q", "-m", tag]);
-        git(&repo, &["tag", tag]);
+    common::init_repo(&repo);
+    for (tag, n) in [("v1", 0), ("a", 1), ("b", 2)] {
+        variant(&repo, n);
+        common::commit_all(&repo, tag);
     }
-    git(&repo, &["checkout", "-q", "v1"]);
+    common::git(&repo, &["checkout", "-q", "v1"]);
     let cargo_dsu = PathBuf::from(env!("CARGO_BIN_EXE_cargo-dsu"));
     let dsu = |args: &[&str]| {
         run(Command::new(&cargo_dsu).arg("dsu").args(args).arg("--target-dir").arg(&target).current_dir(&repo));
@@ -61,13 +51,13 @@ fn patch_time(c: &mut Criterion) {
 
     // The same change, built the plain way in a copy of the package.
     let plain = base.join("plain");
-    write_package(&plain, &variant(1));
+    variant(&plain, 1);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = |main: &str| {
-        std::fs::write(plain.join("src/main.rs"), main).unwrap();
+    let build = |n: u32| {
+        variant(&plain, n);
         run(Command::new(&cargo).args(["build", "-q"]).current_dir(&plain));
     };
-    build(&variant(2));
+    build(2);
 
     let mut g = c.benchmark_group("one_function_change");
     g.sample_size(10).measurement_time(Duration::from_secs(30));
@@ -82,7 +72,7 @@ fn patch_time(c: &mut Criterion) {
     g.bench_function("cargo_build_incremental", |b| {
         b.iter(|| {
             flip = !flip;
-            build(&variant(if flip { 1 } else { 2 }));
+            build(if flip { 1 } else { 2 });
         })
     });
     g.finish();

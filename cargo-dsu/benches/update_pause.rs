@@ -12,6 +12,9 @@
 //!
 //! Built in the release profile: `cargo bench -p cargo-dsu --bench update_pause`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -21,19 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-const TEMPLATE: &str = include_str!("../tests/fixtures/server/server.rs.in");
-const MANIFEST: &str = include_str!("../tests/fixtures/server/Cargo.toml.in");
-const LOCK: &str = include_str!("../tests/fixtures/server/Cargo.lock");
 const VERSIONS: u32 = 101;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    run(Command::new("git").args(args).current_dir(dir));
 }
 
 struct Bench {
@@ -47,22 +43,12 @@ impl Bench {
         let repo = base.join("repo");
         let target = base.join("target");
         let _ = std::fs::remove_dir_all(&repo);
-        std::fs::create_dir_all(repo.join("src")).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["config", "user.email", "bench@dsu.invalid"]);
-        git(&repo, &["config", "user.name", "bench"]);
-        let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime").canonicalize().unwrap();
-        std::fs::write(repo.join("Cargo.toml"), MANIFEST.replace("@DSU_RUNTIME@", runtime.to_str().unwrap()))
-            .unwrap();
-        std::fs::write(repo.join("Cargo.lock"), LOCK).unwrap();
-        std::fs::write(repo.join(".gitignore"), "/target\n").unwrap();
+        common::init_repo(&repo);
         for n in 1..=VERSIONS {
-            std::fs::write(repo.join("src/main.rs"), TEMPLATE.replace("@N@", &n.to_string())).unwrap();
-            git(&repo, &["add", "-A"]);
-            git(&repo, &["commit", "-q", "-m", &format!("v{n}")]);
-            git(&repo, &["tag", &format!("v{n}")]);
+            common::write_server_release(&repo, n);
+            common::commit_all(&repo, &format!("v{n}"));
         }
-        git(&repo, &["checkout", "-q", "v1"]);
+        common::git(&repo, &["checkout", "-q", "v1"]);
         Bench { repo, target }
     }
 

@@ -23,25 +23,19 @@ fn repo() -> &'static Repo {
         // A fixed path, so the program's own build stays incremental between runs.
         let dir = target.join("scratch-cli").join("repo");
         init_repo(&dir);
-        for (version, tag) in [("v1.rs", "v1"), ("v2.rs", "v2"), ("v3.rs", "v3")] {
-            commit_version(&dir, "app", version, tag);
+        for (version, tag) in [("base", "v1"), ("v2", "v2"), ("v3", "v3")] {
+            commit_tree(&dir, "app", version, tag);
         }
         for (version, tag) in [
-            ("v3-signature.rs", "bad-signature"),
-            ("bad-static.rs", "bad-static"),
-            ("bad-type.rs", "bad-type"),
-            ("broken.rs", "broken"),
+            ("v3-signature", "bad-signature"),
+            ("bad-static", "bad-static"),
+            ("bad-type", "bad-type"),
+            ("bad-deps", "bad-deps"),
+            ("broken", "broken"),
         ] {
             git(&dir, &["checkout", "-q", "v1"]);
-            commit_version(&dir, "app", version, tag);
+            commit_tree(&dir, "app", version, tag);
         }
-        git(&dir, &["checkout", "-q", "v1"]);
-        write_app(&dir, "v1.rs");
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        std::fs::write(dir.join("Cargo.toml"), manifest.replace("log = \"0.4\"", "log = \"0.4\"\nitoa = \"1\"")).unwrap();
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", "bad-deps"]);
-        git(&dir, &["tag", "bad-deps"]);
         git(&dir, &["checkout", "-q", "v1"]);
 
         let out = dsu(&dir, &["build", "--target-dir", target.to_str().unwrap()]);
@@ -105,7 +99,7 @@ fn patches_a_running_host_through_a_chain_of_commits() {
     let p12 = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(p12.starts_with(r.target.join("dsu/patches").to_str().unwrap()), "{p12}");
     let q = host.send(&format!("load {p12}"));
-    assert!(q.starts_with("queued changed=") && q.contains("app::greet"), "{q}");
+    assert!(q.starts_with("queued changed=") && q.contains("app::greeting::greet"), "{q}");
     assert_eq!(host.send("greet b"), "HELLO b (v2, hits=2)");
     assert_eq!(host.send("bump"), "11");
 
@@ -115,7 +109,7 @@ fn patches_a_running_host_through_a_chain_of_commits() {
     assert_success(&out, "cargo dsu patch v2..v3");
     let p23 = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let q = host.send(&format!("load {p23}"));
-    assert_eq!(q, "queued changed=app::decorate added=");
+    assert_eq!(q, "queued changed=app::greeting::decorate added=");
     assert_eq!(host.send("greet c"), "HELLO c (v2, hits=3) [v3]");
     assert_eq!(host.send("status"), "applied=2 pending=0");
 
@@ -154,7 +148,7 @@ fn report_dry_run_and_json() {
     assert_eq!(v["patch"], serde_json::Value::Null);
     let changed: Vec<&str> =
         v["functions_changed"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert!(changed.contains(&"app::greet") && !changed.contains(&"app::decorate"), "{changed:?}");
+    assert!(changed.contains(&"app::greeting::greet") && !changed.contains(&"app::greeting::decorate"), "{changed:?}");
     insta::assert_snapshot!("report_v1_v2_json", mask(&String::from_utf8_lossy(&out.stdout)));
 }
 
@@ -170,17 +164,17 @@ fn assert_refused(range: &str, expected: &[&str]) {
 
 #[test]
 fn refuses_changed_signature() {
-    assert_refused("v1..bad-signature", &["src/main.rs:27", "signature of `app::greet` changed"]);
+    assert_refused("v1..bad-signature", &["src/greeting.rs:12", "signature of `app::greeting::greet` changed"]);
 }
 
 #[test]
 fn refuses_changed_static() {
-    assert_refused("v1..bad-static", &["src/main.rs:", "static `app::GREETING`"]);
+    assert_refused("v1..bad-static", &["src/greeting.rs:6", "static `app::greeting::GREETING`"]);
 }
 
 #[test]
 fn refuses_changed_type() {
-    assert_refused("v1..bad-type", &["src/main.rs:", "type `app::Counter` changed"]);
+    assert_refused("v1..bad-type", &["src/main.rs:13", "type `app::Counter` changed"]);
 }
 
 #[test]
@@ -211,7 +205,7 @@ fn loose_package(name: &str, with_dsu: bool) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dsu-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if with_dsu {
-        write_app(&dir, "v1.rs");
+        write_tree(&dir, "app", "base");
     } else {
         std::fs::create_dir_all(dir.join("src")).unwrap();
         std::fs::write(

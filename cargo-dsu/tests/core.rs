@@ -25,20 +25,20 @@ fn built() -> &'static Built {
         let target = shared_target_dir();
         let scratch = target.join("scratch-core");
         let app = scratch.join("app");
-        write_app(&app, "v1.rs");
+        write_tree(&app, "app", "base");
         let mut opts = BuildOptions::new(app.join("Cargo.toml"), cargo_dsu());
         opts.target_dir = Some(target.clone());
         let host = recipe::build(&opts).expect("building the host").records.remove(0);
 
         let patch = |version: &str, name: &str| {
             let src = scratch.join(name);
-            write_app(&src, version);
+            write_tree(&src, "app", version);
             let out = scratch.join(format!("{name}.so"));
             recipe::build_patch(&host, &PatchOptions::new(&src, host.identity(), &out).unwrap())
                 .unwrap_or_else(|e| panic!("building patch {name}: {e:#}"))
         };
-        let v2 = patch("v2.rs", "app-v2");
-        let v3_signature = patch("v3-signature.rs", "app-v3-signature");
+        let v2 = patch("v2", "app-v2");
+        let v3_signature = patch("v3-signature", "app-v3-signature");
         Built { host, v2, v3_signature, scratch }
     })
 }
@@ -83,7 +83,12 @@ fn patch_applies_at_update_point_on_one_runtime() {
 
     let queued = host.send(&format!("load {}", b.v2.display()));
     assert!(queued.starts_with("queued changed="), "{queued}");
-    for f in ["app::greet", "app::spawn_job", "app::Counter::bump", "app::<Counter as fmt::Display>::fmt"] {
+    for f in [
+        "app::greeting::greet",
+        "app::effects::spawn_job",
+        "app::counter::Counter::bump",
+        "app::counter::<Counter as fmt::Display>::fmt",
+    ] {
         assert!(queued.contains(f), "{f} missing from {queued}");
     }
     // The update point at the entry of the next command applies it.
@@ -149,7 +154,7 @@ fn refuses_changed_signature() {
     let b = built();
     let mut host = Host::start(&b.host.binary);
     let r = host.send(&format!("load {}", b.v3_signature.display()));
-    assert!(r.contains("changes the signature of `app::greet`"), "{r}");
+    assert!(r.contains("changes the signature of `app::greeting::greet`"), "{r}");
     assert!(r.contains("fingerprint"), "{r}");
     assert_serves_v1(&mut host);
 }

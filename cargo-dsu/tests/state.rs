@@ -21,16 +21,12 @@ fn repo() -> &'static Repo {
         let target = shared_target_dir();
         let dir = target.join("scratch-state").join("repo");
         init_repo(&dir);
-        commit_version(&dir, "store", "v1.rs", "v1");
-        commit_version(&dir, "store", "v2.rs", "v2");
-        commit_version(&dir, "store", "v3.rs", "v3");
-        for (version, tag) in [
-            ("v2-panic.rs", "v2-panic"),
-            ("v2-no-transformer.rs", "v2-no-transformer"),
-            ("v2-reversible.rs", "v2-reversible"),
-        ] {
+        for (version, tag) in [("base", "v1"), ("v2", "v2"), ("v3", "v3")] {
+            commit_tree(&dir, "store", version, tag);
+        }
+        for version in ["v2-panic", "v2-no-transformer", "v2-reversible"] {
             git(&dir, &["checkout", "-q", "v1"]);
-            commit_version(&dir, "store", version, tag);
+            commit_tree(&dir, "store", version, version);
         }
         git(&dir, &["checkout", "-q", "v1"]);
         let out = dsu(&dir, &target, &["build"]);
@@ -75,7 +71,7 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
     assert_eq!(host.send("summary"), v1_summary, "every entry intact");
 
     // Entry gains `tags`, loses `legacy`, `hits` widens: every entry is carried over.
-    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::describe");
+    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::entries::describe");
     assert_eq!(host.send("summary"), format!("v2 entries={ENTRIES} hits={HITS} legacy=50000"));
     assert_eq!(host.send("get k12344"), "v2 k12344 hits=344 tags=[\"legacy\"]");
     assert_eq!(host.send("get k12345"), "v2 k12345 hits=345 tags=[]");
@@ -83,7 +79,7 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
 
     // Chained: v2 -> v3 with a derived transformer (a new field from Default).
     let v3 = patch("v2..v3");
-    assert_eq!(host.send(&format!("apply {v3}")), "applied cells=store routed=store::describe");
+    assert_eq!(host.send(&format!("apply {v3}")), "applied cells=store routed=store::entries::describe");
     assert_eq!(host.send("get k12344"), "v3 k12344 hits=344 tags=[] score=0", "new field from Default");
     assert_eq!(host.send("get k100000"), "v3 k100000 hits=0 tags=[] score=0");
     assert_eq!(host.send(&format!("fill {}", ENTRIES + 2)), (ENTRIES + 2).to_string());
@@ -125,7 +121,7 @@ fn rollback_restores_code_and_state_through_inverse_transformers_and_is_refused_
     // A patch with inverse transformers rolls back with its state: `legacy` comes back from the
     // tags the forward transformer made of it, code returns to version 1.
     let reversible = patch("v1..v2-reversible");
-    assert_eq!(host.send(&format!("apply {reversible}")), "applied cells=store routed=store::describe");
+    assert_eq!(host.send(&format!("apply {reversible}")), "applied cells=store routed=store::entries::describe");
     assert_eq!(host.send("get k12"), "v2 k12 hits=12 tags=[\"legacy\"]");
     assert_eq!(host.send("rollback"), "rolled back cells=store");
     assert_eq!(host.send("summary"), v1_summary);
@@ -142,7 +138,7 @@ fn rollback_restores_code_and_state_through_inverse_transformers_and_is_refused_
     // Without inverse transformers, code could roll back but state could not: refused, naming
     // the cell, and version 2 keeps serving.
     let v2 = patch("v1..v2");
-    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::describe");
+    assert_eq!(host.send(&format!("apply {v2}")), "applied cells=store routed=store::entries::describe");
     let refused = host.send("rollback");
     assert!(refused.starts_with("refused: rollback refused"), "{refused}");
     assert!(refused.contains("state cell `store`") && refused.contains("no inverse"), "{refused}");

@@ -13,13 +13,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const TEMPLATE: &str = include_str!("fixtures/server/server.rs.in");
-
-/// The server at version `n`: it answers `v{n} <line>`.
-fn version(n: u32) -> String {
-    TEMPLATE.replace("@N@", &n.to_string())
-}
-
 struct Repo {
     dir: PathBuf,
     target: PathBuf,
@@ -30,8 +23,10 @@ fn repo() -> Repo {
     let target = shared_target_dir();
     let dir = target.join("scratch-threads").join("repo");
     init_repo(&dir);
+    // Release `n` answers `v{n} <line>`.
     for n in 1..=6 {
-        commit_source(&dir, "server", &version(n), &format!("v{n}"));
+        write_server_release(&dir, n);
+        commit_all(&dir, &format!("v{n}"));
     }
     git(&dir, &["checkout", "-q", "v1"]);
     let out = dsu(&dir, &target, &["build"]);

@@ -27,8 +27,8 @@ fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
     let target = shared_target_dir();
     let dir = target.join("scratch-tokio").join("repo");
     init_repo(&dir);
-    commit_version(&dir, "tokio-server", "v1.rs", "v1");
-    commit_version(&dir, "tokio-server", "v2.rs", "v2");
+    commit_tree(&dir, "tokio-server", "base", "v1");
+    commit_tree(&dir, "tokio-server", "v2", "v2");
     git(&dir, &["checkout", "-q", "v1"]);
     let out = dsu(&dir, &target, &["build"]);
     assert_success(&out, "cargo dsu build");

@@ -21,37 +21,10 @@ pub fn shared_target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target").join("dsu-e2e"))
 }
 
-pub fn fixture(name: &str) -> PathBuf {
+/// The directory of the tree fixture `name`: a directory of `tests/fixtures`, or, given as an
+/// absolute path, one kept elsewhere (the demo's server, `examples/demo-server`).
+pub fn fixture(name: impl AsRef<Path>) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-/// Writes the fixture package `app` with `src/main.rs` taken from `version` into `dir`.
-///
-/// `tests/fixtures/app/Cargo.lock` pins the fixture's dependencies, the dsu runtime's included:
-/// when the runtime's dependencies change, regenerate it (`cargo generate-lockfile` in a copy
-/// with the runtime path filled in), or cargo rewrites it in the scratch repositories and their
-/// work trees turn dirty.
-/// Unchanged files are left untouched so builds stay incremental.
-pub fn write_app(dir: &Path, version: &str) {
-    write_package(dir, "app", version);
-}
-
-/// Writes the fixture package `name` with `src/main.rs` taken from `version` into `dir`.
-pub fn write_package(dir: &Path, name: &str, version: &str) {
-    let source = std::fs::read(fixture(name).join(version)).unwrap();
-    write_package_source(dir, name, &source);
-}
-
-/// Writes the fixture package `name` with `source` as its `src/main.rs` into `dir`.
-pub fn write_package_source(dir: &Path, name: &str, source: &[u8]) {
-    let fx = fixture(name);
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    let manifest = std::fs::read_to_string(fx.join("Cargo.toml.in"))
-        .unwrap()
-        .replace("@DSU_RUNTIME@", workspace_root().join("runtime").to_str().unwrap());
-    write_if_changed(&dir.join("Cargo.toml"), manifest.as_bytes());
-    write_if_changed(&dir.join("Cargo.lock"), &std::fs::read(fx.join("Cargo.lock")).unwrap());
-    write_if_changed(&dir.join("src/main.rs"), source);
 }
 
 pub fn write_if_changed(path: &Path, content: &[u8]) {
@@ -75,22 +48,6 @@ pub fn init_repo(dir: &Path) {
     git(dir, &["config", "user.email", "test@dsu.invalid"]);
     git(dir, &["config", "user.name", "dsu tests"]);
     std::fs::write(dir.join(".gitignore"), "/target\n").unwrap();
-}
-
-/// Commits the fixture package `fixture` at `version` and tags the commit.
-pub fn commit_version(dir: &Path, fixture: &str, version: &str, tag: &str) {
-    write_package(dir, fixture, version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", tag]);
-    git(dir, &["tag", tag]);
-}
-
-/// Commits the fixture package `fixture` with `source` as its program and tags the commit.
-pub fn commit_source(dir: &Path, fixture: &str, source: &str, tag: &str) {
-    write_package_source(dir, fixture, source.as_bytes());
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", tag]);
-    git(dir, &["tag", tag]);
 }
 
 pub fn assert_success(out: &std::process::Output, what: &str) {
@@ -183,11 +140,16 @@ impl Drop for Host {
     }
 }
 
-/// The files of version `version` of the tree fixture `name`: `tests/fixtures/<name>/base/`
-/// overlaid with `tests/fixtures/<name>/<version>/`, which holds only the files that version
-/// changes. A version's `.parent` file names the version it builds on (itself overlaid on the
-/// base). `@DSU_RUNTIME@` in any `Cargo.toml` becomes the runtime's path.
-pub fn tree_files(name: &str, version: &str) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+/// The files of version `version` of the tree fixture `name` (see [`fixture`]): its `base/`,
+/// which holds the whole package (its `Cargo.lock` included), overlaid with `<version>/`, which
+/// holds only the files that version changes, whole. A version's `.parent` file names the version
+/// it builds on (itself overlaid on the base). `@DSU_RUNTIME@` in any `Cargo.toml` becomes the
+/// runtime's path.
+///
+/// A fixture's `Cargo.lock` pins its dependencies, the dsu runtime's included: when the runtime's
+/// dependencies change, regenerate it (`cargo generate-lockfile` in a copy with the runtime path
+/// filled in), or cargo rewrites it in the scratch repositories and their work trees turn dirty.
+pub fn tree_files(name: impl AsRef<Path>, version: &str) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let root = fixture(name);
     let mut chain = vec![version.to_string()];
     while let Ok(parent) = std::fs::read_to_string(root.join(chain.last().unwrap()).join(".parent")) {
@@ -220,10 +182,22 @@ pub fn tree_files(name: &str, version: &str) -> std::collections::BTreeMap<PathB
 }
 
 /// Makes `dir` hold version `version` of the tree fixture `name` (see [`tree_files`]): files
-/// are rewritten only when they differ, and files of other versions are removed (`.git`,
-/// `.gitignore` and `target` are left alone).
-pub fn write_tree(dir: &Path, name: &str, version: &str) {
-    let files = tree_files(name, version);
+/// are rewritten only when they differ, so builds stay incremental, and files of other versions
+/// are removed (`.git`, `.gitignore` and `target` are left alone).
+pub fn write_tree(dir: &Path, name: impl AsRef<Path>, version: &str) {
+    write_tree_with(dir, name, version, &[]);
+}
+
+/// As [`write_tree`], with each `(from, to)` of `replace` replaced in every text file: a fixture
+/// file may be a template (the `server` fixture's `src/release.rs`), or a test vary one line.
+pub fn write_tree_with(dir: &Path, name: impl AsRef<Path>, version: &str, replace: &[(&str, &str)]) {
+    let mut files = tree_files(name, version);
+    for content in files.values_mut() {
+        if let Ok(text) = std::str::from_utf8(content) {
+            let text = replace.iter().fold(text.to_string(), |t, (from, to)| t.replace(from, to));
+            *content = text.into_bytes();
+        }
+    }
     let mut present = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -254,9 +228,20 @@ pub fn write_tree(dir: &Path, name: &str, version: &str) {
 }
 
 /// Commits version `version` of the tree fixture `name` and tags it `tag`.
-pub fn commit_tree(dir: &Path, name: &str, version: &str, tag: &str) {
+pub fn commit_tree(dir: &Path, name: impl AsRef<Path>, version: &str, tag: &str) {
     write_tree(dir, name, version);
+    commit_all(dir, tag);
+}
+
+/// Commits everything in the work tree at `dir` and tags the commit `tag`.
+pub fn commit_all(dir: &Path, tag: &str) {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "--allow-empty", "-m", tag]);
     git(dir, &["tag", tag]);
+}
+
+/// Writes release `n` of the `server` fixture into `dir`: its `src/release.rs` is a template of
+/// what changes from release to release.
+pub fn write_server_release(dir: &Path, n: u32) {
+    write_tree_with(dir, "server", "base", &[("@N@", &n.to_string())]);
 }

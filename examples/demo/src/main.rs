@@ -8,20 +8,20 @@
 //! `dsu-demo dsu …` (or as cargo's rustc wrapper) it is exactly the `cargo dsu` command.
 
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-const MANIFEST: &str = include_str!("../../demo-server/Cargo.toml.in");
-const LOCK: &str = include_str!("../../demo-server/Cargo.lock");
+/// The releases, each a directory of `examples/demo-server` (see [`release_files`]).
 const RELEASES: &[(&str, &str, &str)] = &[
-    ("v1", include_str!("../../demo-server/v1.rs"), "first release"),
-    ("v2", include_str!("../../demo-server/v2.rs"), "friendlier greeting"),
-    ("v3", include_str!("../../demo-server/v3.rs"), "a new function: badges for regulars"),
-    ("v4", include_str!("../../demo-server/v4.rs"), "statistics show an average (a trait method)"),
-    ("v5", include_str!("../../demo-server/v5-refused.rs"), "adds a plain static (refused)"),
+    ("v1", "base", "first release"),
+    ("v2", "v2", "friendlier greeting"),
+    ("v3", "v3", "a new function: badges for regulars"),
+    ("v4", "v4", "statistics show an average (a trait method)"),
+    ("v5", "v5-refused", "adds a plain static (refused)"),
 ];
 const NAMES: &[&str] = &["alice", "bob", "alice"];
 
@@ -67,18 +67,56 @@ fn git(repo: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The files of the release in directory `release` of `examples/demo-server`: `base/` holds the
+/// whole package; a release's directory holds only the files it changes, and its `.parent` file,
+/// if any, names the release it builds on. `@DSU_RUNTIME@` in `Cargo.toml` becomes `runtime`.
+fn release_files(release: &str, runtime: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../demo-server"));
+    let mut chain = vec![release.to_string()];
+    while let Ok(parent) = std::fs::read_to_string(root.join(chain.last().unwrap()).join(".parent")) {
+        chain.push(parent.trim().to_string());
+    }
+    if chain.last().map(String::as_str) != Some("base") {
+        chain.push("base".to_string());
+    }
+    let mut files = BTreeMap::new();
+    for layer in chain.iter().rev() {
+        let mut dirs = vec![root.join(layer)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name() != Some(".parent".as_ref()) {
+                    files.insert(path.strip_prefix(root.join(layer))?.to_path_buf(), std::fs::read(&path)?);
+                }
+            }
+        }
+    }
+    let manifest = files.get_mut(Path::new("Cargo.toml")).context("the server has no Cargo.toml")?;
+    let runtime = runtime.to_str().context("non-UTF-8 path")?;
+    *manifest = String::from_utf8(std::mem::take(manifest))?.replace("@DSU_RUNTIME@", runtime).into_bytes();
+    Ok(files)
+}
+
 fn make_repository(p: &Paths) -> Result<()> {
     let runtime = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../runtime")).canonicalize()?;
     let _ = std::fs::remove_dir_all(&p.repo);
-    std::fs::create_dir_all(p.repo.join("src"))?;
+    std::fs::create_dir_all(&p.repo)?;
     git(&p.repo, &["init", "-q", "-b", "main"])?;
     git(&p.repo, &["config", "user.email", "demo@dsu.invalid"])?;
     git(&p.repo, &["config", "user.name", "dsu demo"])?;
-    std::fs::write(p.repo.join("Cargo.toml"), MANIFEST.replace("@DSU_RUNTIME@", runtime.to_str().unwrap()))?;
-    std::fs::write(p.repo.join("Cargo.lock"), LOCK)?;
     std::fs::write(p.repo.join(".gitignore"), "/target\n")?;
-    for (tag, source, what) in RELEASES {
-        std::fs::write(p.repo.join("src/main.rs"), source)?;
+    for (tag, release, what) in RELEASES {
+        // Each release's whole tree: files of other releases go.
+        let _ = std::fs::remove_dir_all(p.repo.join("src"));
+        for (path, content) in release_files(release, &runtime)? {
+            let path = p.repo.join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(path, content)?;
+        }
         git(&p.repo, &["add", "-A"])?;
         git(&p.repo, &["commit", "-q", "-m", &format!("{tag}: {what}")])?;
         git(&p.repo, &["tag", tag])?;

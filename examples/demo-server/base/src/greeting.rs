@@ -1,0 +1,17 @@
+//! Greetings, and the visits they count.
+
+use crate::VISITS;
+
+#[dsu::updateable]
+fn visit(name: &str) -> u64 {
+    let mut visits = VISITS.lock().unwrap();
+    let n = visits.entry(name.to_string()).or_insert(0);
+    *n += 1;
+    *n
+}
+
+#[dsu::updateable]
+pub fn greet(name: &str) -> String {
+    let n = visit(name);
+    format!("hello {name}, visit {n}")
+}
