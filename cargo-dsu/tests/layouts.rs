@@ -6,8 +6,6 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,20 +167,6 @@ fn edition_2018_resolver_1_with_dev_dependency_features() {
     let applied = host.send(&format!("load {patch}"));
     assert!(applied.starts_with("applied ") && applied.contains("legacy::answer"), "{applied}");
     assert_eq!(host.send("ask"), "2 20", "the patched cfg'd function, also from a tokio task");
-}
-
-fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> Result<String, String> {
-    conn.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    conn.read_line(&mut reply).map_err(|e| e.to_string())?;
-    if reply.is_empty() {
-        return Err("connection closed".into());
-    }
-    Ok(reply.trim_end().to_string())
-}
-
-fn connect(port: u16) -> BufReader<TcpStream> {
-    BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
 }
 
 /// A workspace of three crates (a `#[tokio::main]` server, a library with the handlers and the

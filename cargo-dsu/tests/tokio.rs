@@ -5,22 +5,10 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> Result<String, String> {
-    conn.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    conn.read_line(&mut reply).map_err(|e| e.to_string())?;
-    Ok(reply.trim_end().to_string())
-}
-
-fn connect(port: u16) -> BufReader<TcpStream> {
-    BufReader::new(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-}
 
 #[test]
 fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {

@@ -245,3 +245,19 @@ pub fn commit_all(dir: &Path, tag: &str) {
 pub fn write_server_release(dir: &Path, n: u32) {
     write_tree_with(dir, "server", "base", &[("@N@", &n.to_string())]);
 }
+
+/// Sends one request line on a line-protocol connection and reads its one-line reply.
+pub fn ask(conn: &mut BufReader<std::net::TcpStream>, line: &str) -> Result<String, String> {
+    conn.get_mut().write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    conn.read_line(&mut reply).map_err(|e| e.to_string())?;
+    if reply.is_empty() {
+        return Err("connection closed".into());
+    }
+    Ok(reply.trim_end().to_string())
+}
+
+/// A connection to a server on this machine's loopback.
+pub fn connect(port: u16) -> BufReader<std::net::TcpStream> {
+    BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+}
