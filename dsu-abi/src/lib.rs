@@ -72,25 +72,6 @@ pub fn symbol_safe(local_path: &str) -> String {
     out
 }
 
-/// Token text as a user writes it: `proc_macro2`'s `to_string` puts spaces around `::`, `<`,
-/// `>`, `,` and `&`. The macros and `cargo dsu patch` both name functions with it, so their
-/// stable paths agree.
-pub fn normalize_token_text(text: &str) -> String {
-    let mut out = text
-        .replace(" :: ", "::")
-        .replace(":: ", "::")
-        .replace(" ::", "::")
-        .replace("< ", "<")
-        .replace(" <", "<")
-        .replace(" >", ">")
-        .replace(" ,", ",")
-        .replace("& ", "&");
-    if out.starts_with("::") {
-        out.replace_range(..2, "");
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // Hashing and fingerprints
 // ---------------------------------------------------------------------------------------------
@@ -651,13 +632,6 @@ mod tests {
         let f = Fingerprint::of_text("fn(Entry)");
         assert_ne!(f.with_layout(8, 4), f.with_layout(16, 8));
         assert_eq!(f.with_layout(8, 4), f.with_layout(8, 4));
-    }
-
-    #[test]
-    fn token_text_is_normalised() {
-        assert_eq!(normalize_token_text("fmt :: Display"), "fmt::Display");
-        assert_eq!(normalize_token_text("Vec < & str >"), "Vec<&str>");
-        assert_eq!(normalize_token_text(":: std :: fmt"), "std::fmt");
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! Parsing: what `#[updateable]` was put on, with the original syn nodes kept so every error
 //! can point at its cause.
 
-use crate::rule::Place;
+use dsu_syntax::FnOwner;
 use proc_macro2::TokenStream;
-use syn::{
-    FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Path, Receiver, Signature, Type,
-};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, Receiver, Signature, Type};
 
 /// The item under `#[updateable]`.
 pub enum Input {
     /// A free function (or an associated function of an impl that is not annotated).
     Fn(ItemFn),
-    /// An `impl` block: every method that can be (see [`crate::rule`]) becomes updateable.
+    /// An `impl` block: every method that can be (see [`dsu_syntax::can_be_updateable`])
+    /// becomes updateable.
     Impl(ItemImpl),
     /// Anything else; refused with the item kind named.
     Other(Item),
@@ -45,34 +44,9 @@ impl Input {
     }
 }
 
-/// Where a function lives: free, inherent method, or trait-impl method.
-#[derive(Clone)]
-pub enum Owner<'a> {
-    Free,
-    Inherent { self_ty: &'a Type },
-    Trait { self_ty: &'a Type, trait_path: &'a Path, assoc: Vec<syn::Ident> },
-}
-
-impl Owner<'_> {
-    pub fn self_ty(&self) -> Option<&Type> {
-        match self {
-            Owner::Free => None,
-            Owner::Inherent { self_ty } | Owner::Trait { self_ty, .. } => Some(self_ty),
-        }
-    }
-
-    pub fn place(&self) -> Place {
-        match self {
-            Owner::Free => Place::Free,
-            Owner::Inherent { .. } => Place::Inherent,
-            Owner::Trait { .. } => Place::TraitImpl,
-        }
-    }
-}
-
-/// `#[dsu::updateable]` (or `#[updateable]`, imported).
+/// `#[dsu::updateable]` (or `#[updateable]`, imported), as `dsu_syntax::is_dsu_attr` reads it.
 pub fn is_dsu_updateable(a: &syn::Attribute) -> bool {
-    a.path().segments.last().is_some_and(|s| s.ident == "updateable")
+    dsu_syntax::is_dsu_attr(a, dsu_syntax::attr::UPDATEABLE)
 }
 
 /// Whether an attribute of an updateable function belongs to its body rather than to its
@@ -86,7 +60,10 @@ pub fn is_body_attr(a: &syn::Attribute) -> bool {
 
 /// One function to make updateable.
 pub struct UpdateableFn<'a> {
-    pub owner: Owner<'a>,
+    pub owner: FnOwner<'a>,
+    /// In a trait impl, the names of its associated types and consts: a body moved out of the
+    /// impl spells `Self::Name` as `<Type as Trait>::Name`.
+    pub assoc: Vec<Ident>,
     pub attrs: &'a [syn::Attribute],
     pub vis: &'a syn::Visibility,
     pub sig: &'a Signature,
@@ -101,7 +78,8 @@ pub struct UpdateableFn<'a> {
 
 impl<'a> UpdateableFn<'a> {
     pub fn new(
-        owner: Owner<'a>,
+        owner: FnOwner<'a>,
+        assoc: Vec<Ident>,
         attrs: &'a [syn::Attribute],
         vis: &'a syn::Visibility,
         sig: &'a Signature,
@@ -115,7 +93,7 @@ impl<'a> UpdateableFn<'a> {
                 FnArg::Typed(t) => args.push((&*t.pat, &*t.ty)),
             }
         }
-        UpdateableFn { owner, attrs, vis, sig, block, receiver, args, send: true }
+        UpdateableFn { owner, assoc, attrs, vis, sig, block, receiver, args, send: true }
     }
 
     pub fn is_async(&self) -> bool {
@@ -123,20 +101,8 @@ impl<'a> UpdateableFn<'a> {
     }
 
     /// The path a user reads, relative to the module: `greet`, `Counter::bump`,
-    /// `<Counter as fmt::Display>::fmt`.
+    /// `<Counter as fmt::Display>::fmt`; `cargo dsu patch` names the function the same way.
     pub fn local_path(&self) -> String {
-        let name = self.sig.ident.to_string();
-        match &self.owner {
-            Owner::Free => name,
-            Owner::Inherent { self_ty } => format!("{}::{name}", tokens_text(self_ty)),
-            Owner::Trait { self_ty, trait_path, .. } => {
-                format!("<{} as {}>::{name}", tokens_text(self_ty), tokens_text(trait_path))
-            }
-        }
+        dsu_syntax::local_path(self.owner, &self.sig.ident)
     }
-}
-
-/// Token text as a user writes it (see [`dsu_abi::normalize_token_text`]).
-pub fn tokens_text(t: &impl quote::ToTokens) -> String {
-    dsu_abi::normalize_token_text(&t.to_token_stream().to_string())
 }

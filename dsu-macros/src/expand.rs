@@ -7,9 +7,9 @@
 //! body must live outside, in a hidden inherent `impl` of the same type, because it uses `self`
 //! and `Self`.
 
-use crate::ast::{is_body_attr, is_dsu_updateable, tokens_text, Input, Owner, UpdateableFn};
-use crate::rule::AsyncLifetimes;
+use crate::ast::{is_body_attr, is_dsu_updateable, Input, UpdateableFn};
 use crate::valid::{self, Errors, PlainMethod};
+use dsu_syntax::{tokens_text, AsyncLifetimes, FnOwner};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::visit_mut::VisitMut;
@@ -21,7 +21,7 @@ use syn::{
 /// Entry point of `#[updateable]`.
 pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let opts = valid::UpdateableArgs::parse(&args, &mut errors);
+    let opts = valid::updateable_args(args, &mut errors);
     let send = opts.not_send.is_none();
     let parsed = match Input::parse(input.clone()) {
         Ok(p) => p,
@@ -29,9 +29,9 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let result = match &parsed {
         Input::Fn(f) => {
-            let mut u = UpdateableFn::new(Owner::Free, &f.attrs, &f.vis, &f.sig, &f.block);
+            let mut u = UpdateableFn::new(FnOwner::Free, Vec::new(), &f.attrs, &f.vis, &f.sig, &f.block);
             u.send = send;
-            opts.check_used(std::slice::from_ref(&u), &mut errors);
+            valid::not_send_used(&opts, std::slice::from_ref(&u), &mut errors);
             valid::check_fn(&u, &mut errors);
             errors.finish().map(|()| expand_free_fn(&u))
         }
@@ -42,19 +42,19 @@ pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {
                 f.send = send;
             }
             let (fns, plain) = valid::split_methods(methods, &mut errors);
-            opts.check_used(&fns, &mut errors);
+            valid::not_send_used(&opts, &fns, &mut errors);
             match errors.finish() {
                 Ok(()) => Ok(expand_impl(item, &fns, &plain)),
                 Err(e) => Ok(fallback(e, without_method_marks(item))),
             }
         }
         Input::Other(Item::Struct(item)) => {
-            opts.check_used(&[], &mut errors);
+            valid::not_send_used(&opts, &[], &mut errors);
             valid::check_type_generics(&item.generics, &mut errors);
             errors.finish().map(|()| expand_type(item, TypeShape::Struct(&item.fields)))
         }
         Input::Other(Item::Enum(item)) => {
-            opts.check_used(&[], &mut errors);
+            valid::not_send_used(&opts, &[], &mut errors);
             valid::check_type_generics(&item.generics, &mut errors);
             errors.finish().map(|()| expand_type(item, TypeShape::Enum(&item.variants)))
         }
@@ -230,27 +230,24 @@ fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
 }
 
 fn impl_fns(item: &ItemImpl) -> Vec<UpdateableFn<'_>> {
-    let owner = match &item.trait_ {
-        None => Owner::Inherent { self_ty: &item.self_ty },
-        Some((_, path, _)) => Owner::Trait {
-            self_ty: &item.self_ty,
-            trait_path: path,
-            assoc: item
-                .items
-                .iter()
-                .filter_map(|i| match i {
-                    ImplItem::Type(t) => Some(t.ident.clone()),
-                    ImplItem::Const(c) => Some(c.ident.clone()),
-                    _ => None,
-                })
-                .collect(),
-        },
+    let owner = FnOwner::of_impl(item);
+    let assoc: Vec<Ident> = match owner {
+        FnOwner::Trait { .. } => item
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ImplItem::Type(t) => Some(t.ident.clone()),
+                ImplItem::Const(c) => Some(c.ident.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
     };
     item.items
         .iter()
         .filter_map(|i| match i {
             ImplItem::Fn(f) => {
-                Some(UpdateableFn::new(owner.clone(), &f.attrs, &f.vis, &f.sig, &f.block))
+                Some(UpdateableFn::new(owner, assoc.clone(), &f.attrs, &f.vis, &f.sig, &f.block))
             }
             _ => None,
         })
@@ -298,19 +295,17 @@ fn expand_impl(
         imp.attrs.extend(body_attrs(f));
         imp.attrs.push(syn::parse_quote!(#[doc(hidden)]));
         imp.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
-        if let Owner::Trait { .. } = &f.owner {
+        if let FnOwner::Trait { trait_path, .. } = f.owner {
             // The body moves from the trait impl into an inherent impl, where `Self::Item`
             // would be ambiguous: spell the trait out.
-            QualifyAssoc(&f.owner).visit_impl_item_fn_mut(&mut imp);
+            QualifyAssoc(f).visit_impl_item_fn_mut(&mut imp);
             // Inside the trait impl the trait's methods were callable as `self.m()`; in the
             // inherent impl they are only if the trait is in scope.
-            if let Owner::Trait { trait_path, .. } = &f.owner {
-                let mut path = (*trait_path).clone();
-                for seg in &mut path.segments {
-                    seg.arguments = syn::PathArguments::None;
-                }
-                imp.block.stmts.insert(0, syn::parse_quote!(#[allow(unused_imports)] use #path as _;));
+            let mut path = trait_path.clone();
+            for seg in &mut path.segments {
+                seg.arguments = syn::PathArguments::None;
             }
+            imp.block.stmts.insert(0, syn::parse_quote!(#[allow(unused_imports)] use #path as _;));
         }
         hidden.push(imp);
 
@@ -445,8 +440,8 @@ fn lint_attrs(attrs: &[syn::Attribute]) -> Vec<syn::Attribute> {
 /// traits written alike (`Handler`, imported from two modules) implemented for one type must not
 /// collide. Hidden names are internal: host and patch never need to agree on them.
 fn hidden_method_name(f: &UpdateableFn<'_>, impl_hash: u64) -> Ident {
-    match &f.owner {
-        Owner::Trait { trait_path, .. } => {
+    match f.owner {
+        FnOwner::Trait { trait_path, .. } => {
             let t: String = tokens_text(trait_path)
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -489,15 +484,15 @@ fn dispatcher(
         }
     });
 
-    let body_text = match &f.owner {
-        Owner::Free => {
+    let body_text = match f.owner {
+        FnOwner::Free => {
             let (sig, block) = (f.sig, f.block);
             quote!(#sig #block).to_string()
         }
         _ => {
             let (sig, block, ty) = (f.sig, f.block, f.owner.self_ty());
-            let trait_text = match &f.owner {
-                Owner::Trait { trait_path, .. } => trait_path.to_token_stream().to_string(),
+            let trait_text = match f.owner {
+                FnOwner::Trait { trait_path, .. } => trait_path.to_token_stream().to_string(),
                 _ => String::new(),
             };
             format!("{} {} {} {}", quote!(#ty), trait_text, quote!(#sig), quote!(#block))
@@ -562,7 +557,7 @@ fn dispatcher(
     };
     let mut extra_attrs = TokenStream::new();
     if shape.erased.is_some() {
-        if let Owner::Trait { .. } = f.owner {
+        if let FnOwner::Trait { .. } = f.owner {
             // The trait's signature stays; the future is `impl Future`, which may be stronger
             // (`Send`) than the trait's `async fn` promises.
             extra_attrs = quote!(#[allow(refining_impl_trait)]);
@@ -636,7 +631,7 @@ impl FnShape {
             // (syn spells `&self` as `&Self`). An explicit lifetime other than `'_` is the
             // receiver's; elided ones get a name, since in a method they are what elided output
             // lifetimes borrow from, and a fn pointer type has no such rule.
-            let mut ty = substitute_self(&r.ty, &f.owner);
+            let mut ty = substitute_self(&r.ty, f);
             match r.reference.as_ref().and_then(|(_, lt)| lt.clone()).filter(|lt| lt.ident != "_") {
                 Some(lt) => receiver_lt = Some(lt),
                 None => {
@@ -651,12 +646,12 @@ impl FnShape {
             inputs.push(ty);
         }
         for (_, ty) in &f.args {
-            inputs.push(substitute_self(ty, &f.owner));
+            inputs.push(substitute_self(ty, f));
         }
         let output: Option<Type> = match &f.sig.output {
             ReturnType::Default => None,
             ReturnType::Type(_, ty) => {
-                let mut ty = substitute_self(ty, &f.owner);
+                let mut ty = substitute_self(ty, f);
                 if let Some(lt) = &receiver_lt {
                     // In a method, elided output lifetimes borrow from `self`; a fn pointer type
                     // has no such rule, so name it.
@@ -683,10 +678,10 @@ impl FnShape {
         let mut namer = AsyncLifetimes::new();
         let mut inputs: Vec<Type> = Vec::new();
         if let Some(r) = f.receiver {
-            inputs.push(substitute_self(&r.ty, &f.owner));
+            inputs.push(substitute_self(&r.ty, f));
         }
         for (_, ty) in &f.args {
-            inputs.push(substitute_self(ty, &f.owner));
+            inputs.push(substitute_self(ty, f));
         }
         for ty in &mut inputs {
             namer.visit_type_mut(ty);
@@ -696,7 +691,7 @@ impl FnShape {
         let output: Option<Type> = match &f.sig.output {
             ReturnType::Default => None,
             ReturnType::Type(_, ty) => {
-                let mut ty = substitute_self(ty, &f.owner);
+                let mut ty = substitute_self(ty, f);
                 AsyncLifetimes::output(top.clone()).visit_type_mut(&mut ty);
                 Some(ty)
             }
@@ -791,7 +786,7 @@ fn async_signature(f: &UpdateableFn<'_>, shape: &FnShape, sig: &mut Signature) {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
-    if let Owner::Trait { .. } = f.owner {
+    if let FnOwner::Trait { .. } = f.owner {
         let send = if f.send { quote!(+ ::core::marker::Send) } else { quote!() };
         sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #out_ty> #send);
         return;
@@ -841,12 +836,12 @@ impl VisitMut for RenameTop {
 }
 
 /// `Self` → the impl's type; in a trait impl, `Self::Assoc` → `<Type as Trait>::Assoc`.
-fn substitute_self(ty: &Type, owner: &Owner<'_>) -> Type {
+fn substitute_self(ty: &Type, f: &UpdateableFn<'_>) -> Type {
     let mut ty = ty.clone();
-    if let Owner::Trait { .. } = owner {
-        QualifyAssoc(owner).visit_type_mut(&mut ty);
+    if let FnOwner::Trait { .. } = f.owner {
+        QualifyAssoc(f).visit_type_mut(&mut ty);
     }
-    if let Some(self_ty) = owner.self_ty() {
+    if let Some(self_ty) = f.owner.self_ty() {
         ReplaceSelf(self_ty).visit_type_mut(&mut ty);
     }
     ty
@@ -866,11 +861,12 @@ impl VisitMut for ReplaceSelf<'_> {
     }
 }
 
-struct QualifyAssoc<'a, 'b>(&'a Owner<'b>);
+struct QualifyAssoc<'a, 'b>(&'a UpdateableFn<'b>);
 
 impl QualifyAssoc<'_, '_> {
     fn qualified(&self, path: &syn::Path) -> Option<TokenStream> {
-        let Owner::Trait { self_ty, trait_path, assoc } = self.0 else { return None };
+        let FnOwner::Trait { self_ty, trait_path } = self.0.owner else { return None };
+        let assoc = &self.0.assoc;
         let segs = &path.segments;
         if path.leading_colon.is_none()
             && segs.len() >= 2

@@ -2,11 +2,12 @@
 //! the generated code reaches the runtime only through `::dsu::__private`.
 //!
 //! Each macro is parsed (`ast.rs`), validated (`valid.rs`) and expanded (`expand.rs`) by
-//! `proc_macro2` functions, so tests call them directly.
+//! `proc_macro2` functions, so tests call them directly. dsu's syntax itself (which attributes
+//! are dsu's, their arguments, which functions can be updateable, stable paths) is read by
+//! `dsu-syntax`, which `cargo dsu patch` reads it with too.
 
 mod ast;
 mod expand;
-mod rule;
 mod transform;
 mod valid;
 
@@ -20,8 +21,9 @@ use proc_macro::TokenStream;
 /// Each function becomes a *slot* (an atomic code pointer) plus its original body; a call loads
 /// the slot and jumps. See the `dsu` crate documentation.
 ///
-/// A function the rule refuses (generic, `impl Trait`, `const fn`, …; see `rule.rs`) is a compile
-/// error; a method of an `impl` block that it refuses stays a plain method, with a warning.
+/// A function the rule refuses (generic, `impl Trait`, `const fn`, …; see
+/// `dsu_syntax::can_be_updateable`) is a compile error; a method of an `impl` block that it
+/// refuses stays a plain method, with a warning.
 /// `#[tracing::instrument]` on the function goes on its original body.
 #[proc_macro_attribute]
 pub fn updateable(args: TokenStream, input: TokenStream) -> TokenStream {

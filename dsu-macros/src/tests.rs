@@ -447,3 +447,22 @@ fn refusal_of_a_method_marked_itself() {
     };
     assert!(text.ends_with(&format!("}} {unmarked}")), "{text}");
 }
+
+#[test]
+fn only_dsu_s_own_attribute_marks_a_method() {
+    // `#[dsu::updateable]` and `#[updateable]` (imported) mark a method itself, so a refusal is
+    // an error; another crate's attribute of that name does not (`dsu_syntax::is_dsu_attr`): the
+    // method stays plain, with its warning, and keeps the attribute.
+    let refusals = |mark: TokenStream| {
+        let input = quote! { impl Store { #mark pub fn put<T: ToString>(&mut self, key: T) {} } };
+        crate::expand::updateable(TokenStream::new(), input).to_string()
+    };
+    for mark in [quote!(#[dsu::updateable]), quote!(#[updateable]), quote!(#[::dsu::updateable])] {
+        let text = refusals(mark.clone());
+        assert_eq!(text.matches("compile_error").count(), 1, "{mark}: {text}");
+    }
+    let text = refusals(quote!(#[cache::updateable]));
+    assert!(!text.contains("compile_error"), "{text}");
+    assert!(text.contains("# [cache :: updateable] pub fn put"), "{text}");
+    assert!(text.contains("stays a plain method"), "{text}");
+}

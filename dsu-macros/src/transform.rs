@@ -18,106 +18,38 @@
 //! there), so everything but the check that the new type is updateable is `#[cfg(dsu_patch)]`.
 
 use crate::valid::Errors;
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
-use syn::parse::{Parse, ParseStream};
+use dsu_syntax::{tokens_text, Direction, TransformArgs, Transformer};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Item, ReturnType, Type};
-
-mod kw {
-    syn::custom_keyword!(from);
-    syn::custom_keyword!(to);
-    syn::custom_keyword!(default);
-}
-
-/// `from = <path>`, `to = <path>` and `default`, each at most once, in any order.
-pub struct Args {
-    pub from: Option<(kw::from, syn::Path)>,
-    pub to: Option<(kw::to, syn::Path)>,
-    pub default: Option<kw::default>,
-}
-
-impl Parse for Args {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut args = Args { from: None, to: None, default: None };
-        let twice = |span: proc_macro2::Span, what: &str| {
-            syn::Error::new(span, format!("`{what}` is given twice in one #[dsu::transform]"))
-        };
-        while !input.is_empty() {
-            let look = input.lookahead1();
-            if look.peek(kw::from) {
-                let k = input.parse::<kw::from>()?;
-                input.parse::<syn::Token![=]>()?;
-                if args.from.is_some() {
-                    return Err(twice(k.span, "from"));
-                }
-                args.from = Some((k, input.parse()?));
-            } else if look.peek(kw::to) {
-                let k = input.parse::<kw::to>()?;
-                input.parse::<syn::Token![=]>()?;
-                if args.to.is_some() {
-                    return Err(twice(k.span, "to"));
-                }
-                args.to = Some((k, input.parse()?));
-            } else if look.peek(kw::default) {
-                let k = input.parse::<kw::default>()?;
-                if args.default.is_some() {
-                    return Err(twice(k.span, "default"));
-                }
-                args.default = Some(k);
-            } else {
-                return Err(look.error());
-            }
-            if !input.is_empty() {
-                input.parse::<syn::Token![,]>()?;
-            }
-        }
-        Ok(args)
-    }
-}
-
-fn path_text(p: &syn::Path) -> String {
-    p.to_token_stream().to_string().replace(' ', "")
-}
 
 pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
     let fallback = |e: syn::Error, input: TokenStream| {
         let err = e.to_compile_error();
         quote!(#err #input)
     };
-    let args: Args = match syn::parse2(args) {
+    let args: TransformArgs = match syn::parse2(args) {
         Ok(a) => a,
         Err(e) => return fallback(e, input),
     };
-    if args.from.is_none() && args.to.is_none() {
-        // Nothing at all, or only `default`.
-        let msg = if args.default.is_none() {
-            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`"
-        } else {
-            "#[dsu::transform] needs the old type: `from = dsu_old::Entry` for the transformer \
-             (old value to new), `to = dsu_old::Entry` for its inverse (new value to old), or both"
-        };
-        return fallback(syn::Error::new(proc_macro2::Span::call_site(), msg), input);
+    // The attribute is where the macro is called.
+    let at = Span::call_site();
+    if let Err(e) = args.names_old_type(at) {
+        return fallback(e, input);
     }
     match syn::parse2::<Item>(input.clone()) {
-        Ok(Item::Fn(f)) => match (&args.from, &args.to) {
-            (Some(_), Some((to_kw, _))) => fallback(
-                syn::Error::new(
-                    to_kw.span,
-                    "a transformer function goes one way: `from = dsu_old::Entry` on \
-                     `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
-                     `fn(&Entry) -> dsu_old::Entry`; write two functions",
-                ),
-                input,
-            ),
-            (Some((_, from)), None) => expand_from(&args, from, f).unwrap_or_else(|e| fallback(e, input)),
-            (None, Some((_, to))) => expand_to(&args, to, f).unwrap_or_else(|e| fallback(e, input)),
-            (None, None) => unreachable!("checked above"),
-        },
+        Ok(Item::Fn(f)) => {
+            let expanded = args.one_way(at).and_then(|t| match t.direction {
+                Direction::Forward => expand_from(&args, &t, f),
+                Direction::Inverse => expand_to(&args, &t, f),
+            });
+            expanded.unwrap_or_else(|e| fallback(e, input))
+        }
         Ok(Item::Struct(s)) => expand_struct(&args, s).unwrap_or_else(|e| fallback(e, input)),
         _ => fallback(
             syn::Error::new(
-                proc_macro2::Span::call_site(),
+                at,
                 "#[dsu::transform] goes on a function `fn(&OldType) -> NewType` (`from`) or \
                  `fn(&NewType) -> OldType` (`to`), or with `default` on a struct",
             ),
@@ -128,7 +60,7 @@ pub fn transform(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// On a struct the transformers are derived by `cargo dsu patch`, which sees both definitions;
 /// here only check the form and that the type is updateable.
-fn expand_struct(args: &Args, s: syn::ItemStruct) -> syn::Result<TokenStream> {
+fn expand_struct(args: &TransformArgs, s: syn::ItemStruct) -> syn::Result<TokenStream> {
     if args.default.is_none() {
         let t = &s.ident;
         let msg = if args.from.is_some() {
@@ -146,15 +78,16 @@ fn expand_struct(args: &Args, s: syn::ItemStruct) -> syn::Result<TokenStream> {
         };
         return Err(syn::Error::new_spanned(t, msg));
     }
-    if let (Some((_, from)), Some((_, to))) = (&args.from, &args.to) {
-        if path_text(from) != path_text(to) {
+    // Rule: both ways move the same old type.
+    if let (Some(from), Some(to)) = (&args.from, &args.to) {
+        if from.path != to.path {
             return Err(syn::Error::new_spanned(
-                to,
+                &to.path,
                 format!(
                     "`from` and `to` name the same old type, the old revision's `{}`: \
                      `to = {}`",
                     s.ident,
-                    path_text(from)
+                    tokens_text(&from.path)
                 ),
             ));
         }
@@ -173,9 +106,9 @@ fn updateable_check(ty: &Type) -> TokenStream {
 
 /// The rules every transformer function follows, either way: a plain, non-generic function
 /// that returns something, and no `default`.
-fn common_rules(args: &Args, f: &syn::ItemFn, errors: &mut Errors) {
-    if let Some(d) = &args.default {
-        errors.spanned(d, "`default` is for a struct; a function is its own transformer");
+fn common_rules(args: &TransformArgs, f: &syn::ItemFn, errors: &mut Errors) {
+    if let Err(e) = args.no_default_on_fn() {
+        errors.push(e);
     }
     let qualifiers = [f.sig.asyncness.map(|a| a.span()), f.sig.constness.map(|c| c.span())];
     for span in qualifiers.into_iter().flatten() {
@@ -184,6 +117,11 @@ fn common_rules(args: &Args, f: &syn::ItemFn, errors: &mut Errors) {
     if !f.sig.generics.params.is_empty() {
         errors.spanned(&f.sig.generics, "a transformer cannot be generic");
     }
+}
+
+/// Whether `ty` is the type the path `p` names.
+fn names(ty: &Type, p: &syn::Path) -> bool {
+    matches!(ty, Type::Path(t) if t.qself.is_none() && t.path == *p)
 }
 
 /// The only argument's type when it is a shared reference, `&T` → `T`.
@@ -219,19 +157,18 @@ fn call(name: &syn::Ident, arg: TokenStream, fallible: bool) -> TokenStream {
 }
 
 /// `from = Old` on `fn(&Old) -> New`: `impl Transform<Old> for New`.
-fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenStream> {
+fn expand_from(args: &TransformArgs, t: &Transformer, f: syn::ItemFn) -> syn::Result<TokenStream> {
+    let from = &t.old_type;
     let mut errors = Errors::default();
     common_rules(args, &f, &mut errors);
     // Rule: exactly one argument, `&<from>`: the old value is read, never moved or changed.
-    let param_ok = only_ref_arg(&f)
-        .is_some_and(|t| t.to_token_stream().to_string() == from.to_token_stream().to_string());
-    if !param_ok {
+    if !only_ref_arg(&f).is_some_and(|ty| names(&ty, from)) {
         errors.spanned(
             &f.sig.inputs,
             format!(
                 "a transformer takes exactly one argument, the old value by reference: \
                  `old: &{}`",
-                path_text(from)
+                tokens_text(from)
             ),
         );
     }
@@ -244,11 +181,11 @@ fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<Tok
 
     let call = call(&f.sig.ident, quote!(old), fallible);
     let check = updateable_check(&new_ty);
-    Ok(patch_only_transform(&f, from, quote!(#from), quote!(#new_ty), quote!(old), call, check))
+    Ok(patch_only_transform(&f, t, quote!(#from), quote!(#new_ty), quote!(old), call, check))
 }
 
 /// `f` and `impl Transform<source> for target` calling it with the source value as `param`, both
-/// compiled only in patches that change the type `old` names, then `check` in every build.
+/// compiled only in patches that change the type `t` moves, then `check` in every build.
 ///
 /// `cargo dsu patch` sets `dsu_patch`, and `dsu_old = "<name>"` for every type the patch
 /// changes; `dsu_old` holds those types only. A transformer written for an earlier release stays
@@ -256,14 +193,14 @@ fn expand_from(args: &Args, from: &syn::Path, f: syn::ItemFn) -> syn::Result<Tok
 /// history serves a stream of releases.
 fn patch_only_transform(
     f: &syn::ItemFn,
-    old: &syn::Path,
+    t: &Transformer,
     source: TokenStream,
     target: TokenStream,
     param: TokenStream,
     call: TokenStream,
     check: TokenStream,
 ) -> TokenStream {
-    let name = old.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    let name = t.old_name().map(ToString::to_string).unwrap_or_default();
     // Set only by `cargo dsu patch`; cargo's cfg check does not know them.
     quote! {
         #[allow(unexpected_cfgs)]
@@ -282,11 +219,12 @@ fn patch_only_transform(
 }
 
 /// `to = Old` on `fn(&New) -> Old`: `impl Transform<New> for Old`, the inverse a rollback runs.
-fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenStream> {
+fn expand_to(args: &TransformArgs, t: &Transformer, f: syn::ItemFn) -> syn::Result<TokenStream> {
+    let to = &t.old_type;
     let mut errors = Errors::default();
     common_rules(args, &f, &mut errors);
-    let to_text = path_text(to);
-    let old_name = to.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    let to_text = tokens_text(to);
+    let old_name = t.old_name().map(ToString::to_string).unwrap_or_default();
     // Rule: exactly one argument, the new value by reference: it is read, never moved or changed.
     let new_ty = only_ref_arg(&f).unwrap_or_else(|| {
         errors.spanned(
@@ -305,7 +243,7 @@ fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenSt
     );
     let fallible = match returned(&f) {
         Some((ty, fallible)) => {
-            if ty.to_token_stream().to_string() != to.to_token_stream().to_string() {
+            if !names(&ty, to) {
                 errors.spanned(&f.sig.output, &wrong_return);
             }
             fallible
@@ -319,7 +257,7 @@ fn expand_to(args: &Args, to: &syn::Path, f: syn::ItemFn) -> syn::Result<TokenSt
 
     let call = call(&f.sig.ident, quote!(new), fallible);
     let check = updateable_check(&new_ty);
-    Ok(patch_only_transform(&f, to, quote!(#new_ty), quote!(#to), quote!(new), call, check))
+    Ok(patch_only_transform(&f, t, quote!(#new_ty), quote!(#to), quote!(new), call, check))
 }
 
 /// `T` when `ty` is `Result<T, E>`.

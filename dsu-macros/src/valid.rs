@@ -1,8 +1,8 @@
 //! Validation: one rule per function, each saying why the form is refused and what to do.
 //! All errors are collected and combined, so the user sees every problem at once.
 
-use crate::ast::{is_dsu_updateable, Owner, UpdateableFn};
-use crate::rule::{self, Reason};
+use crate::ast::{is_dsu_updateable, UpdateableFn};
+use dsu_syntax::{can_be_updateable, FnOwner, Reason, UpdateableArgs};
 use syn::visit::Visit;
 use syn::{ItemImpl, Type};
 
@@ -11,6 +11,10 @@ use syn::{ItemImpl, Type};
 pub struct Errors(Vec<syn::Error>);
 
 impl Errors {
+    pub fn push(&mut self, e: syn::Error) {
+        self.0.push(e);
+    }
+
     pub fn push_span(&mut self, span: proc_macro2::Span, msg: impl std::fmt::Display) {
         self.0.push(syn::Error::new(span, msg));
     }
@@ -35,7 +39,7 @@ impl Errors {
 
 /// Runs every rule of a function that is asked to be updateable: a refusal is an error.
 pub fn check_fn(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if let Err(reason) = rule::can_be_updateable(f.sig, f.owner.place()) {
+    if let Err(reason) = can_be_updateable(f.sig, f.owner.place()) {
         refusal_errors(&reason, errors);
     }
     method_needs_annotated_impl(f, errors);
@@ -64,7 +68,7 @@ pub fn split_methods<'a>(
     let mut updateable = Vec::new();
     let mut plain = Vec::new();
     for f in methods {
-        match rule::can_be_updateable(f.sig, f.owner.place()) {
+        match can_be_updateable(f.sig, f.owner.place()) {
             Ok(()) => updateable.push(f),
             Err(reason) if f.attrs.iter().any(is_dsu_updateable) => refusal_errors(&reason, errors),
             Err(reason) => plain.push(PlainMethod { f, reason }),
@@ -76,7 +80,7 @@ pub fn split_methods<'a>(
 /// A method's original body must stay in an `impl` of its type; only the impl-level attribute
 /// knows that type.
 fn method_needs_annotated_impl(f: &UpdateableFn<'_>, errors: &mut Errors) {
-    if !matches!(f.owner, Owner::Free) {
+    if !matches!(f.owner, FnOwner::Free) {
         return;
     }
     let mentions_self = f.receiver.is_some() || {
@@ -171,40 +175,23 @@ pub fn no_args(args: &proc_macro2::TokenStream, macro_name: &str, errors: &mut E
     }
 }
 
-/// The arguments of `#[updateable]`: none, or `?Send`, which drops the `Send` bound of the
-/// erased futures of the item's `async fn`s.
-pub struct UpdateableArgs {
-    /// The `?Send` tokens, if given.
-    pub not_send: Option<proc_macro2::TokenStream>,
+/// The arguments of `#[updateable]` (see [`UpdateableArgs`]); on an error, none.
+pub fn updateable_args(args: proc_macro2::TokenStream, errors: &mut Errors) -> UpdateableArgs {
+    syn::parse2(args).unwrap_or_else(|e| {
+        errors.push(e);
+        UpdateableArgs::default()
+    })
 }
 
-impl UpdateableArgs {
-    pub fn parse(args: &proc_macro2::TokenStream, errors: &mut Errors) -> Self {
-        let text = args.to_string().replace(' ', "");
-        if args.is_empty() {
-            UpdateableArgs { not_send: None }
-        } else if text == "?Send" {
-            UpdateableArgs { not_send: Some(args.clone()) }
-        } else {
+/// `?Send` on an item without an `async fn` is a mistake: say so.
+pub fn not_send_used(args: &UpdateableArgs, fns: &[UpdateableFn<'_>], errors: &mut Errors) {
+    if let Some(tokens) = &args.not_send {
+        if !fns.iter().any(UpdateableFn::is_async) {
             errors.spanned(
-                args,
-                "#[dsu::updateable] takes no arguments, except `?Send` on an `async fn` (or an \
-                 impl block with one) whose future is not `Send`",
+                tokens,
+                "#[dsu::updateable(?Send)] applies to `async fn`s only, and this item has \
+                 none: remove `?Send`",
             );
-            UpdateableArgs { not_send: None }
-        }
-    }
-
-    /// `?Send` on an item without an `async fn` is a mistake: say so.
-    pub fn check_used(&self, fns: &[UpdateableFn<'_>], errors: &mut Errors) {
-        if let Some(tokens) = &self.not_send {
-            if !fns.iter().any(UpdateableFn::is_async) {
-                errors.spanned(
-                    tokens,
-                    "#[dsu::updateable(?Send)] applies to `async fn`s only, and this item has \
-                     none: remove `?Send`",
-                );
-            }
         }
     }
 }

@@ -1,11 +1,17 @@
-//! dsu's attributes: `#[dsu::updateable]` and `#[dsu::transform(from = P, to = P, default)]`.
+//! dsu's attributes: `#[dsu::updateable]`, `#[dsu::updateable(?Send)]` and
+//! `#[dsu::transform(from = P, to = P, default)]`.
 //!
-//! An attribute is dsu's when its path is the keyword alone (`#[updateable]`, the macro imported
-//! by name) or `dsu::` and the keyword (`#[dsu::updateable]`, `#[::dsu::transform(…)]`). Any
-//! other path ending in the keyword belongs to some other crate.
+//! **Which attributes are dsu's** (the one rule, [`is_dsu_attr`], that the macros and
+//! `cargo dsu patch` both apply): an attribute is dsu's when its path is the keyword alone
+//! (`#[updateable]`, the macro imported by name: `use dsu::updateable;`) or `dsu::` and the
+//! keyword (`#[dsu::updateable]`, `#[::dsu::transform(…)]`). Any other path ending in the
+//! keyword (`#[other::transform]`, `#[dsu::nested::updateable]`) belongs to some other crate, so
+//! it is not read as dsu's, and neither is a path through a renamed crate (`use dsu as d;
+//! #[d::updateable]`): nothing in the syntax tells it from another crate's macro of that name.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
 use syn::{Attribute, Meta};
 
 /// `#[dsu::updateable]`.
@@ -42,6 +48,35 @@ pub fn is_updateable(attrs: &[Attribute]) -> bool {
 /// Whether an item carries `#[dsu::transform(…)]`.
 pub fn is_transform(attrs: &[Attribute]) -> bool {
     attrs.iter().any(|a| is_dsu_attr(a, TRANSFORM))
+}
+
+/// What one `#[dsu::updateable(…)]` says: nothing, or `?Send`, which drops the `Send` bound of
+/// the erased futures of the item's `async fn`s.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateableArgs {
+    /// The `?Send` tokens, when given, for errors about them.
+    pub not_send: Option<TokenStream>,
+}
+
+impl Parse for UpdateableArgs {
+    /// Anything but nothing or `?Send` is refused as a whole, at all its tokens.
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Ok(UpdateableArgs::default());
+        }
+        let given = input.cursor().token_stream();
+        let not_send = input.parse::<syn::Token![?]>().is_ok()
+            && input.parse::<syn::Ident>().is_ok_and(|i| i == "Send")
+            && input.is_empty();
+        if !not_send {
+            return Err(syn::Error::new_spanned(
+                given,
+                "#[dsu::updateable] takes no arguments, except `?Send` on an `async fn` (or an \
+                 impl block with one) whose future is not `Send`",
+            ));
+        }
+        Ok(UpdateableArgs { not_send: Some(given) })
+    }
 }
 
 /// Which way a transformer moves a value.
@@ -83,6 +118,46 @@ impl TransformArgs {
     /// Whether this attribute (on a type) asks for the transformer going `way` to be derived.
     pub fn derives(&self, way: Direction) -> bool {
         self.default.is_some() && self.old_type(way).is_some()
+    }
+
+    /// Rule: the attribute names the old type, `from`, `to` or both; `at` is the attribute.
+    pub fn names_old_type(&self, at: Span) -> syn::Result<()> {
+        if self.from.is_some() || self.to.is_some() {
+            return Ok(());
+        }
+        let msg = if self.default.is_none() {
+            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`"
+        } else {
+            "#[dsu::transform] needs the old type: `from = dsu_old::Entry` for the transformer \
+             (old value to new), `to = dsu_old::Entry` for its inverse (new value to old), or both"
+        };
+        Err(syn::Error::new(at, msg))
+    }
+
+    /// Rule: `default` asks `cargo dsu patch` to derive a type's transformers, so it is not for
+    /// a function, which is its own transformer.
+    pub fn no_default_on_fn(&self) -> syn::Result<()> {
+        match self.default {
+            Some(d) => Err(syn::Error::new(d, "`default` is for a struct; a function is its own transformer")),
+            None => Ok(()),
+        }
+    }
+
+    /// The transformer a function under these arguments is. Rule: a function goes one way,
+    /// `from` or `to` (see [`Self::names_old_type`]; `at` is the attribute), not both.
+    pub fn one_way(&self, at: Span) -> syn::Result<Transformer> {
+        self.names_old_type(at)?;
+        match (&self.from, &self.to) {
+            (Some(_), Some(to)) => Err(syn::Error::new(
+                to.keyword,
+                "a transformer function goes one way: `from = dsu_old::Entry` on \
+                 `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
+                 `fn(&Entry) -> dsu_old::Entry`; write two functions",
+            )),
+            (Some(from), None) => Ok(Transformer { direction: Direction::Forward, old_type: from.path.clone() }),
+            (None, Some(to)) => Ok(Transformer { direction: Direction::Inverse, old_type: to.path.clone() }),
+            (None, None) => unreachable!("`names_old_type` refuses neither"),
+        }
     }
 
     /// The arguments of one attribute: `#[dsu::transform]` has none, `#[dsu::transform(…)]`
@@ -162,10 +237,16 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// Whether the old type it names is the old revision's `ident` (the last segment decides:
-    /// the old definitions all live in the `dsu_old` module beside the new ones).
+    /// The name of the old type it moves, which keys it: its path's last segment (the old
+    /// definitions all live in the `dsu_old` module beside the new ones). A patch that changes
+    /// the type `Entry` compiles the transformers of `Entry` (`--cfg dsu_old="Entry"`).
+    pub fn old_name(&self) -> Option<&syn::Ident> {
+        self.old_type.segments.last().map(|s| &s.ident)
+    }
+
+    /// Whether it moves values of the old revision's `ident` the way `way`.
     pub fn moves(&self, ident: &str, way: Direction) -> bool {
-        self.direction == way && self.old_type.segments.last().is_some_and(|s| s.ident == ident)
+        self.direction == way && self.old_name().is_some_and(|n| n == ident)
     }
 }
 
@@ -173,32 +254,17 @@ impl Transformer {
 /// `#[dsu::transform]`. A function goes one way and is its own transformer, so `from` and `to`
 /// together, neither, `default`, or a second `#[dsu::transform]` are errors.
 pub fn fn_transformer(attrs: &[Attribute]) -> syn::Result<Option<Transformer>> {
-    let mut all = transform_attrs(attrs)?;
-    let second = attrs.iter().filter(|a| is_dsu_attr(a, TRANSFORM)).nth(1);
-    if let Some(second) = second {
+    let mut all = attrs.iter().filter(|a| is_dsu_attr(a, TRANSFORM));
+    let Some(attr) = all.next() else { return Ok(None) };
+    if let Some(second) = all.next() {
         return Err(syn::Error::new_spanned(
             second,
             "a transformer function carries one #[dsu::transform]: write one function per direction",
         ));
     }
-    let Some(args) = all.pop() else { return Ok(None) };
-    if let Some(d) = args.default {
-        return Err(syn::Error::new(d, "`default` is for a struct; a function is its own transformer"));
-    }
-    match (args.from, args.to) {
-        (Some(_), Some(to)) => Err(syn::Error::new(
-            to.keyword,
-            "a transformer function goes one way: `from = dsu_old::Entry` on \
-             `fn(&dsu_old::Entry) -> Entry`, `to = dsu_old::Entry` on \
-             `fn(&Entry) -> dsu_old::Entry`; write two functions",
-        )),
-        (Some(from), None) => Ok(Some(Transformer { direction: Direction::Forward, old_type: from.path })),
-        (None, Some(to)) => Ok(Some(Transformer { direction: Direction::Inverse, old_type: to.path })),
-        (None, None) => Err(syn::Error::new_spanned(
-            attrs.iter().find(|a| is_dsu_attr(a, TRANSFORM)),
-            "#[dsu::transform] needs the old type: `#[dsu::transform(from = dsu_old::Entry)]`",
-        )),
-    }
+    let args = TransformArgs::from_attribute(attr)?;
+    args.no_default_on_fn()?;
+    args.one_way(attr.span()).map(Some)
 }
 
 /// Removes every `#[dsu::transform(…)]` from `attrs`: they say how values move between

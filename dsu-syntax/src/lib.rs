@@ -5,10 +5,12 @@
 //! Everything here takes syn structures and returns plain data, or a [`syn::Error`] pointing at
 //! the offending tokens; nothing searches token text.
 //!
-//! * [`attr`]: which items carry `#[dsu::updateable]`, and what a `#[dsu::transform(…)]` says
-//!   ([`TransformArgs`], [`Transformer`]);
-//! * [`method`]: which methods of an updateable `impl` can have a slot
-//!   ([`updateable_method`]);
+//! * [`attr`]: which attributes are dsu's ([`is_dsu_attr`]: the one rule), what
+//!   `#[dsu::updateable(…)]` and `#[dsu::transform(…)]` say ([`UpdateableArgs`],
+//!   [`TransformArgs`], [`Transformer`]);
+//! * [`rule`]: which functions can be updateable, and so which methods of an updateable `impl`
+//!   get a slot ([`can_be_updateable`], with the [`Reason`] for a refusal); how an `async fn`'s
+//!   elided lifetimes are named in its stored type ([`AsyncLifetimes`]);
 //! * [`path`]: the stable path a function is known by at run time (`module::name`,
 //!   `module::Type::name`, `module::<Type as Trait>::name`);
 //! * [`state`]: `dsu::State` cells, their value type and name;
@@ -19,8 +21,8 @@
 pub mod attr;
 pub mod behaviour;
 pub mod cfg;
-pub mod method;
 pub mod path;
+pub mod rule;
 pub mod state;
 
 #[cfg(test)]
@@ -28,10 +30,10 @@ mod tests;
 
 pub use attr::{
     fn_transformer, is_dsu_attr, is_transform, is_updateable, remove_transform_attrs, transform_attrs,
-    Direction, OldType, TransformArgs, Transformer,
+    Direction, OldType, TransformArgs, Transformer, UpdateableArgs,
 };
 pub use cfg::CfgSet;
 pub use behaviour::{behaviour_tokens, is_doc, strip_docs, StripDocs};
-pub use method::{updateable_method, NotUpdateable};
 pub use path::{local_path, normalize_token_text, stable_path, tokens_text, FnOwner};
+pub use rule::{can_be_updateable, AsyncLifetimes, Place, Reason, Refused, Why};
 pub use state::{state_cell, StateCell};

@@ -1,8 +1,9 @@
 //! Stable paths: the name a function has at run time, the same in the program and in every
 //! patch. The macros form it as `module_path!()`, `::`, and the function's path relative to its
-//! module ([`local_path`]); `cargo dsu patch` forms it from the module tree, so the two must
-//! spell types and traits alike ([`normalize_token_text`]).
+//! module ([`local_path`]); `cargo dsu patch` forms it from the module tree with [`stable_path`].
+//! Both spell the self type and trait with [`tokens_text`], so the two always agree.
 
+use crate::rule::Place;
 use quote::ToTokens;
 use syn::{Ident, ItemImpl, Path, Type};
 
@@ -20,6 +21,23 @@ impl<'a> FnOwner<'a> {
         match &item.trait_ {
             None => FnOwner::Inherent { self_ty: &item.self_ty },
             Some((_, trait_path, _)) => FnOwner::Trait { self_ty: &item.self_ty, trait_path },
+        }
+    }
+
+    /// The type `Self` names, for a method.
+    pub fn self_ty(&self) -> Option<&'a Type> {
+        match *self {
+            FnOwner::Free => None,
+            FnOwner::Inherent { self_ty } | FnOwner::Trait { self_ty, .. } => Some(self_ty),
+        }
+    }
+
+    /// Where the function is declared, as far as [`crate::can_be_updateable`] cares.
+    pub fn place(&self) -> Place {
+        match self {
+            FnOwner::Free => Place::Free,
+            FnOwner::Inherent { .. } => Place::Inherent,
+            FnOwner::Trait { .. } => Place::TraitImpl,
         }
     }
 }
@@ -48,11 +66,8 @@ pub fn tokens_text(t: &impl ToTokens) -> String {
 }
 
 /// Token text with the spaces proc-macro2 puts around `::`, `<`, `>`, `,` and `&` removed, and
-/// no leading `::`: `fmt :: Display` → `fmt::Display`, `Vec < u8 >` → `Vec<u8>`.
-///
-/// The same function as `dsu_abi::normalize_token_text`, which the runtime's symbol names are
-/// made with; this crate depends on syn alone, so it carries its own copy, and cargo-dsu's tests
-/// check the two agree.
+/// no leading `::`: `fmt :: Display` → `fmt::Display`, `Vec < u8 >` → `Vec<u8>`. The stable
+/// paths in the runtime's table and symbol names are spelled with it.
 pub fn normalize_token_text(text: &str) -> String {
     let mut out = text
         .replace(" :: ", "::")

@@ -142,33 +142,111 @@ fn stable_paths_of_methods_and_functions() {
     snapshot("stable_paths", IMPLS, out);
 }
 
-const METHODS: &str = "
-    impl Store {
-        fn get(&self, key: &str) -> Option<&str> { None }
-        fn longest<'a>(&'a self, other: &'a str) -> &'a str { other }
-        fn insert<K: Into<String>>(&mut self, key: K) {}
-        fn fixed<const N: usize>(&self) -> [u8; N] { [0; N] }
-        fn extend(&mut self, items: impl IntoIterator<Item = String>) {}
-        fn nested(&mut self, items: Vec<impl Fn()>) {}
-        fn iter(&self) -> impl Iterator<Item = &str> { std::iter::empty() }
-        const fn capacity() -> usize { 16 }
-        async fn load(&self) {}
+/// Signatures the rule accepts or refuses, differently by place for some.
+const SIGNATURES: &[&str] = &[
+    "fn f(a: u32, b: &str) -> String",
+    "fn f<'a>(a: &'a str, b: &'a str) -> &'a str",
+    "unsafe fn f(p: *const u8) -> u8",
+    "fn f(&mut self, g: &dyn Fn(&str) -> Box<dyn Iterator<Item = u8>>)",
+    "fn f(self: Box<Self>) -> Self",
+    "async fn f(&self, key: &str) -> Option<&str>",
+    "async fn f(&self) -> &str",
+    "async fn route(&self, req: &Request) -> &str",
+    "fn f<T: Clone>(t: T) -> T",
+    "fn insert<K: Into<String>>(&mut self, key: K)",
+    "fn f<const N: usize>() -> [u8; N]",
+    "fn f<'a>(x: &'a u8) where 'a: 'static",
+    "fn f<'a: 'b, 'b>(x: &'a u8, y: &'b u8)",
+    "const fn f() -> u32",
+    "async fn f<'a>(x: &'a str) -> &'a str",
+    "extern \"C\" fn f(x: u32)",
+    "fn f(w: impl Write) -> usize",
+    "fn nested(&mut self, items: Vec<impl Fn()>)",
+    "fn f(&self) -> impl Iterator<Item = u8>",
+    "const extern \"C\" fn f<T>(t: impl Sized)",
+];
+
+/// One verdict of the rule: `updateable`, or each refused part with its tokens and message.
+fn verdict(sig: &syn::Signature, place: Place) -> String {
+    match can_be_updateable(sig, place) {
+        Ok(()) => "updateable".to_string(),
+        Err(reason) => {
+            let parts = reason.parts.iter();
+            let parts = parts.map(|p| format!("\n        {:?} at `{}`: {}", p.why, p.part(), p.why.message()));
+            format!("refused{}", parts.collect::<String>())
+        }
     }
-";
+}
 
 #[test]
-fn which_methods_get_a_slot() {
-    let imp: syn::ItemImpl = syn::parse_str(METHODS).unwrap();
+fn which_functions_can_be_updateable() {
+    let places = [(Place::Free, "free"), (Place::Inherent, "inherent"), (Place::TraitImpl, "trait impl")];
     let mut out = String::new();
-    for ii in &imp.items {
-        let syn::ImplItem::Fn(m) = ii else { continue };
-        let verdict = match updateable_method(&m.sig) {
-            Ok(()) => "updateable".to_string(),
-            Err(why) => format!("plain: {why}"),
-        };
-        let _ = writeln!(out, "{}: {verdict}", m.sig.ident);
+    for input in SIGNATURES {
+        let sig: syn::Signature = syn::parse_str(input).expect("a signature");
+        let _ = writeln!(out, "{input}");
+        // Places with the same verdict on one line.
+        let mut verdicts: Vec<(Vec<&str>, String)> = Vec::new();
+        for (place, name) in places {
+            let v = verdict(&sig, place);
+            match verdicts.iter_mut().find(|(_, w)| *w == v) {
+                Some((names, _)) => names.push(name),
+                None => verdicts.push((vec![name], v)),
+            }
+        }
+        for (names, v) in verdicts {
+            let _ = writeln!(out, "    {}: {v}", names.join(", "));
+        }
     }
-    snapshot("updateable_methods", METHODS, out);
+    snapshot("updateable_signatures", "each line's signature, in each place", out);
+}
+
+#[test]
+fn a_methods_place_is_its_impl_s() {
+    let file: syn::File = syn::parse_str(IMPLS).unwrap();
+    let places: Vec<Place> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Impl(imp) => Some(FnOwner::of_impl(imp).place()),
+            _ => None,
+        })
+        .collect();
+    use Place::*;
+    assert_eq!(places, [Inherent, TraitImpl, TraitImpl, TraitImpl, Inherent]);
+    assert_eq!(FnOwner::Free.place(), Free);
+}
+
+#[test]
+fn a_reason_names_every_part() {
+    let sig: syn::Signature = syn::parse_str("const fn f<T: Clone>()").unwrap();
+    let reason = can_be_updateable(&sig, Place::Inherent).unwrap_err();
+    assert_eq!(reason.message(), format!("{}; {}", Why::Generic.message(), Why::Const.message()));
+    assert_eq!(
+        reason.to_string(),
+        format!("{} (`T : Clone`); {} (`const`)", Why::Generic.message(), Why::Const.message())
+    );
+}
+
+#[test]
+fn updateable_arguments() {
+    let cases = ["", "?Send", "? Send", "Send", "?Sync", "?Send, ?Send", "send = false"];
+    let mut out = String::new();
+    for input in cases {
+        let rendered = match syn::parse_str::<UpdateableArgs>(input) {
+            Ok(a) => format!("not Send: {}", a.not_send.is_some()),
+            Err(e) => format!("error: {e}"),
+        };
+        let _ = writeln!(out, "#[dsu::updateable({input})]\n    {rendered}");
+    }
+    snapshot("updateable_arguments", "each line's attribute", out);
+}
+
+#[test]
+fn token_text_is_written_as_users_write_it() {
+    assert_eq!(normalize_token_text("fmt :: Display"), "fmt::Display");
+    assert_eq!(normalize_token_text("Vec < & str >"), "Vec<&str>");
+    assert_eq!(normalize_token_text(":: std :: fmt"), "std::fmt");
 }
 
 const DOCUMENTED: &str = r#"

@@ -42,7 +42,8 @@ pub struct Entry {
 pub enum Kind {
     UpdateableFn,
     PlainFn,
-    /// A method of an `#[dsu::updateable] impl` that stays a plain method, and why.
+    /// A method of an `#[dsu::updateable] impl` that stays a plain method, and why (every part
+    /// of its signature that `dsu_syntax::can_be_updateable` refuses).
     FixedMethod(String),
     Static,
     Type,
@@ -126,7 +127,8 @@ fn collect_item(
             let context = format!("{} {}", behaviour_tokens(&*i.self_ty), trait_text.unwrap_or_default());
             for ii in &i.items {
                 let ImplItem::Fn(m) = ii else { continue };
-                let kind = match dsu_syntax::updateable_method(&m.sig) {
+                // The macros' own rule: a method it refuses is left without a slot.
+                let kind = match dsu_syntax::can_be_updateable(&m.sig, owner.place()) {
                     _ if dsu_syntax::is_updateable(&m.attrs) => Kind::UpdateableFn,
                     Ok(()) if updateable => Kind::UpdateableFn,
                     Err(why) if updateable => Kind::FixedMethod(why.to_string()),

@@ -50,23 +50,6 @@ fn method_paths_match_the_macros() {
     assert_eq!(paths(&r.functions_changed), ["app::Counter::bump", "app::<Counter as fmt::Display>::fmt"]);
 }
 
-/// The macros name symbols with `dsu_abi::normalize_token_text`; dsu-syntax carries a copy.
-#[test]
-fn stable_paths_are_spelled_as_the_runtime_spells_them() {
-    for ty in [
-        "fmt::Display",
-        "::std::ops::Add<Vec<u8>>",
-        "&'a Wrapper<(u8, u16)>",
-        "HashMap<String, Vec<&str>>",
-        "Store<[u8; 4]>",
-        "<T as Trait>::Assoc",
-    ] {
-        let parsed: syn::Type = syn::parse_str(ty).unwrap();
-        let text = quote::ToTokens::to_token_stream(&parsed).to_string();
-        assert_eq!(dsu_syntax::tokens_text(&parsed), dsu_abi::normalize_token_text(&text), "{ty}");
-    }
-}
-
 #[test]
 fn unparsable_file_names_file_and_line() {
     let (old, new) = ([("src/main.rs", "fn a() {}\n")], [("src/main.rs", "fn a() {}\nfn b( {\n")]);
@@ -108,6 +91,8 @@ fn documentation_comments_and_formatting_are_no_change() {
     assert_eq!(r.crates_changed, ["app"]);
 }
 
+/// A method the macros leave without a slot (`dsu_syntax::can_be_updateable`, the rule they
+/// apply) is refused when it changes, with the rule's reason and the part it is about.
 #[test]
 fn a_method_that_cannot_be_updateable_is_refused_when_changed() {
     let old = "#[dsu::updateable]\nimpl Store {\n\
@@ -116,26 +101,36 @@ fn a_method_that_cannot_be_updateable_is_refused_when_changed() {
         fn insert<K: Into<String>>(&mut self, k: K) { let _ = k.into(); }\n\
         fn extend(&mut self, items: impl IntoIterator<Item = u32>) { for _ in items {} }\n\
         const fn capacity() -> usize { 16 }\n\
-        fn unchanged<T>(&self, t: T) -> T { t }\n}\n";
+        fn keys(&self) -> impl Iterator<Item = u32> { 0..1 }\n\
+        fn unchanged<T>(&self, t: T) -> T { t }\n}\n\
+        #[dsu::updateable]\nimpl Router for Store {\n\
+        async fn route(&self, req: &Request) -> &str { \"a\" }\n}\n\
+        #[dsu::updateable]\nimpl Store {\n\
+        async fn route(&self, req: &Request) -> &str { \"a\" }\n}\n";
     let new = old
         .replace("{ 1 }", "{ 2 }")
         .replace("{ o }", "{ let _ = 1; o }")
         .replace("let _ = k.into();", "let _: String = k.into();")
         .replace("for _ in items {}", "for i in items { let _ = i; }")
-        .replace("{ 16 }", "{ 32 }");
+        .replace("{ 16 }", "{ 32 }")
+        .replace("{ 0..1 }", "{ 0..2 }")
+        .replace("{ \"a\" }", "{ \"b\" }");
     let r = cmp_main("fixed", old, &new);
-    assert_eq!(paths(&r.functions_changed), ["app::Store::get", "app::Store::longest"]);
+    // The same `async fn` has a slot in an inherent impl, not in a trait impl.
+    assert_eq!(paths(&r.functions_changed), ["app::Store::get", "app::Store::longest", "app::Store::route"]);
     let refused: Vec<(usize, &str)> = r.refusals.iter().map(|x| (x.line, x.reason.as_str())).collect();
-    assert_eq!(refused.len(), 3, "{refused:?}");
-    assert_eq!(r.refusals.iter().map(|x| x.file.as_str()).collect::<Vec<_>>(), ["src/main.rs"; 3]);
+    assert_eq!(refused.len(), 5, "{refused:?}");
     let expect = [
-        (5, "`app::Store::insert` changed, but it cannot be updateable: it has the type parameter `K`"),
-        (6, "`app::Store::extend` changed, but it cannot be updateable: it takes an `impl Trait` argument"),
-        (7, "`app::Store::capacity` changed, but it cannot be updateable: it is a `const fn`"),
+        (5, "app::Store::insert", "cannot make a generic function updateable", "(`K : Into<String>`)"),
+        (6, "app::Store::extend", "cannot use `impl Trait` in argument position", "(`impl IntoIterator<Item = u32>`)"),
+        (7, "app::Store::capacity", "cannot make a `const fn` updateable", "(`const`)"),
+        (8, "app::Store::keys", "cannot use `impl Trait` in return position", "(`impl Iterator<Item = u32>`)"),
+        (13, "app::<Store as Router>::route", "returns a borrow and takes more than one reference", "(`-> &str`)"),
     ];
-    for ((line, reason), (want_line, want)) in refused.iter().zip(expect) {
+    for ((line, reason), (want_line, path, why, part)) in refused.iter().zip(expect) {
         assert_eq!(*line, want_line, "{reason}");
-        assert!(reason.starts_with(want), "{reason}");
+        assert!(reason.starts_with(&format!("`{path}` changed, but it cannot be updateable: ")), "{reason}");
+        assert!(reason.contains(why) && reason.contains(part), "{reason}");
     }
     assert!(r.non_updateable_changed.is_empty() && r.functions_added.is_empty(), "{r:?}");
 }

@@ -1,11 +1,11 @@
 //! Which functions can be updateable: one rule, over a function's signature alone.
 //!
-//! The macro applies it to a free function (a refusal is a compile error) and to every method of
+//! The macros apply it to a free function (a refusal is a compile error) and to every method of
 //! an updateable `impl` block (a refused method stays a plain method, and the build warns);
-//! `cargo dsu patch` must apply the very same rule to refuse a change to such a method. So this
-//! module uses syn and proc-macro2 only, nothing else of this crate, and can move as it is into a
-//! crate that both share.
+//! `cargo dsu patch` applies it to refuse a change to such a method, which no patch can replace.
+//! Both read it here, so a method the build left without a slot is never taken for one.
 
+use crate::path::tokens_text;
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use std::fmt;
@@ -107,15 +107,30 @@ impl Why {
 }
 
 impl Reason {
-    /// Every part's message, in order, joined by "; ".
+    /// Every part's message, in order, joined by "; ": for a reader shown the function (the
+    /// build's warning at a method's name).
     pub fn message(&self) -> String {
         self.parts.iter().map(|p| p.why.message()).collect::<Vec<_>>().join("; ")
     }
 }
 
+impl Refused {
+    /// The offending tokens' text ([`tokens_text`]): `T : Clone`, `impl Write`, `const`.
+    pub fn part(&self) -> String {
+        tokens_text(&self.at)
+    }
+}
+
+/// Every part's message with the tokens it is about, `` <message> (`T : Clone`) ``, joined by
+/// "; ": for a reader no span points for (`cargo dsu patch`'s refusals, which name a file and
+/// line).
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
+        for (i, p) in self.parts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{} (`{}`)", p.why.message(), p.part())?;
+        }
+        Ok(())
     }
 }
 
@@ -320,6 +335,12 @@ impl AsyncLifetimes {
     }
 }
 
+impl Default for AsyncLifetimes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl VisitMut for AsyncLifetimes {
     fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
         if r.lifetime.as_ref().is_none_or(|l| l.ident == "_") {
@@ -345,73 +366,5 @@ impl VisitMut for AsyncLifetimes {
         _: &mut syn::ParenthesizedGenericArguments,
     ) {
         // Likewise inside `Fn(&str) -> &str` sugar.
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(sig: &str, place: Place) -> Vec<Why> {
-        let sig: Signature = syn::parse_str(sig).expect("a signature");
-        match can_be_updateable(&sig, place) {
-            Ok(()) => Vec::new(),
-            Err(reason) => reason.parts.iter().map(|p| p.why).collect(),
-        }
-    }
-
-    #[test]
-    fn accepted_signatures() {
-        for sig in [
-            "fn f(a: u32, b: &str) -> String",
-            "fn f<'a>(a: &'a str, b: &'a str) -> &'a str",
-            "unsafe fn f(p: *const u8) -> u8",
-            "fn f(&mut self, g: &dyn Fn(&str) -> Box<dyn Iterator<Item = u8>>)",
-            "fn f(self: Box<Self>) -> Self",
-            "async fn f(&self, key: &str) -> Option<&str>",
-        ] {
-            assert_eq!(check(sig, Place::Inherent), [], "{sig}");
-            assert_eq!(check(sig, Place::Free), [], "{sig}");
-        }
-        // One reference in, a borrow out: the trait's promise holds.
-        assert_eq!(check("async fn f(&self) -> &str", Place::TraitImpl), []);
-    }
-
-    #[test]
-    fn refused_signatures_name_every_reason() {
-        let cases: &[(&str, Place, &[Why])] = &[
-            ("fn f<T: Clone>(t: T) -> T", Place::Free, &[Why::Generic]),
-            ("fn f<const N: usize>() -> [u8; N]", Place::Inherent, &[Why::Generic]),
-            ("fn f<'a>(x: &'a u8) where 'a: 'static", Place::Free, &[Why::WhereClause]),
-            ("fn f<'a: 'b, 'b>(x: &'a u8, y: &'b u8)", Place::Free, &[Why::LifetimeBound]),
-            ("const fn f() -> u32", Place::Inherent, &[Why::Const]),
-            ("async fn f<'a>(x: &'a str) -> &'a str", Place::Free, &[Why::AsyncLifetimeParameter]),
-            (
-                "async fn route(&self, req: &Request) -> &str",
-                Place::TraitImpl,
-                &[Why::AsyncTraitMethodReturningBorrow],
-            ),
-            ("extern \"C\" fn f(x: u32)", Place::Free, &[Why::ExternAbi]),
-            ("fn f(w: impl Write) -> usize", Place::Inherent, &[Why::ImplTraitArgument]),
-            ("fn f(&self) -> impl Iterator<Item = u8>", Place::Inherent, &[Why::ImplTraitReturn]),
-            (
-                "const extern \"C\" fn f<T>(t: impl Sized)",
-                Place::Free,
-                &[Why::Generic, Why::Const, Why::ExternAbi, Why::ImplTraitArgument],
-            ),
-        ];
-        for (sig, place, expected) in cases {
-            assert_eq!(check(sig, *place), *expected, "{sig}");
-        }
-        // The same borrow-returning `async fn` is fine outside a trait impl.
-        assert_eq!(check("async fn route(&self, req: &Request) -> &str", Place::Inherent), []);
-    }
-
-    #[test]
-    fn reason_message_joins_every_part() {
-        let sig: Signature = syn::parse_str("const fn f<T>()").unwrap();
-        let reason = can_be_updateable(&sig, Place::Inherent).unwrap_err();
-        let expected = format!("{}; {}", Why::Generic.message(), Why::Const.message());
-        assert_eq!(reason.to_string(), expected);
     }
 }
