@@ -151,22 +151,27 @@ fn library_crate_and_second_binary() {
 }
 
 /// An edition-2018 package with no `resolver` key (resolver 1), a build script, `cfg`'d code and
-/// a dev-dependency that turns on tokio features: built, patched, applied.
+/// a dev-dependency that turns on tokio features, using an edition-2015 path dependency outside
+/// its workspace: built, patched (a change in both), applied.
 #[test]
 fn edition_2018_resolver_1_with_dev_dependency_features() {
     let (target, dir) = repo("legacy", &[("base", "v1"), ("v2", "v2")]);
-    let out = dsu(&dir, &target, &["build"]);
+    let package = dir.join("legacy");
+    let out = dsu(&package, &target, &["build"]);
     assert_success(&out, "cargo dsu build");
+    assert!(stderr(&out).contains("2 crate(s) updateable"), "{}", stderr(&out));
     let binary = PathBuf::from(stdout_lines(&out)[0].clone());
-    let out = dsu(&dir, &target, &["patch", "v1..v2"]);
+    let out = dsu(&package, &target, &["patch", "v1..v2"]);
     assert_success(&out, "cargo dsu patch v1..v2");
+    let report = stderr(&out);
+    assert!(report.contains("helpers::scale  (helpers/src/lib.rs:"), "{report}");
     let patch = stdout_lines(&out)[0].clone();
     let mut host = Host::start(&binary);
     assert_eq!(host.read_line(), "ready");
     assert_eq!(host.send("ask"), "1 10");
     let applied = host.send(&format!("load {patch}"));
-    assert!(applied.starts_with("applied ") && applied.contains("legacy::answer"), "{applied}");
-    assert_eq!(host.send("ask"), "2 20", "the patched cfg'd function, also from a tokio task");
+    assert!(applied.contains("legacy::answer::answer") && applied.contains("helpers::scale"), "{applied}");
+    assert_eq!(host.send("ask"), "2 200", "the patched cfg'd function and path dependency, from a tokio task");
 }
 
 /// A workspace of three crates (a `#[tokio::main]` server, a library with the handlers and the
