@@ -63,7 +63,7 @@ pub fn run(req: &PatchRequest) -> Result<()> {
         // A dry run needs no build, but compares as the build compiles when there is one.
         target.programs.iter().map(|p| load_record(&target, p, &req.opts).ok()).collect()
     } else {
-        checked_records(&target, &repo, a, &req.opts)?.into_iter().map(Some).collect()
+        checked_records(&target, &repo, a, &req.opts)?
     };
     let revs = checkout(&repo, &target, a, b)?;
     status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
@@ -119,17 +119,31 @@ struct Outcome {
 }
 
 /// The build records of every binary, each checked against what its program would refuse.
-fn checked_records(target: &Target, repo: &Repo, a: &str, opts: &BuildOptions) -> Result<Vec<BuildRecord>> {
+///
+/// Without `--bin`, a binary that was never built is skipped (one may build only the binary it
+/// runs); it is an error only when no binary has a build, or when `--bin` names it.
+fn checked_records(target: &Target, repo: &Repo, a: &str, opts: &BuildOptions) -> Result<Vec<Option<BuildRecord>>> {
     let a_commit = repo.resolve(a)?;
-    target
-        .programs
-        .iter()
-        .map(|p| {
-            let record = load_record(target, p, opts)?;
-            check_base(repo, target, &record, a, &a_commit)?;
-            Ok(record)
-        })
-        .collect()
+    let mut records = Vec::new();
+    let mut missing = None;
+    for p in &target.programs {
+        match load_record(target, p, opts) {
+            Ok(record) => {
+                check_base(repo, target, &record, a, &a_commit)?;
+                records.push(Some(record));
+            }
+            Err(e) if opts.bin.is_none() && e.downcast_ref::<NotUpdateable>().is_some() => {
+                status("Skipping", format!("{}: no `cargo dsu build` of it", p.bin));
+                missing.get_or_insert(e);
+                records.push(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match missing {
+        Some(e) if records.iter().all(Option::is_none) => Err(e),
+        _ => Ok(records),
+    }
 }
 
 /// Compares one binary's updateable set and prints the report; refuses what it cannot apply.

@@ -148,6 +148,15 @@ fn library_crate_and_second_binary() {
         .map(|e| mask(e.lines().find(|l| l.starts_with("error:")).unwrap_or(e), &dir))
         .collect();
     insta::assert_snapshot!("refusals_before_load", errors.join("\n"));
+
+    // A binary that was never built is skipped; the others are patched.
+    let out = dsu(&dir, &target, &["build", "--bin", "two"]);
+    assert_success(&out, "cargo dsu build at v2, clean");
+    std::fs::remove_file(target.join("dsu/debug/libapp.dsu.json")).unwrap();
+    let out = dsu(&dir, &target, &["patch", "v2..v3"]);
+    assert_success(&out, "cargo dsu patch v2..v3 with one binary built");
+    assert!(stderr(&out).contains("Skipping libapp: no `cargo dsu build` of it"), "{}", stderr(&out));
+    assert_eq!(stdout_lines(&out).len(), 1, "{}", stderr(&out));
 }
 
 /// An edition-2018 package with no `resolver` key (resolver 1), a build script, `cfg`'d code and
