@@ -98,8 +98,9 @@
 //!   that registered inside a tokio runtime, between its update points and awaits), and for code
 //!   a thread runs while an [`idle_async`] future it polled is pending. A registered thread that
 //!   blocks outside an idle section holds every update up until the timeout.
-//! * Type changes are supported for types and state cells of the crate root. A function whose
-//!   signature mentions a changed type is routed: code compiled for the old layout keeps calling
+//! * Type changes are supported for types and state cells in any module of any crate of the
+//!   program's updateable set (the binary's crate and the library crates it reaches through path
+//!   dependencies). A function whose signature mentions a changed type is routed: code compiled for the old layout keeps calling
 //!   the old version, code compiled for the new one calls the new version.
 //! * A state transform copies every value (the old one stays untouched and is never freed): see
 //!   `docs/PERFORMANCE.md` for its throughput.
