@@ -144,6 +144,7 @@ pub mod __private {
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::fingerprint::{Probe, ProbeFallback};
+    pub use crate::state::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 
