@@ -97,7 +97,8 @@ impl WorkDir {
 /// of `record`.
 pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf> {
     let work = WorkDir::open(record, &opts.source_root)?;
-    apply_insertions(&opts.source_root, &opts.insertions)?;
+    let cells = cell_records(record, &opts.source_root)?;
+    apply_insertions(&opts.source_root, &merge_insertions(&opts.insertions, cells))?;
     let set_files = set_file_names(record);
     let program_deps = dependency_dir(&record.bin_crate().invocation).context("recorded invocation has no -L dependency=")?;
     link_dependencies(&program_deps, &work.deps, &set_files)?;
@@ -129,6 +130,42 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
     std::fs::rename(&tmp, &opts.output)?;
     Ok(opts.output.clone())
+}
+
+/// The state-cell records of the set's crates in the newer source (`compare::cells`), read as
+/// the build compiles each crate, before anything is inserted. Every patch carries them: the
+/// loader refuses one without (format 1.2).
+fn cell_records(record: &BuildRecord, source_root: &Path) -> Result<Vec<Insertion>> {
+    let rel = |p: &Path| p.strip_prefix(&record.source_root).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
+    let units = record
+        .crates
+        .iter()
+        .map(|c| {
+            Ok(crate::compare::CrateUnit {
+                crate_name: c.krate.crate_name.clone(),
+                root_file: rel(&c.krate.root_file),
+                package_dir: rel(&c.krate.package_root),
+                cfg: Some(c.cfg()?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let found = crate::compare::cells::records(&units, source_root)?;
+    if let Some(r) = found.refusals.first() {
+        anyhow::bail!("{}:{}: {}", r.file, r.line, r.reason);
+    }
+    Ok(found.insertions)
+}
+
+/// `given` and `more`, one insertion per file and offset (texts at one place concatenated).
+fn merge_insertions(given: &[Insertion], more: Vec<Insertion>) -> Vec<Insertion> {
+    let mut all = given.to_vec();
+    for i in more {
+        match all.iter_mut().find(|a| a.file == i.file && a.offset == i.offset) {
+            Some(a) => a.text.push_str(&i.text),
+            None => all.push(i),
+        }
+    }
+    all
 }
 
 fn run_rustc(mut cmd: Command, inv: &RustcInvocation) -> Result<()> {

@@ -15,6 +15,9 @@ struct Built {
     v2: PathBuf,
     /// v1 -> v3: `greet` changes signature.
     v3_signature: PathBuf,
+    /// v1 -> v2 with the `hits` cell narrowed to `AtomicU32` and no transform of it: built
+    /// without the compare step, which would refuse it.
+    v2_cell_type: PathBuf,
     scratch: PathBuf,
 }
 
@@ -39,7 +42,8 @@ fn built() -> &'static Built {
         };
         let v2 = patch("v2", "app-v2");
         let v3_signature = patch("v3-signature", "app-v3-signature");
-        Built { host, v2, v3_signature, scratch }
+        let v2_cell_type = patch("v2-cell-type", "app-v2-cell-type");
+        Built { host, v2, v3_signature, v2_cell_type, scratch }
     })
 }
 
@@ -157,6 +161,30 @@ fn refuses_changed_signature() {
     assert!(r.contains("changes the signature of `app::greeting::greet`"), "{r}");
     assert!(r.contains("fingerprint"), "{r}");
     assert_serves_v1(&mut host);
+}
+
+#[test]
+fn refuses_a_patch_whose_code_expects_another_type_of_a_live_cell() {
+    let b = built();
+    let mut host = Host::start(&b.host.binary);
+    assert_eq!(host.send("greet a"), "hello a (v1, hits=1)");
+    assert_eq!(host.send("greet b"), "hello b (v1, hits=2)");
+    let r = host.send(&format!("load {}", b.v2_cell_type.display()));
+    assert!(r.starts_with("refused:"), "{r}");
+    assert!(r.contains("expects state cell `hits` to hold `AtomicU32` (fingerprint "), "{r}");
+    assert!(r.contains("the running program's cell holds `core::sync::atomic::AtomicU64`"), "{r}");
+    assert!(r.contains("carries no transform of the cell"), "{r}");
+    // Nothing changed: version 1 serves, its cell intact, and the same patch made with the
+    // cell's type unchanged still applies.
+    assert_eq!(host.send("greet c"), "hello c (v1, hits=3)");
+    assert_eq!(host.send("status"), "applied=0 pending=0");
+    assert!(host.send(&format!("load {}", b.v2.display())).starts_with("queued"));
+    assert_eq!(host.send("greet d"), "HELLO d (v2, hits=4)");
+
+    // A cell no code has created yet is not checked: the patch's code creates it with its type.
+    let mut fresh = Host::start(&b.host.binary);
+    assert!(fresh.send(&format!("load {}", b.v2_cell_type.display())).starts_with("queued"));
+    assert_eq!(fresh.send("greet a"), "HELLO a (v2, hits=1)");
 }
 
 #[test]

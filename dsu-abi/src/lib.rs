@@ -21,8 +21,14 @@ use core::fmt;
 pub const PATCH_MAGIC: [u8; 8] = *b"DSUPATCH";
 /// Bumped when a reader of the previous major could misread a patch.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Bumped when fields are appended.
-pub const FORMAT_MINOR: u16 = 1;
+/// Bumped when fields are appended, or when a patch carries more records.
+///
+/// 1.1: routed functions in the manifest. 1.2: one [`CellInfo`] record per state cell of the
+/// patch's updateable set ([`STATE_CELL_PREFIX`]); a loader refuses an older patch, whose cell
+/// types it cannot check ([`CELL_RECORDS_MINOR`]).
+pub const FORMAT_MINOR: u16 = 2;
+/// The first minor version whose patches carry a [`CellInfo`] record for every state cell.
+pub const CELL_RECORDS_MINOR: u16 = 2;
 
 /// Dynamic symbol holding a patch's header and manifest (a byte array, see [`encode_patch_blob`]).
 pub const HEADER_SYMBOL: &str = "__dsu_patch";
@@ -36,6 +42,9 @@ pub const CELL_TRANSFORM_PREFIX: &str = "__dsu_cell_";
 /// Prefix of a patch's exported inverse state-cell transforms (`CellTransform` from the patch's
 /// type back to the type it replaced), used to roll the patch back.
 pub const CELL_INVERSE_PREFIX: &str = "__dsu_uncell_";
+/// Prefix of the dynamic symbol holding one state cell's [`CellInfo`] in a patch:
+/// `__dsu_state_` + [`symbol_safe`]`(cell name)`.
+pub const STATE_CELL_PREFIX: &str = "__dsu_state_";
 /// Glob the host exports dynamically so the runtime finds its own function table.
 pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 /// Environment variable through which the build recipe hands the build identity to the macros.
@@ -280,6 +289,118 @@ impl<'a> FnInfoView<'a> {
             body: u64::from_le_bytes(bytes[24..32].try_into().unwrap()),
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State cells
+// ---------------------------------------------------------------------------------------------
+
+/// Magic at the start of every [`CellInfo`].
+pub const CELL_INFO_MAGIC: [u8; 8] = *b"DSUCELL\x01";
+/// Bytes of [`CellInfo`] before the variable-length part.
+pub const CELL_INFO_FIXED: usize = 32;
+
+/// What a patch says about one state cell its code reaches: the cell's name and the structural
+/// fingerprint of the value type that code was compiled for, as position-independent bytes, so
+/// the loader reads it from the file before mapping.
+///
+/// Layout (all little-endian, no padding): magic (8), fingerprint (16), name length (u32), type
+/// text length (u32), then the name and the type as written in the source (for messages only;
+/// the fingerprint decides). Exported under [`STATE_CELL_PREFIX`]. `N` is
+/// `name.len() + type_text.len()`.
+#[repr(C)]
+pub struct CellInfo<const N: usize> {
+    magic: [u8; 8],
+    fingerprint: [u8; 16],
+    name_len: [u8; 4],
+    type_len: [u8; 4],
+    bytes: [u8; N],
+}
+
+impl<const N: usize> CellInfo<N> {
+    /// Builds the record at compile time. Panics (a compile error in const context) when
+    /// `N != name.len() + type_text.len()`.
+    pub const fn new(name: &str, type_text: &str, fingerprint: Fingerprint) -> Self {
+        assert!(name.len() + type_text.len() == N, "CellInfo length mismatch");
+        let mut bytes = [0u8; N];
+        let (n, t) = (name.as_bytes(), type_text.as_bytes());
+        let mut i = 0;
+        while i < n.len() {
+            bytes[i] = n[i];
+            i += 1;
+        }
+        let mut j = 0;
+        while j < t.len() {
+            bytes[n.len() + j] = t[j];
+            j += 1;
+        }
+        CellInfo {
+            magic: CELL_INFO_MAGIC,
+            fingerprint: fingerprint.0,
+            name_len: (n.len() as u32).to_le_bytes(),
+            type_len: (t.len() as u32).to_le_bytes(),
+            bytes,
+        }
+    }
+}
+
+/// A parsed [`CellInfo`], borrowed from the bytes it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellInfoView<'a> {
+    /// The cell's name, as `dsu::State::new` gives it.
+    pub name: &'a str,
+    /// The value type as written in the source.
+    pub type_text: &'a str,
+    pub fingerprint: Fingerprint,
+}
+
+impl<'a> CellInfoView<'a> {
+    /// Parses a whole record: exactly the bytes of one [`CellInfo`], no more, no less.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < CELL_INFO_FIXED {
+            return Err(DecodeError::Truncated { needed: CELL_INFO_FIXED, found: bytes.len() });
+        }
+        if bytes[..8] != CELL_INFO_MAGIC {
+            return Err(DecodeError::BadMagic {
+                expected: CELL_INFO_MAGIC.to_vec(),
+                found: bytes[..8].to_vec(),
+            });
+        }
+        let n = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
+        let t = u32::from_le_bytes(bytes[28..32].try_into().unwrap()) as usize;
+        let total = n
+            .checked_add(t)
+            .and_then(|v| v.checked_add(CELL_INFO_FIXED))
+            .ok_or(DecodeError::Invalid("state cell record length"))?;
+        if bytes.len() < total {
+            return Err(DecodeError::Truncated { needed: total, found: bytes.len() });
+        }
+        if bytes.len() > total {
+            return Err(DecodeError::Invalid("state cell record length (trailing bytes)"));
+        }
+        if n == 0 {
+            return Err(DecodeError::Invalid("state cell name (empty)"));
+        }
+        let name = core::str::from_utf8(&bytes[CELL_INFO_FIXED..CELL_INFO_FIXED + n])
+            .map_err(|_| DecodeError::NotUtf8("state cell name"))?;
+        let type_text = core::str::from_utf8(&bytes[CELL_INFO_FIXED + n..total])
+            .map_err(|_| DecodeError::NotUtf8("state cell type"))?;
+        Ok(CellInfoView { name, type_text, fingerprint: Fingerprint(bytes[8..24].try_into().unwrap()) })
+    }
+}
+
+/// Bytes at the start of a `dsu::CellTransform` (exported under [`CELL_TRANSFORM_PREFIX`] and
+/// [`CELL_INVERSE_PREFIX`]) that hold no address: the fingerprints of the type it transforms
+/// from (bytes 0..16) and to (16..32). The runtime lays the struct out so (`repr(C)`, these two
+/// fields first), and the loader reads them from the file before mapping.
+pub const CELL_TRANSFORM_FINGERPRINTS: usize = 32;
+
+/// The `(from, to)` fingerprints of a cell transform, read from the bytes of its symbol.
+pub fn cell_transform_fingerprints(bytes: &[u8]) -> Result<(Fingerprint, Fingerprint), DecodeError> {
+    if bytes.len() < CELL_TRANSFORM_FINGERPRINTS {
+        return Err(DecodeError::Truncated { needed: CELL_TRANSFORM_FINGERPRINTS, found: bytes.len() });
+    }
+    Ok((Fingerprint(bytes[0..16].try_into().unwrap()), Fingerprint(bytes[16..32].try_into().unwrap())))
 }
 
 /// The relocated half of a function's table entry: where its slot and code are.
@@ -625,6 +746,84 @@ mod tests {
         assert_eq!(v.body, 7);
         assert_eq!(v.signature, Fingerprint::of_text("fn(&str) -> String"));
         assert!(matches!(FnInfoView::parse(&bytes[..20]), Err(DecodeError::Truncated { .. })));
+    }
+
+    /// The bytes of a `CellInfo` static, as the loader reads them from a file.
+    fn cell_info_bytes<const N: usize>(info: &'static CellInfo<N>) -> &'static [u8] {
+        // SAFETY: `info` is a live static of exactly size_of::<CellInfo<N>>() bytes, all
+        // initialised (CellInfo is made of byte arrays only, so it has no padding).
+        unsafe { core::slice::from_raw_parts(info as *const _ as *const u8, core::mem::size_of::<CellInfo<N>>()) }
+    }
+
+    #[test]
+    fn cell_info_round_trip() {
+        const NAME: &str = "store";
+        const TYPE: &str = "Mutex<HashMap<String, Entry>>";
+        static INFO: CellInfo<{ NAME.len() + TYPE.len() }> =
+            CellInfo::new(NAME, TYPE, Fingerprint::of_text("store type"));
+        let bytes = cell_info_bytes(&INFO);
+        assert_eq!(bytes.len(), CELL_INFO_FIXED + NAME.len() + TYPE.len(), "no padding");
+        assert_eq!(&bytes[..8], &CELL_INFO_MAGIC);
+        let v = CellInfoView::parse(bytes).unwrap();
+        assert_eq!(v.name, NAME);
+        assert_eq!(v.type_text, TYPE);
+        assert_eq!(v.fingerprint, Fingerprint::of_text("store type"));
+    }
+
+    #[test]
+    fn garbled_cell_info_is_refused() {
+        static INFO: CellInfo<{ "hits".len() + "AtomicU64".len() }> =
+            CellInfo::new("hits", "AtomicU64", Fingerprint::of_text("u64"));
+        let good = cell_info_bytes(&INFO).to_vec();
+
+        // Every cut is refused as truncated, never read past its end.
+        for cut in 0..good.len() {
+            assert!(
+                matches!(CellInfoView::parse(&good[..cut]), Err(DecodeError::Truncated { .. })),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(
+            CellInfoView::parse(&longer),
+            Err(DecodeError::Invalid("state cell record length (trailing bytes)"))
+        );
+        let mut magic = good.clone();
+        magic[3] ^= 0xff;
+        assert!(matches!(CellInfoView::parse(&magic), Err(DecodeError::BadMagic { .. })));
+        // Lengths that claim more than the file holds, or overflow.
+        let mut huge = good.clone();
+        huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(CellInfoView::parse(&huge), Err(DecodeError::Truncated { .. })));
+        huge[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(CellInfoView::parse(&huge).is_err());
+        // Lengths that move the boundary between name and type: still inside, still checked.
+        let mut shifted = good.clone();
+        shifted[24..28].copy_from_slice(&0u32.to_le_bytes());
+        shifted[28..32].copy_from_slice(&13u32.to_le_bytes());
+        assert_eq!(CellInfoView::parse(&shifted), Err(DecodeError::Invalid("state cell name (empty)")));
+        let mut utf8 = good.clone();
+        utf8[CELL_INFO_FIXED] = 0xff;
+        assert_eq!(CellInfoView::parse(&utf8), Err(DecodeError::NotUtf8("state cell name")));
+        let mut utf8 = good.clone();
+        *utf8.last_mut().unwrap() = 0xc3;
+        assert_eq!(CellInfoView::parse(&utf8), Err(DecodeError::NotUtf8("state cell type")));
+    }
+
+    #[test]
+    fn cell_transform_fingerprints_need_their_bytes() {
+        let mut bytes = [0u8; 48];
+        bytes[..16].copy_from_slice(&Fingerprint::of_text("old").0);
+        bytes[16..32].copy_from_slice(&Fingerprint::of_text("new").0);
+        assert_eq!(
+            cell_transform_fingerprints(&bytes),
+            Ok((Fingerprint::of_text("old"), Fingerprint::of_text("new")))
+        );
+        assert_eq!(
+            cell_transform_fingerprints(&bytes[..31]),
+            Err(DecodeError::Truncated { needed: 32, found: 31 })
+        );
     }
 
     #[test]

@@ -59,6 +59,36 @@ pub enum Error {
     )]
     StateMismatch { path: PathBuf, cell: String, running: Fingerprint, patch: Fingerprint },
 
+    /// The patch's code reaches a state cell whose running value has another type than the one
+    /// that code was compiled for, and the patch carries no transform of the cell from the
+    /// running type to its own. Applied, it would panic at its first access of the cell.
+    #[error(
+        "patch {path} expects state cell `{cell}` to hold {patch}, but the running program's \
+         cell holds {running}, and the patch carries no transform of the cell between the two{}",
+        if transform.is_empty() { String::new() } else { format!(" ({transform})") }
+    )]
+    CellType {
+        path: PathBuf,
+        cell: String,
+        /// The running value's type and fingerprint (the type name when a version of the program
+        /// that holds it has run, else the fingerprint only).
+        running: String,
+        /// The type the patch's code was compiled for, as written in its source, and its
+        /// fingerprint.
+        patch: String,
+        /// What the patch's transform of the cell, if it has one, goes between; empty if none.
+        transform: String,
+    },
+
+    /// The patch was made by a tool older than this runtime's format 1.2 and carries no
+    /// state-cell records: the types its code expects of state cells cannot be checked.
+    #[error(
+        "patch {path} has format 1.{minor}, which carries no state-cell records (1.{needed} and \
+         later do): the types its code expects of state cells cannot be checked. Rebuild it with \
+         this version of cargo-dsu"
+    )]
+    NoCellRecords { path: PathBuf, minor: u16, needed: u16 },
+
     /// A state transformer failed; nothing changed.
     #[error(
         "patch {path} was not applied: the transformer of state cell `{cell}` from `{from_type}` \

@@ -37,8 +37,19 @@
 //! * **Verification.** [`load`] reads the patch file before mapping it: a fixed header (magic,
 //!   format version), then a manifest naming the exact build it applies to (crate, source
 //!   revision and tree, rustc, target, profile, dependency library), then each function's stable
-//!   path, signature fingerprint and body hash. Anything that differs from the running program
-//!   is refused with an [`Error`] naming both values, and the program keeps running.
+//!   path, signature fingerprint and body hash, then the value type each state cell its code
+//!   reaches was compiled for. Anything that differs from the running program is refused with an
+//!   [`Error`] naming both values, and the program keeps running.
+//!
+//!   The refusals: [`Error::NotALibrary`], [`Error::Malformed`], [`Error::MissingHeader`],
+//!   [`Error::BadMagic`], [`Error::UnsupportedFormat`], [`Error::NoCellRecords`] (a patch older
+//!   than format 1.2, without state-cell records), [`Error::WrongBuild`],
+//!   [`Error::SignatureMismatch`], [`Error::CellType`] (the patch's code expects a state cell to
+//!   hold another type than the running program's cell will hold, and the patch does not
+//!   transform the cell from the one to the other: applied, its first access of the cell would
+//!   fail), [`Error::NothingToApply`], [`Error::Open`], [`Error::Inconsistent`],
+//!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`] and
+//!   [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
 //!   must survive lives in a [`State`] cell, owned by the runtime and found by name.
@@ -145,6 +156,7 @@ pub mod __private {
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::fingerprint::{Probe, ProbeFallback};
+    pub use crate::state::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 

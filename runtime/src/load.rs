@@ -6,17 +6,25 @@
 //!    manifest is decoded;
 //! 3. the manifest's build identity equals the running version's, field by field;
 //! 4. every function in its table has the signature fingerprint of the live slot of that path;
-//! 5. it changes something;
-//! 6. only then is the library mapped; the mapped table must equal the verified file bytes;
-//! 7. every state-cell transform it carries starts from the type the cell holds.
+//! 5. every state cell its code reaches (one `__dsu_state_*` record per cell, format 1.2) will
+//!    hold the type that code was compiled for: the type the cell holds, or the one the patch's
+//!    transform of the cell makes of it (`CellType` otherwise);
+//! 6. it changes something;
+//! 7. only then is the library mapped; the mapped table and cell transforms must equal the
+//!    verified file bytes;
+//! 8. every state-cell transform it carries starts from the type the cell holds.
 //!
-//! Steps 1 to 5 read bytes from the file and run nothing in it.
+//! Steps 1 to 6 read bytes from the file and run nothing in it.
 
 use crate::elf::{ElfError, LibraryFile};
 use crate::update::{self, CodePtr, HostFn, PatchFn, PreparedPatch};
 use crate::transform::CellTransform;
 use crate::Error;
-use dsu_abi::{FnInfoView, FnLink, DecodeError, FN_INFO_FIXED, FN_INFO_PREFIX, HEADER_SYMBOL};
+use dsu_abi::{
+    CellInfoView, DecodeError, Fingerprint, FnInfoView, FnLink, FN_INFO_FIXED, FN_INFO_PREFIX,
+    HEADER_SYMBOL,
+};
+use std::collections::HashMap;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicPtr;
@@ -70,7 +78,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         .symbol(HEADER_SYMBOL)
         .map_err(elf_err)?
         .ok_or(Error::MissingHeader { path: path.clone(), symbol: HEADER_SYMBOL })?;
-    let (_, manifest) = dsu_abi::decode_patch_blob(header.bytes).map_err(|e| match e {
+    let (header, manifest) = dsu_abi::decode_patch_blob(header.bytes).map_err(|e| match e {
         DecodeError::BadMagic { expected, found } => {
             Error::BadMagic { path: path.clone(), expected, found }
         }
@@ -79,12 +87,31 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         }
         other => Error::Malformed { path: path.clone(), reason: format!("header: {other}") },
     })?;
+    if header.minor < dsu_abi::CELL_RECORDS_MINOR {
+        return Err(Error::NoCellRecords {
+            path,
+            minor: header.minor,
+            needed: dsu_abi::CELL_RECORDS_MINOR,
+        });
+    }
 
     let names_with_prefix = |prefix| -> Result<Vec<&str>, Error> {
         Ok(file.symbols_with_prefix(prefix).map_err(elf_err)?.iter().map(|s| s.name).collect())
     };
-    let cell_symbols = names_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX)?;
     let inverse_symbols = names_with_prefix(dsu_abi::CELL_INVERSE_PREFIX)?;
+    // The cell transforms' fingerprints, read from the file: what step 5 verifies, and what the
+    // mapped transforms must hold.
+    let mut cell_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
+    for sym in file.symbols_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX).map_err(elf_err)? {
+        let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
+            Error::Malformed { path: path.clone(), reason: format!("cell transform {}: {e}", sym.name) }
+        })?;
+        cell_transforms.push((sym.name, from, to));
+    }
+    let cell_records = cell_records(&file, &path).map_err(|e| match e {
+        RecordError::Elf(e) => elf_err(e),
+        RecordError::Other(e) => e,
+    })?;
 
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
@@ -131,7 +158,10 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
             None => added.push(info.path.to_string()),
         }
     }
-    if changed.is_empty() && added.is_empty() && cell_symbols.is_empty() {
+    for rec in cell_records.values() {
+        check_cell(rt, &path, rec, &cell_transforms)?;
+    }
+    if changed.is_empty() && added.is_empty() && cell_transforms.is_empty() {
         return Err(Error::NothingToApply { path });
     }
 
@@ -173,11 +203,24 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         });
     }
 
-    let mut cells = Vec::with_capacity(cell_symbols.len());
-    for name in cell_symbols {
+    let mut cells = Vec::with_capacity(cell_transforms.len());
+    for &(name, from, to) in &cell_transforms {
         // SAFETY: `name` is a cell-transform symbol of this verified patch; `lib` is leaked.
         let ct: &'static CellTransform = unsafe { cell_transform(lib, name) }
             .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        // What step 5 verified is what the mapped transform holds, under its own cell's name.
+        if ct.from != from || ct.to != to {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!("the mapped {name} differs from the verified file"),
+            });
+        }
+        if name != format!("{}{}", dsu_abi::CELL_TRANSFORM_PREFIX, dsu_abi::symbol_safe(ct.name)) {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!("{name} transforms state cell `{}`, which it is not named after", ct.name),
+            });
+        }
         if let Some(running) = rt.expected_cell(ct.name) {
             if running != ct.from {
                 return Err(Error::StateMismatch {
@@ -213,6 +256,103 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     drop(guard);
     let round = crate::quiesce::open_round();
     Ok((report, round))
+}
+
+/// A state-cell record of a patch, read from the file.
+struct CellRecordOfPatch<'a> {
+    info: CellInfoView<'a>,
+    symbol: &'a str,
+}
+
+enum RecordError {
+    Elf(ElfError),
+    Other(Error),
+}
+
+/// The patch's state-cell records, by cell name. Two records of one cell with different types
+/// are refused: the patch's own code disagrees about the cell.
+fn cell_records<'a>(
+    file: &LibraryFile<'a>,
+    path: &Path,
+) -> Result<HashMap<&'a str, CellRecordOfPatch<'a>>, RecordError> {
+    let mut out: HashMap<&str, CellRecordOfPatch<'_>> = HashMap::new();
+    for sym in file.symbols_with_prefix(dsu_abi::STATE_CELL_PREFIX).map_err(RecordError::Elf)? {
+        let info = CellInfoView::parse(sym.bytes).map_err(|e| {
+            RecordError::Other(Error::Malformed {
+                path: path.to_path_buf(),
+                reason: format!("state cell record {}: {e}", sym.name),
+            })
+        })?;
+        let expected_symbol = format!("{}{}", dsu_abi::STATE_CELL_PREFIX, dsu_abi::symbol_safe(info.name));
+        if sym.name != expected_symbol {
+            return Err(RecordError::Other(Error::Inconsistent {
+                path: path.to_path_buf(),
+                reason: format!("{} describes state cell `{}`, which it is not named after", sym.name, info.name),
+            }));
+        }
+        match out.get(info.name) {
+            Some(other) if other.info.fingerprint != info.fingerprint => {
+                return Err(RecordError::Other(Error::Inconsistent {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "its code expects state cell `{}` to hold `{}` (fingerprint {}) in one \
+                         place and `{}` (fingerprint {}) in another ({} and {})",
+                        info.name,
+                        other.info.type_text,
+                        other.info.fingerprint,
+                        info.type_text,
+                        info.fingerprint,
+                        other.symbol,
+                        sym.name
+                    ),
+                }))
+            }
+            Some(_) => {}
+            None => {
+                out.insert(info.name, CellRecordOfPatch { info, symbol: sym.name });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses the patch if the code behind `rec` would meet its cell holding another type than the
+/// one it was compiled for, once the patch is applied: the cell holds (or, after the pending
+/// patches, will hold) some type; the patch's transform of the cell, if any, makes another of
+/// it. A cell no code has created yet is not checked: the patch's code creates it with its type.
+fn check_cell(
+    rt: &update::Runtime,
+    path: &Path,
+    rec: &CellRecordOfPatch<'_>,
+    transforms: &[(&str, Fingerprint, Fingerprint)],
+) -> Result<(), Error> {
+    let name = rec.info.name;
+    let Some(running) = rt.expected_cell(name) else { return Ok(()) };
+    let symbol = format!("{}{}", dsu_abi::CELL_TRANSFORM_PREFIX, dsu_abi::symbol_safe(name));
+    let transform = transforms.iter().find(|(s, _, _)| *s == symbol);
+    let after = match transform {
+        // A transform from another type is refused once mapped (`StateMismatch`), with the
+        // transform's own name for the cell; here it makes nothing of the running value.
+        Some(&(_, from, to)) if from == running => to,
+        _ => running,
+    };
+    if after == rec.info.fingerprint {
+        return Ok(());
+    }
+    let running_type = match crate::state::cell(name).map(|c| c.current()) {
+        Some(v) if v.fingerprint == running => format!("`{}` (fingerprint {running})", v.type_name),
+        _ => format!("fingerprint {running}"),
+    };
+    Err(Error::CellType {
+        path: path.to_path_buf(),
+        cell: name.to_string(),
+        running: running_type,
+        patch: format!("`{}` (fingerprint {})", rec.info.type_text, rec.info.fingerprint),
+        transform: match transform {
+            Some((s, from, to)) => format!("its transform {s} goes from fingerprint {from} to {to}"),
+            None => String::new(),
+        },
+    })
 }
 
 /// Verifies the patch at `path`, queues it, and waits here, as at an update point, until it is

@@ -160,6 +160,23 @@ impl<T: Fingerprinted + Send + Sync + 'static> std::ops::Deref for State<T> {
     }
 }
 
+/// The record a patch exports for each state cell its code reaches (`dsu_abi::CellInfo`): the
+/// cell's name and the fingerprint of the value type that code was compiled for. `cargo dsu`
+/// generates one per `State` static of the updateable set, in the static's module; the loader
+/// reads it from the patch file and refuses a patch whose code would meet a cell of another type
+/// that it does not transform.
+#[doc(hidden)]
+#[repr(transparent)]
+pub struct CellInfo<const N: usize>(pub dsu_abi::CellInfo<N>);
+
+impl<const N: usize> CellInfo<N> {
+    /// The record of cell `name` holding a `T`; `type_text` is `T` as written (for messages).
+    /// `N` must be `name.len() + type_text.len()` (a compile error otherwise).
+    pub const fn new<T: Fingerprinted>(name: &str, type_text: &str) -> Self {
+        CellInfo(dsu_abi::CellInfo::new(name, type_text, T::FINGERPRINT))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -270,16 +270,27 @@ tuples!(
 
 /// A state cell's change of type, carried by a patch: the cell's name, the fingerprints of the
 /// old and new types, and the monomorphised code that transforms one into the other.
+///
+/// `repr(C)` with the two fingerprints first: they hold no address, so the loader reads them
+/// from the patch file before mapping it (`dsu_abi::cell_transform_fingerprints`).
+#[repr(C)]
 pub struct CellTransform {
-    /// The cell's stable name.
-    pub name: &'static str,
     pub from: Fingerprint,
     pub to: Fingerprint,
+    /// The cell's stable name.
+    pub name: &'static str,
     from_type: fn() -> &'static str,
     to_type: fn() -> &'static str,
     run: unsafe fn(*const ()) -> Result<*const (), TransformError>,
     drop_new: unsafe fn(*const ()),
 }
+
+// The layout the loader reads from the file: `from` at bytes 0..16, `to` at 16..32.
+const _: () = {
+    assert!(std::mem::offset_of!(CellTransform, from) == 0);
+    assert!(std::mem::offset_of!(CellTransform, to) == 16);
+    assert!(dsu_abi::CELL_TRANSFORM_FINGERPRINTS == 32);
+};
 
 impl CellTransform {
     /// The transform of cell `name` from `Old` to `New`. The patch's generated root holds one
@@ -290,9 +301,9 @@ impl CellTransform {
         New: Transform<Old> + Fingerprinted + Send + Sync + 'static,
     {
         CellTransform {
-            name,
             from: Old::FINGERPRINT,
             to: New::FINGERPRINT,
+            name,
             from_type: std::any::type_name::<Old>,
             to_type: std::any::type_name::<New>,
             run: run::<Old, New>,

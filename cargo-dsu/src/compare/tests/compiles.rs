@@ -44,6 +44,13 @@ pub mod __private {
     impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
         fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
     }
+    pub struct CellInfo<const N: usize>([u8; N]);
+    impl<const N: usize> CellInfo<N> {
+        pub const fn new<T>(name: &str, ty: &str) -> Self {
+            assert!(name.len() + ty.len() == N, "CellInfo length");
+            CellInfo([0; N])
+        }
+    }
     pub struct CellTransform(&'static str);
     impl CellTransform {
         pub const fn new<Old: 'static, New: Transform<Old> + 'static>(name: &'static str) -> Self { CellTransform(name) }
@@ -130,7 +137,30 @@ fn inserted_code_compiles_across_modules_and_crates() {
     );
 
     let dir = checkout("compiles-build", &refs(&new));
-    for (file, text) in &patched {
+    // The patch build adds a record per state cell, in the cells' modules, before compiling.
+    let cells = crate::compare::cells::records(&units, &dir).unwrap();
+    assert!(cells.refusals.is_empty(), "{:?}", cells.refusals);
+    let records: String = cells.insertions.iter().map(|i| i.text.as_str()).collect();
+    for (name, ty) in [
+        ("tags", "Mutex<Vec<Tag>>"),
+        ("notes", "Mutex<Vec<Note>>"),
+        ("store", "Mutex<Vec<Entry>>"),
+        ("cells", "Mutex<Vec<Entry>>"),
+    ] {
+        let symbol = format!("#[export_name = \"__dsu_state_{name}\"]");
+        assert!(records.contains(&symbol), "{symbol} in {records}");
+        assert!(records.contains(&format!("({name:?}, {ty:?})")), "{name}: {records}");
+    }
+    let mut all = r.generated.clone();
+    for i in cells.insertions {
+        match all.iter_mut().find(|a| a.file == i.file && a.offset == i.offset) {
+            Some(a) => a.text.push_str(&i.text),
+            None => all.push(i),
+        }
+    }
+    all.sort_by(|a, b| (&a.file, a.offset).cmp(&(&b.file, b.offset)));
+    let _ = patched;
+    for (file, text) in apply(&dir, &all) {
         std::fs::write(dir.join(file), text).unwrap();
     }
     std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
