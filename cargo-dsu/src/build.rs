@@ -51,12 +51,31 @@ pub struct RecordedCrate {
     #[serde(flatten)]
     pub krate: SetCrate,
     pub invocation: RustcInvocation,
+    /// `rustc --print cfg` under the invocation's flags, read once at build time (see
+    /// [`RecordedCrate::cfg`]).
+    #[serde(default)]
+    pub print_cfg: Option<String>,
 }
 
 impl RecordedCrate {
+    /// A crate of the set with its invocation and its configuration.
+    fn new(krate: SetCrate, invocation: RustcInvocation) -> Result<Self> {
+        let mut recorded = RecordedCrate { krate, invocation, print_cfg: None };
+        recorded.print_cfg = Some(recorded.print_cfg_text()?);
+        Ok(recorded)
+    }
+
     /// The configuration the crate was compiled with: `rustc --print cfg` under the recorded
     /// target, codegen flags and `--cfg`s (features, a build script's cfgs).
     pub fn cfg(&self) -> Result<dsu_syntax::CfgSet> {
+        let text = match &self.print_cfg {
+            Some(text) => text.clone(),
+            None => self.print_cfg_text()?,
+        };
+        Ok(dsu_syntax::CfgSet::from_print_cfg(&text))
+    }
+
+    fn print_cfg_text(&self) -> Result<String> {
         let inv = &self.invocation;
         let mut args = Vec::new();
         let mut it = inv.args.iter();
@@ -84,7 +103,7 @@ impl RecordedCrate {
             inv.rustc.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
-        Ok(dsu_syntax::CfgSet::from_print_cfg(&String::from_utf8_lossy(&out.stdout)))
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
@@ -263,7 +282,7 @@ fn output(
             let bytes = std::fs::read(&path).with_context(|| {
                 format!("the crate `{}` was not compiled through the dsu wrapper ({})", c.crate_name, path.display())
             })?;
-            Ok(RecordedCrate { krate: c.clone(), invocation: serde_json::from_slice(&bytes)? })
+            RecordedCrate::new(c.clone(), serde_json::from_slice(&bytes)?)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(BuildRecord {
