@@ -68,7 +68,18 @@ fn state_access(c: &mut Criterion) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut g = c.benchmark_group("state");
     g.bench_function("plain_static_load", |b| b.iter(|| black_box(PLAIN.load(Relaxed))));
-    g.bench_function("cell_get_load", |b| b.iter(|| black_box(COUNTER.get().load(Relaxed))));
+    // A registered thread that runs updateable code (its state is running): a scope is a
+    // thread-local increment and decrement around the access.
+    dsu::update_point();
+    g.bench_function("cell_with_load", |b| b.iter(|| black_box(COUNTER.with(|c| c.load(Relaxed)))));
+    g.bench_function("cell_access_load", |b| b.iter(|| black_box(COUNTER.access().load(Relaxed))));
+    // A thread whose state is idle (an idle section, an executor thread between polls): the
+    // outermost scope also stores its depth and reads the pending flag, sequentially consistent.
+    dsu::idle(|| {
+        g.bench_function("cell_with_load_idle_thread", |b| {
+            b.iter(|| black_box(COUNTER.with(|c| c.load(Relaxed))))
+        });
+    });
     g.finish();
 }
 

@@ -113,15 +113,19 @@ pub enum Error {
     NotUpdateable { reason: String },
 
     /// The program did not reach a moment when every registered thread was at an update point
-    /// or idle before the update timeout; the update was abandoned and nothing changed.
+    /// or idle before the update timeout (or a thread waited for the update inside a cell
+    /// scope, where it never applies); the update was abandoned and nothing changed. `running`
+    /// names the threads still running; `holding`, those of them inside a state cell's scope
+    /// ([`crate::State::with`], [`crate::CellRef`]), which count as running wherever they are.
     #[error(
         "update abandoned after {waited:?}: these threads were still running updateable code, \
-         not at an update point or idle: {}. Nothing changed; the program keeps its version. Add \
-         update points to their loops, or declare their blocking waits with `dsu::idle` (an \
+         not at an update point or idle: {}{}. Nothing changed; the program keeps its version. \
+         Add update points to their loops, or declare their blocking waits with `dsu::idle` (an \
          `.await` with `dsu::idle_async`)",
-        running.join(", ")
+        running.join(", "),
+        holding_note(holding)
     )]
-    UpdateTimeout { waited: std::time::Duration, running: Vec<String> },
+    UpdateTimeout { waited: std::time::Duration, running: Vec<String>, holding: Vec<String> },
 
     /// A rollback cannot be done.
     #[error("rollback refused: {reason}. Nothing changed; the program keeps its version")]
@@ -132,4 +136,22 @@ pub enum Error {
         "state cell `{name}` holds a `{found}`, but this code expects a `{expected}`"
     )]
     StateType { name: String, expected: String, found: String },
+}
+
+/// The part of [`Error::UpdateTimeout`]'s message about threads inside a cell scope.
+fn holding_note(holding: &[String]) -> String {
+    match holding {
+        [] => String::new(),
+        [one] => format!(
+            "; thread `{one}` holds a state cell (inside `State::with` or a `CellRef`), and no \
+             update applies while a thread holds one: end the access before the thread blocks \
+             or waits for an update"
+        ),
+        more => format!(
+            "; threads {} hold a state cell (inside `State::with` or a `CellRef`), and no update \
+             applies while a thread holds one: end the access before the thread blocks or waits \
+             for an update",
+            more.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }

@@ -135,7 +135,7 @@ pub use error::Error;
 pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
 pub use transform::{CellTransform, Transform, TransformError};
-pub use state::State;
+pub use state::{CellRef, State};
 pub use quiesce::{
     idle, idle_async, registered_threads, set_update_timeout, update_timeout, IdleAsync, IdleGuard,
     DEFAULT_UPDATE_TIMEOUT,

@@ -51,7 +51,7 @@ use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::{Arc, Condvar, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -59,6 +59,8 @@ use std::time::{Duration, Instant};
 const RUNNING: u8 = 0;
 const IDLE: u8 = 1;
 const PARKED: u8 = 2;
+/// Not a state: what this thread's mirror (`MINE`) holds while it has no record.
+const UNREGISTERED: u8 = 3;
 
 /// Set while a round is open (a verified patch or rollback waits to be applied).
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -75,6 +77,91 @@ thread_local! {
     /// How many frames set this thread's state now: outermost polls of updateable futures and
     /// idle sections, nested.
     static FRAMES: Cell<u32> = const { Cell::new(0) };
+    /// How many cell scopes (`State::with`, `State::access`) this thread is inside, nested. While
+    /// it is not zero the thread counts as running, whatever its state; the coordinator reads it
+    /// through the thread's record.
+    static HELD: AtomicU32 = const { AtomicU32::new(0) };
+    /// This thread's state as it last stored it, or `UNREGISTERED`: a copy only this thread
+    /// reads, so that entering a scope on a running thread needs no look-up of its record.
+    static MINE: Cell<u8> = const { Cell::new(UNREGISTERED) };
+    /// Set while this thread applies a round (it holds the coordinator's lock meanwhile).
+    static APPLYING_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside a cell scope.
+pub(crate) fn holding_cell() -> bool {
+    HELD.with(|h| h.load(Ordering::Relaxed) > 0)
+}
+
+/// Enters a cell scope on the calling thread: from now until the matching [`exit_scope`] it
+/// counts as running, and no update applies.
+///
+/// On a thread whose state is running (a plain thread between update points, an executor thread
+/// inside a poll) this is a thread-local increment and one thread-local read: the coordinator
+/// sees the thread running already, and the thread leaves that state only by a sequentially
+/// consistent store of its own, after this one, so an applier that reads the later state reads
+/// this depth too. Otherwise the outermost scope takes [`enter_scope_slow`].
+#[inline]
+pub(crate) fn enter_scope() {
+    let outermost = HELD.with(|h| {
+        let n = h.load(Ordering::Relaxed);
+        h.store(n + 1, Ordering::Relaxed);
+        n == 0
+    });
+    if outermost && MINE.with(Cell::get) != RUNNING {
+        enter_scope_slow();
+    }
+}
+
+/// Enters the outermost scope on a thread that is not running (idle, an executor thread between polls) or not
+/// registered: registers it if needed (provisionally, see [`register_provisional`]), stores the
+/// depth, then reads the pending flag, against the applier's store of the flag and read of every
+/// thread's depth (both sequentially consistent): either the applier sees the scope, or the
+/// thread sees the round, and then it takes the coordinator's lock once, which the applier holds
+/// while it applies, so an update that had begun has finished before the thread reads the cell.
+#[cold]
+#[inline(never)]
+fn enter_scope_slow() {
+    if MINE.with(Cell::get) == UNREGISTERED {
+        register_provisional();
+    }
+    HELD.with(|h| h.store(1, Ordering::SeqCst));
+    // The applier itself (a transformer reading a cell) already holds the lock.
+    if PENDING.load(Ordering::SeqCst) && !APPLYING_HERE.with(Cell::get) {
+        drop(coordinator());
+    }
+}
+
+/// Leaves a cell scope. Leaving the outermost one on a thread whose state is not running (idle,
+/// an executor thread between polls) lowers it as the end of a running section does: the depth
+/// is stored, then the pending flag read, and the thread may complete quiescence and apply. On a
+/// running thread nothing else happens: it is still running, and a round open meanwhile applies
+/// at its next update point.
+#[inline]
+pub(crate) fn exit_scope() {
+    let outermost = HELD.with(|h| {
+        let n = h.load(Ordering::Relaxed);
+        h.store(n.saturating_sub(1), Ordering::Relaxed);
+        n == 1
+    });
+    if outermost && MINE.with(Cell::get) != RUNNING {
+        exit_scope_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn exit_scope_slow() {
+    HELD.with(|h| h.store(0, Ordering::SeqCst));
+    if PENDING.load(Ordering::SeqCst)
+        && !APPLYING_HERE.with(Cell::get)
+        && MINE.with(Cell::get) != UNREGISTERED
+    {
+        let mut c = coordinator();
+        if !expire(&mut c) {
+            try_apply(&mut c);
+        }
+    }
 }
 
 /// Enters a frame; true if it is the outermost one.
@@ -99,22 +186,29 @@ fn outside_frames() -> bool {
 struct ThreadRec {
     state: AtomicU8,
     /// The state the thread registered with, which it has outside every frame and idle stretch:
-    /// running for a plain thread, idle for an executor thread.
-    base: u8,
+    /// running for a plain thread, idle for an executor thread (and for a provisional one).
+    /// Written by the owning thread only, under the coordinator's lock.
+    base: AtomicU8,
+    /// Registered by a cell scope and by nothing else yet: the thread counts as running only
+    /// inside scopes, and its `CHECK` flag stays set so that its first update point, idle section
+    /// or poll registers it for good (with the kind that entry point gives a new thread).
+    provisional: AtomicBool,
     /// Futures wrapped by [`idle_async`] that this thread polled last and that were pending
     /// then: while there is one, the thread is idle outside frames.
     stretches: AtomicUsize,
     /// The thread's `CHECK` flag.
     check: *const AtomicBool,
+    /// The thread's `HELD` depth.
+    held: *const AtomicU32,
     name: String,
     /// To wake it when it is parked.
     thread: std::thread::Thread,
 }
 
-// SAFETY: `check` points at the owning thread's `CHECK`, a thread-local without destructor whose
-// storage lives until the thread has exited; the record is removed from the coordinator (under
-// its lock) by the thread's `Registration` destructor, before that storage goes away, and `check`
-// is only dereferenced under the same lock. Everything else is atomics and immutable data.
+// SAFETY: `check` and `held` point at the owning thread's `CHECK` and `HELD`, thread-locals
+// without destructor whose storage lives until the thread has exited; the record is removed from
+// the coordinator (under its lock) by the thread's `Registration` destructor, before that storage
+// goes away, and both are only dereferenced under the same lock. Everything else is atomics and immutable data.
 unsafe impl Send for ThreadRec {}
 // SAFETY: as above.
 unsafe impl Sync for ThreadRec {}
@@ -125,7 +219,7 @@ impl ThreadRec {
         if self.stretches.load(Ordering::Relaxed) > 0 {
             IDLE
         } else {
-            self.base
+            self.base.load(Ordering::Relaxed)
         }
     }
 
@@ -140,9 +234,31 @@ impl ThreadRec {
     }
 
     fn set_check(&self, on: bool) {
+        let on = on || self.provisional.load(Ordering::Relaxed);
         // SAFETY: called only under the coordinator's lock while the record is registered, so the
         // owning thread's CHECK is alive (see the Send impl).
         unsafe { &*self.check }.store(on, Ordering::Relaxed);
+    }
+
+    /// How many cell scopes the thread is inside. Read under the coordinator's lock.
+    fn held(&self) -> u32 {
+        // SAFETY: called only under the coordinator's lock while the record is registered, so the
+        // owning thread's HELD is alive (see the Send impl).
+        unsafe { &*self.held }.load(Ordering::SeqCst)
+    }
+
+    /// Whether the update protocol counts the thread as running: its state is, or it is inside
+    /// a cell scope. The state is read first: a thread that leaves the running state stores the
+    /// new state after its depth, so an applier that reads the new state reads that depth too.
+    /// Under the coordinator's lock.
+    fn counts_running(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == RUNNING || self.held() > 0
+    }
+
+    /// Stores the state of the calling thread, the owner of this record, and its copy in `MINE`.
+    fn set_state(&self, state: u8) {
+        self.state.store(state, Ordering::SeqCst);
+        let _ = MINE.try_with(|m| m.set(state));
     }
 }
 
@@ -154,6 +270,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let mut c = coordinator();
         c.threads.retain(|t| !Arc::ptr_eq(t, &self.rec));
+        let _ = MINE.try_with(|m| m.set(UNREGISTERED));
         // The exiting thread may have been the last one running.
         if PENDING.load(Ordering::SeqCst) {
             try_apply(&mut c);
@@ -213,6 +330,8 @@ struct Coordinator {
     timeout: Duration,
     /// The open round's clock.
     clock: Option<Arc<RoundClock>>,
+    /// When the open round opened.
+    opened: Option<Instant>,
     outcomes: VecDeque<Outcome>,
 }
 
@@ -222,6 +341,7 @@ static COORDINATOR: Mutex<Coordinator> = Mutex::new(Coordinator {
     deadline: None,
     timeout: DEFAULT_UPDATE_TIMEOUT,
     clock: None,
+    opened: None,
     outcomes: VecDeque::new(),
 });
 /// Rounds closed so far, published for parked threads, which wait without the lock.
@@ -272,22 +392,50 @@ fn initial_state(requested: u8) -> u8 {
 pub(crate) fn thread_state(name: &str) -> Option<&'static str> {
     let c = coordinator();
     let t = c.threads.iter().find(|t| t.name == name)?;
+    if t.counts_running() {
+        return Some("running");
+    }
     Some(match t.state.load(Ordering::SeqCst) {
-        RUNNING => "running",
         IDLE => "idle",
         _ => "parked",
     })
 }
 
 /// This thread's record, registering it first (with `initial` as its state, or as an executor
-/// thread, see [`initial_state`]).
+/// thread, see [`initial_state`]). A provisional registration becomes the one a new thread gets
+/// here.
 fn register(initial: u8) -> Option<Arc<ThreadRec>> {
+    register_as(initial, false)
+}
+
+/// Registers the calling thread, if it is not registered, from its first cell scope: idle outside
+/// scopes (it counts as running inside one), provisionally, until it reaches an update point, an
+/// idle section or a poll of an updateable future.
+fn register_provisional() {
+    register_as(IDLE, true);
+}
+
+fn register_as(initial: u8, provisional: bool) -> Option<Arc<ThreadRec>> {
     ME.try_with(|me| {
         if let Some(r) = me.borrow().as_ref() {
-            return r.rec.clone();
+            let rec = &r.rec;
+            if !provisional && rec.provisional.load(Ordering::Relaxed) {
+                // Registered for good now, as a new thread would be, under the lock, so the next
+                // applier sees the state (a registration, see the module docs).
+                let kind = initial_state(initial);
+                let _c = coordinator();
+                rec.provisional.store(false, Ordering::Relaxed);
+                rec.base.store(kind, Ordering::Relaxed);
+                if outside_frames() && rec.stretches.load(Ordering::Relaxed) == 0 {
+                    rec.set_state(kind);
+                }
+                rec.set_check(PENDING.load(Ordering::SeqCst));
+            }
+            return rec.clone();
         }
-        let initial = initial_state(initial);
+        let initial = if provisional { IDLE } else { initial_state(initial) };
         let check = CHECK.with(|c| c as *const AtomicBool);
+        let held = HELD.with(|h| h as *const AtomicU32);
         let name = std::thread::current()
             .name()
             .map(str::to_string)
@@ -295,15 +443,18 @@ fn register(initial: u8) -> Option<Arc<ThreadRec>> {
         let thread = std::thread::current();
         let rec = Arc::new(ThreadRec {
             state: AtomicU8::new(initial),
-            base: initial,
+            base: AtomicU8::new(initial),
+            provisional: AtomicBool::new(provisional),
             stretches: AtomicUsize::new(0),
             check,
+            held,
             name,
             thread,
         });
         {
             let mut c = coordinator();
             rec.set_check(PENDING.load(Ordering::SeqCst));
+            let _ = MINE.try_with(|m| m.set(initial));
             c.threads.push(rec.clone());
         }
         *me.borrow_mut() = Some(Registration { rec: rec.clone() });
@@ -326,7 +477,8 @@ fn update_point_slow() {
     // Registers the thread; parks it if a round is open, else clears its flag, so later update
     // points take the fast path.
     if let Some(rec) = register(RUNNING) {
-        // Inside an idle section, the thread stays idle afterwards.
+        // Inside an idle section, the thread stays idle afterwards. Inside a cell scope `park`
+        // returns at once.
         park(&rec, None, rec.here());
     }
 }
@@ -347,7 +499,17 @@ pub(crate) fn register_running() {
 /// opened stays parked for that round too: it stores its state, then reads the pending flag,
 /// against the applier's store of the flag and read of every state, so either the applier sees
 /// it running or it sees the round.
+///
+/// Inside a cell scope the thread counts as running, so no update applies before it leaves the
+/// scope: waiting for the open round here would wait for the thread itself. It returns at once,
+/// with the state `after`, and its flag stays set while the round is open, so its first update
+/// point after the scope parks. (A wait for a given round inside a scope abandons the round
+/// first, see [`wait_for`].)
 fn park(rec: &ThreadRec, until: Option<u64>, after: u8) {
+    if until.is_none() && holding_cell() {
+        rec.set_state(after);
+        return;
+    }
     let mut until = until;
     loop {
         let (round, clock, deadline) = {
@@ -356,14 +518,14 @@ fn park(rec: &ThreadRec, until: Option<u64>, after: u8) {
             if c.round > round || !PENDING.load(Ordering::SeqCst) {
                 // Under the lock: no update is being applied now, and the next applier sees
                 // this state.
-                rec.state.store(after, Ordering::SeqCst);
+                rec.set_state(after);
                 if !PENDING.load(Ordering::SeqCst) {
                     // Nothing to wait for: later update points take the fast path.
                     rec.set_check(false);
                 }
                 return;
             }
-            rec.state.store(PARKED, Ordering::SeqCst);
+            rec.set_state(PARKED);
             let clock = c.clock.clone().expect("an open round has a clock");
             clock.parked.fetch_add(1, Ordering::SeqCst);
             let _ = clock.first_parked.set(Instant::now());
@@ -386,7 +548,7 @@ fn park(rec: &ThreadRec, until: Option<u64>, after: u8) {
                 None => std::thread::park_timeout(Duration::from_millis(10)),
             }
         }
-        rec.state.store(after, Ordering::SeqCst);
+        rec.set_state(after);
         // `close` cleared this thread's flag (and a round opened since has set it again).
         if clock.parked.fetch_sub(1, Ordering::SeqCst) == 1 {
             // The last thread out of this round.
@@ -405,7 +567,9 @@ fn park(rec: &ThreadRec, until: Option<u64>, after: u8) {
 pub(crate) fn open_round() -> u64 {
     let mut c = coordinator();
     if !PENDING.load(Ordering::SeqCst) {
-        c.deadline = Some(Instant::now() + c.timeout);
+        let now = Instant::now();
+        c.deadline = Some(now + c.timeout);
+        c.opened = Some(now);
         c.clock = Some(RoundClock::new(c.round));
         PENDING.store(true, Ordering::SeqCst);
         for t in &c.threads {
@@ -418,8 +582,17 @@ pub(crate) fn open_round() -> u64 {
 }
 
 /// Waits, parked, until round `round` has closed; its outcome.
+///
+/// Called inside a cell scope, it abandons the round at once if it is still open: no update
+/// applies while this thread holds a cell, and the thread would hold it until the deadline.
 pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
     let rec = register(RUNNING);
+    if rec.is_some() && holding_cell() {
+        let mut c = coordinator();
+        if c.round == round && PENDING.load(Ordering::SeqCst) {
+            abandon(&mut c);
+        }
+    }
     match &rec {
         Some(rec) => park(rec, Some(round), rec.here()),
         None => {
@@ -448,7 +621,7 @@ fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     if !PENDING.load(Ordering::SeqCst) {
         return false;
     }
-    if c.threads.iter().any(|t| t.state.load(Ordering::SeqCst) == RUNNING) {
+    if c.threads.iter().any(|t| t.counts_running()) {
         return false;
     }
     if let Some(clock) = &c.clock {
@@ -456,7 +629,9 @@ fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     }
     #[cfg(test)]
     tests::APPLYING.store(true, Ordering::SeqCst);
+    APPLYING_HERE.with(|a| a.set(true));
     let result = crate::update::apply_now(c.round);
+    APPLYING_HERE.with(|a| a.set(false));
     #[cfg(test)]
     tests::APPLYING.store(false, Ordering::SeqCst);
     close(c, result);
@@ -469,22 +644,34 @@ fn expire(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     if !PENDING.load(Ordering::SeqCst) || Instant::now() < deadline {
         return false;
     }
-    let running: Vec<String> = c
-        .threads
-        .iter()
-        .filter(|t| t.state.load(Ordering::SeqCst) == RUNNING)
-        .map(|t| t.name.clone())
-        .collect();
-    let error = Error::UpdateTimeout { waited: c.timeout, running };
+    abandon(c);
+    true
+}
+
+/// Abandons the open round: the refusal names the threads the protocol counts as running, and
+/// among them those inside a cell scope.
+fn abandon(c: &mut MutexGuard<'static, Coordinator>) {
+    let mut running = Vec::new();
+    let mut holding = Vec::new();
+    for t in &c.threads {
+        if t.counts_running() {
+            running.push(t.name.clone());
+            if t.held() > 0 {
+                holding.push(t.name.clone());
+            }
+        }
+    }
+    let waited = c.opened.map(|o| o.elapsed()).unwrap_or(c.timeout);
+    let error = Error::UpdateTimeout { waited, running, holding };
     crate::update::abandon_pending(&error);
     close(c, Err(error));
-    true
 }
 
 fn close(c: &mut MutexGuard<'static, Coordinator>, result: Result<(), Error>) {
     let round = c.round;
     c.round += 1;
     c.deadline = None;
+    c.opened = None;
     c.outcomes.push_back(Outcome { round, result });
     while c.outcomes.len() > 64 {
         c.outcomes.pop_front();
@@ -560,7 +747,7 @@ impl Drop for IdleGuard {
 /// Makes the calling thread idle (it was `was`); if it was running and a round is open, it may
 /// have been the last one running, so it tries to apply.
 fn become_idle(rec: &ThreadRec, was: u8) {
-    rec.state.store(IDLE, Ordering::SeqCst);
+    rec.set_state(IDLE);
     if was == RUNNING && PENDING.load(Ordering::SeqCst) {
         let mut c = coordinator();
         if !expire(&mut c) {
@@ -586,9 +773,9 @@ fn settle(rec: &ThreadRec, to: u8) {
 /// Restores `before` after an idle stretch; if it was running and a round is open, waits for the
 /// round first (the thread is about to run updateable code again).
 fn leave_idle(rec: &ThreadRec, before: u8) {
-    rec.state.store(before, Ordering::SeqCst);
+    rec.set_state(before);
     if before == RUNNING && PENDING.load(Ordering::SeqCst) {
-        rec.state.store(IDLE, Ordering::SeqCst);
+        rec.set_state(IDLE);
         park(rec, None, RUNNING);
     }
 }
@@ -623,9 +810,9 @@ impl<F: Future> Future for Tracked<F> {
             return inner.poll(cx);
         }
         let frame = PollFrame { outermost: enter_frame(), rec: &rec, before };
-        rec.state.store(RUNNING, Ordering::SeqCst);
+        rec.set_state(RUNNING);
         if PENDING.load(Ordering::SeqCst) {
-            rec.state.store(before, Ordering::SeqCst);
+            rec.set_state(before);
             park(&rec, None, RUNNING);
         }
         let result = inner.poll(cx);
@@ -648,7 +835,7 @@ impl Drop for PollFrame<'_> {
         exit_frame();
         let to = if self.outermost { self.rec.resting() } else { self.before };
         // The thread was running since the poll began: staying so needs no check.
-        self.rec.state.store(to, Ordering::SeqCst);
+        self.rec.set_state(to);
         if to != RUNNING && PENDING.load(Ordering::SeqCst) {
             let mut c = coordinator();
             if !expire(&mut c) {

@@ -9,6 +9,10 @@
 //! fingerprint of its type). A patch that changes the type replaces the version with a
 //! transformed value; every access compares the fingerprint the accessing code was compiled for
 //! with the current one, so no code ever sees a value of a layout it was not compiled for.
+//!
+//! Access is scoped ([`State::with`], [`State::access`]): a reference to a value never outlives
+//! the scope it was taken in, and no update applies while a thread is inside one (the update
+//! protocol counts it as running, `quiesce.rs`), so a reference never outlives the next update.
 
 use crate::sync::{AtomicPtr, Mutex, Ordering};
 use crate::{Error, Fingerprinted};
@@ -20,13 +24,21 @@ use std::marker::PhantomData;
 ///
 /// ```ignore
 /// static HITS: dsu::State<AtomicU64> = dsu::State::new("hits", || AtomicU64::new(0));
-/// HITS.get().fetch_add(1, Ordering::Relaxed);
+/// HITS.with(|h| h.fetch_add(1, Ordering::Relaxed));
+/// let n = STORE.with(|s| s.lock().unwrap().len());
 /// ```
 ///
+/// Access is scoped, as `thread_local!`'s is: a closure ([`State::with`]) or a guard that
+/// belongs to its thread ([`State::access`], a [`CellRef`]). A reference to the value never
+/// outlives its scope, and a thread inside a scope counts as running: no update applies while it
+/// is in one, so no code holds a reference into a value an update has replaced.
+///
 /// The first access anywhere in the process runs `init`; later accesses (from any copy of the
-/// crate) get the same value. An access is two loads and a 16-byte compare: the handle caches the
-/// cell, and checks that the cell's current version has the fingerprint ([`Fingerprinted`]) the
-/// accessing code was compiled for. A mismatch is [`Error::StateType`], never the value.
+/// crate) get the same value. An access is a scope (a thread-local increment and decrement on a
+/// thread that runs updateable code; see `docs/PERFORMANCE.md`), two loads and a 16-byte compare:
+/// the handle caches the cell, and checks that the cell's current version has the fingerprint
+/// ([`Fingerprinted`]) the accessing code was compiled for. A mismatch is [`Error::StateType`],
+/// never the value.
 pub struct State<T: 'static> {
     name: &'static str,
     init: fn() -> T,
@@ -84,19 +96,51 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
         self.name
     }
 
-    /// The value. Panics when the cell holds another type (see [`State::try_get`]).
+    /// Runs `f` with the value, inside a *scope*: the reference cannot outlive the call, and
+    /// while it runs no update applies (see [`State::access`]). Panics when the cell holds
+    /// another type (see [`State::try_with`]).
+    ///
+    /// ```ignore
+    /// let n = STORE.with(|s| s.lock().unwrap().len());
+    /// ```
     #[inline]
-    pub fn get(&self) -> &'static T {
-        match self.try_get() {
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let value = self.access();
+        f(&value)
+    }
+
+    /// Runs `f` with the value, as [`State::with`] does, or returns [`Error::StateType`] without
+    /// calling it when the cell's current version has another fingerprint than the one this code
+    /// was compiled for.
+    #[inline]
+    pub fn try_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
+        let value = self.try_access()?;
+        Ok(f(&value))
+    }
+
+    /// The value, behind a guard: a scope that lasts as long as the guard. Panics when the cell
+    /// holds another type (see [`State::try_access`]).
+    ///
+    /// While a thread holds a scope (a guard, or a [`State::with`] call) it counts as running for
+    /// the update protocol: an update waits for it and never applies beside it, and an update
+    /// point, idle section or wait for an update reached inside it does not apply one. The guard
+    /// belongs to its thread (it is neither `Send` nor `Sync`), and the reference it gives out
+    /// lives no longer than a borrow of it. Hold it briefly: a thread that blocks while holding it
+    /// holds every update up until the update timeout, and the refusal names it.
+    #[inline]
+    pub fn access(&self) -> CellRef<'_, T> {
+        match self.try_access() {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         }
     }
 
-    /// The value, or [`Error::StateType`] when the cell's current version has another
-    /// fingerprint than the one this code was compiled for.
+    /// The value behind a guard, as [`State::access`] gives it, or [`Error::StateType`] when the
+    /// cell's current version has another fingerprint than the one this code was compiled for.
     #[inline]
-    pub fn try_get(&self) -> Result<&'static T, Error> {
+    pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
+        // The scope begins before the version is read: no update replaces it from now on.
+        let scope = Scope::enter();
         let mut record = self.cell.load(Ordering::Acquire);
         if record.is_null() {
             record = self.resolve();
@@ -104,8 +148,9 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
         // SAFETY: records are leaked and never freed.
         let version = unsafe { &*record }.current();
         if version.fingerprint == T::FINGERPRINT {
-            // SAFETY: the version's value is a T: its fingerprint is T's.
-            Ok(unsafe { &*(version.value as *const T) })
+            // SAFETY: the version's value is a T (its fingerprint is T's), leaked and never freed.
+            let value = unsafe { &*(version.value as *const T) };
+            Ok(CellRef { value, _scope: scope })
         } else {
             Err(Error::StateType {
                 name: self.name.to_string(),
@@ -152,11 +197,49 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     }
 }
 
-impl<T: Fingerprinted + Send + Sync + 'static> std::ops::Deref for State<T> {
+/// One scope on the calling thread (see [`State::access`]): entered when made, left when
+/// dropped, also by a panic. Neither `Send` nor `Sync`: the depth it counts is its thread's.
+struct Scope {
+    _thread: PhantomData<*const ()>,
+}
+
+impl Scope {
+    #[inline]
+    fn enter() -> Scope {
+        crate::quiesce::enter_scope();
+        Scope { _thread: PhantomData }
+    }
+}
+
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        crate::quiesce::exit_scope();
+    }
+}
+
+/// A state cell's value, for as long as this guard lives on the thread that took it
+/// ([`State::access`]). It dereferences to `&T` borrowed from the guard, so no reference outlives
+/// it; it cannot be sent to another thread or shared with one. While it lives, the thread counts
+/// as running for the update protocol, and no update applies.
+#[must_use = "the value is reachable only through the guard"]
+pub struct CellRef<'a, T: 'static> {
+    value: &'a T,
+    _scope: Scope,
+}
+
+impl<T: 'static> std::ops::Deref for CellRef<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        self.get()
+        self.value
+    }
+}
+
+impl<T: std::fmt::Debug + 'static> std::fmt::Debug for CellRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
     }
 }
 
@@ -188,13 +271,15 @@ mod tests {
 
     #[test]
     fn same_name_same_value_and_type_checked() {
-        A.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(A_AGAIN.load(Ordering::Relaxed), 8, "second handle reaches the first value");
-        assert!(std::ptr::eq(A.get(), A_AGAIN.get()));
-        match A_WRONG.try_get() {
+        A.with(|a| a.fetch_add(1, Ordering::Relaxed));
+        assert_eq!(A_AGAIN.with(|a| a.load(Ordering::Relaxed)), 8, "second handle reaches the first value");
+        let (a, again) = (A.access(), A_AGAIN.access());
+        assert!(std::ptr::eq(&*a, &*again));
+        match A_WRONG.try_with(|_| ()) {
             Err(Error::StateType { name, .. }) => assert_eq!(name, "state-test-a"),
-            other => panic!("expected a type error, got {:?}", other.map(|_| ())),
+            other => panic!("expected a type error, got {other:?}"),
         }
+        assert!(A_WRONG.try_access().is_err());
     }
 
     /// Same name, size and alignment as `Entry` in `other`, another layout.
@@ -225,23 +310,41 @@ mod tests {
 
     #[test]
     fn fingerprint_not_name_decides() {
-        E1.get();
-        assert!(matches!(E2.try_get(), Err(Error::StateType { .. })));
+        E1.with(|_| ());
+        assert!(matches!(E2.try_with(|_| ()), Err(Error::StateType { .. })));
     }
 
     static V: State<AtomicU64> = State::new("state-test-v", || AtomicU64::new(1));
     static V_NEW: State<String> = State::new("state-test-v", String::new);
 
+    static P: State<AtomicU64> = State::new("state-test-p", || AtomicU64::new(0));
+    static P_WRONG: State<String> = State::new("state-test-p", String::new);
+
+    #[test]
+    fn a_panic_inside_with_leaves_the_scope() {
+        P.with(|_| ());
+        let r = std::panic::catch_unwind(|| P.with(|_| -> () { panic!("inside") }));
+        assert!(r.is_err());
+        assert!(!crate::quiesce::holding_cell(), "the scope ended with the unwinding");
+        let outer = P.access();
+        P.with(|p| p.fetch_add(1, Ordering::Relaxed));
+        assert!(crate::quiesce::holding_cell());
+        drop(outer);
+        assert!(!crate::quiesce::holding_cell());
+        assert!(std::panic::catch_unwind(|| P_WRONG.with(|_| ())).is_err(), "a type mismatch panics");
+        assert!(!crate::quiesce::holding_cell(), "and leaves no scope behind");
+    }
+
     #[test]
     fn every_access_sees_the_current_version() {
-        assert_eq!(V.load(Ordering::Relaxed), 1);
+        assert_eq!(V.with(|v| v.load(Ordering::Relaxed)), 1);
         let record = cell("state-test-v").unwrap();
         record.replace(CellVersion {
             fingerprint: String::FINGERPRINT,
             type_name: "String",
             value: Box::into_raw(Box::new(String::from("two"))) as *const (),
         });
-        assert_eq!(V_NEW.get(), "two");
-        assert!(V.try_get().is_err(), "old code no longer reaches the cell once it changed type");
+        assert_eq!(V_NEW.with(|v| v.clone()), "two");
+        assert!(V.try_with(|_| ()).is_err(), "old code no longer reaches the cell once it changed type");
     }
 }

@@ -96,12 +96,13 @@ static ENTRIES_WIDER: dsu::State<std::sync::Mutex<HashMap<String, wider::Entry>>
 
 #[test]
 fn a_cell_refuses_code_compiled_for_another_layout() {
-    ENTRIES.lock().unwrap().insert("a".into(), v1::Entry { name: "a".into(), hits: 1 });
-    match ENTRIES_WIDER.try_get() {
+    ENTRIES.with(|e| e.lock().unwrap().insert("a".into(), v1::Entry { name: "a".into(), hits: 1 }));
+    match ENTRIES_WIDER.try_with(|e| e.lock().unwrap().len()) {
         Err(dsu::Error::StateType { name, expected, found }) => {
             assert_eq!(name, "types-test-entries");
             assert!(expected.contains("wider::Entry") && found.contains("v1::Entry"), "{expected} / {found}");
         }
-        other => panic!("expected a type error, got {:?}", other.map(|_| ())),
+        other => panic!("expected a type error, got {other:?}"),
     }
+    assert!(ENTRIES_WIDER.try_access().is_err());
 }
