@@ -63,11 +63,11 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
     assert_eq!(host.send("get k12345"), "v1 k12345 hits=345 legacy=false");
     assert_eq!(host.send("status"), "applied=0 last_refusal=true");
 
-    // An update reached while the caller holds the cell's lock: refused, not a deadlock, and
-    // nothing changes.
+    // An update reached while the caller holds the cell's lock, inside the cell's scope: refused
+    // at once, naming the thread that holds the cell, not a deadlock, and nothing changes.
     let v2 = patch("v1..v2");
     let r = host.send(&format!("apply-locked {v2}"));
-    assert!(r.starts_with("refused:") && r.contains("a lock inside the cell is held"), "{r}");
+    assert!(r.starts_with("refused:") && r.contains("` holds a state cell"), "{r}");
     assert_eq!(host.send("summary"), v1_summary, "every entry intact");
 
     // Entry gains `tags`, loses `legacy`, `hits` widens: every entry is carried over.

@@ -25,9 +25,8 @@ unsafe impl<T> Sync for State<T> {}
 impl<T> State<T> {
     pub const fn new(_name: &'static str, init: fn() -> T) -> Self { State(init) }
 }
-impl<T> std::ops::Deref for State<T> {
-    type Target = T;
-    fn deref(&self) -> &T { unimplemented!() }
+impl<T> State<T> {
+    pub fn with<R>(&self, _f: impl FnOnce(&T) -> R) -> R { unimplemented!() }
 }
 pub mod __private {
     pub struct TransformError(pub String);
@@ -63,7 +62,7 @@ const LIB: &str = "mod store;\npub use store::Entry;\n\
     mod inline_cells {\n    use std::sync::Mutex;\n    use crate::outer::tags::Tag;\n    \
     static TAGS: dsu::State<Mutex<Vec<Tag>>> = dsu::State::new(\"tags\", Default::default);\n\
     {NOTE}    static NOTES: dsu::State<Mutex<Vec<Note>>> = dsu::State::new(\"notes\", Default::default);\n\
-    #[dsu::updateable]\n    pub fn count() -> usize { TAGS.lock().unwrap().len() + NOTES.lock().unwrap().len() }\n}\n\
+    #[dsu::updateable]\n    pub fn count() -> usize { TAGS.with(|c| c.lock().unwrap().len()) + NOTES.with(|c| c.lock().unwrap().len()) }\n}\n\
     pub fn count() -> usize { inline_cells::count() + store::count() }\n\
     #[derive(Clone)]\npub struct Stamp(u32);\n\
     impl dsu::__private::Transform<Stamp> for Stamp {\n\
@@ -82,7 +81,7 @@ const TAG_V2: &str =
 
 const STORE: &str = "use std::sync::Mutex;\nuse crate::outer::tags::Tag;\n{ENTRY}\
     static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
-    #[dsu::updateable]\npub fn count() -> usize { STORE.lock().unwrap().len() }\n";
+    #[dsu::updateable]\npub fn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
 
 const ENTRY_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag, hits: u32, at: super::Stamp }\n";
 const ENTRY_V2: &str =
@@ -91,7 +90,7 @@ const ENTRY_V2: &str =
 
 const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
     static CELLS: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"cells\", Default::default);\n\
-    #[dsu::updateable]\nfn total() -> usize { CELLS.lock().unwrap().len() + core_logic::count() }\n\
+    #[dsu::updateable]\nfn total() -> usize { CELLS.with(|c| c.lock().unwrap().len()) + core_logic::count() }\n\
     fn main() { let _ = total(); }\n";
 
 fn rustc(dir: &Path, args: &[&str]) {

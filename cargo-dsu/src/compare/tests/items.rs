@@ -63,7 +63,7 @@ const DOCS_V1: &str = "//! The app.\n\
     /// An entry.\n#[dsu::updateable]\npub struct Entry { pub name: String }\n\
     static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
     static LIMIT: usize = 10;\n\
-    #[dsu::updateable]\nfn count() -> usize { STORE.lock().unwrap().len() }\n\
+    #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n\
     fn plain(x: u32) -> u32 { x + 1 }\n\
     #[dsu::updateable]\nimpl Entry { fn len(&self) -> usize { self.name.len() } fn pick<T: Clone>(&self, t: &T) -> T { t.clone() } }\n";
 
@@ -74,7 +74,7 @@ const DOCS_V2: &str = "//! The app, documented.\n//! More.\n\
     /// The store.\n#[doc(hidden)]\n\
     static STORE: dsu::State<Mutex<Vec<Entry>>> =\n    dsu::State::new(\"store\", Default::default);\n\
     /// A limit.\nstatic LIMIT: usize = 10; // ten\n\
-    /// Counts.\n#[dsu::updateable]\nfn count() -> usize {\n    // one lock\n    STORE.lock().unwrap().len()\n}\n\
+    /// Counts.\n#[dsu::updateable]\nfn count() -> usize {\n    // one lock\n    STORE.with(|c| c.lock().unwrap().len())\n}\n\
     /// Adds one.\nfn plain(x: u32) -> u32 {\n    x + 1 /* always */\n}\n\
     #[dsu::updateable]\nimpl Entry {\n    /// Its length.\n    fn len(&self) -> usize { self.name.len() }\n\
     /// Picks.\n    fn pick<T: Clone>(&self, t: &T) -> T {\n        t.clone()\n    }\n}\n";

@@ -16,7 +16,7 @@ fn type_change_is_refused_and_reported() {
 const V1: &str = "use std::collections::HashMap;\nuse std::sync::Mutex;\n\
     #[dsu::updateable]\npub struct Entry { pub name: String, pub hits: u32 }\n\
     static STORE: dsu::State<Mutex<HashMap<String, Entry>>> = dsu::State::new(\"store\", Default::default);\n\
-    #[dsu::updateable]\nfn count() -> usize { STORE.lock().unwrap().len() }\n";
+    #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
 
 #[test]
 fn type_change_without_transformer_prints_a_stub() {
@@ -94,8 +94,8 @@ fn code_that_would_meet_the_new_layout_is_refused() {
         fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n\
         #[dsu::updateable]\nfn first() -> Option<Entry> { None }\n\
         #[dsu::updateable]\nfn describe(e: &Entry) -> String { e.name.clone() }\n\
-        fn plain() -> usize { STORE.lock().unwrap().len() }\n";
-    let old = format!("{V1}#[dsu::updateable]\nfn first() -> Option<Entry> {{ STORE.lock().unwrap().values().next().map(|e| Entry {{ name: e.name.clone(), hits: e.hits }}) }}\n\
+        fn plain() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
+    let old = format!("{V1}#[dsu::updateable]\nfn first() -> Option<Entry> {{ STORE.with(|c| c.lock().unwrap().values().next().map(|e| Entry {{ name: e.name.clone(), hits: e.hits }})) }}\n\
         #[dsu::updateable]\nfn describe(e: &Entry) -> String {{ e.name.clone() }}\n");
     let r = cmp_main("routing", &old, &v2);
     let reasons = reasons(&r);
@@ -113,7 +113,7 @@ fn code_that_would_meet_the_new_layout_is_refused() {
 const REV_V1: &str = "use std::collections::HashMap;\nuse std::sync::Mutex;\n\
     #[dsu::updateable]\npub struct Entry { pub name: String, hits: u32, pub legacy: bool }\n\
     static STORE: dsu::State<Mutex<HashMap<String, Entry>>> = dsu::State::new(\"store\", Default::default);\n\
-    #[dsu::updateable]\nfn count() -> usize { STORE.lock().unwrap().len() }\n";
+    #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
 
 const UP: &str = "#[dsu::transform(from = dsu_old::Entry)]\n\
     fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into(), tags: Vec::new() } }\n";
@@ -232,7 +232,7 @@ const NESTED_V1: &str = "use std::sync::Mutex;\n\
     #[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag }\n\
     static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
     static TAGS: dsu::State<Mutex<Vec<Tag>>> = dsu::State::new(\"tags\", Default::default);\n\
-    #[dsu::updateable]\nfn count() -> usize { STORE.lock().unwrap().len() + TAGS.lock().unwrap().len() }\n";
+    #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) + TAGS.with(|c| c.lock().unwrap().len()) }\n";
 
 /// `Tag` and `Entry` both change; `Entry` keeps its `tag: Tag` field, so its derived inverse
 /// needs `Tag`'s.
@@ -277,7 +277,7 @@ fn a_cell_is_reversible_only_when_every_changed_type_in_it_is() {
         #[dsu::updateable]\npub struct B { pub y: u32 }\n\
         static BOTH: dsu::State<Mutex<Vec<(A, B)>>> = dsu::State::new(\"both\", Default::default);\n\
         static JUST_A: dsu::State<Mutex<Vec<A>>> = dsu::State::new(\"just a\", Default::default);\n\
-        #[dsu::updateable]\nfn count() -> usize { BOTH.lock().unwrap().len() + JUST_A.lock().unwrap().len() }\n";
+        #[dsu::updateable]\nfn count() -> usize { BOTH.with(|c| c.lock().unwrap().len()) + JUST_A.with(|c| c.lock().unwrap().len()) }\n";
     let new = old
         .replace(
             "pub struct A { pub x: u32 }",
@@ -301,7 +301,7 @@ fn a_cell_is_reversible_only_when_every_changed_type_in_it_is() {
 const STORE_V1: &str = "use std::collections::HashMap;\nuse std::sync::Mutex;\n\
     #[dsu::updateable]\npub struct Entry { pub name: String, hits: u32 }\n\
     static STORE: dsu::State<Mutex<HashMap<String, Entry>>> = dsu::State::new(\"store\", Default::default);\n\
-    #[dsu::updateable]\npub fn count() -> usize { STORE.lock().unwrap().len() }\n";
+    #[dsu::updateable]\npub fn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
 
 const STORE_UP: &str = "#[dsu::transform(from = dsu_old::Entry)]\n\
     fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n";
@@ -414,7 +414,7 @@ const CORE_STORE_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: St
 
 const APP_MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
     static CELLS: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"cells\", Default::default);\n\
-    #[dsu::updateable]\nfn count() -> usize { CELLS.lock().unwrap().len() }\nfn main() {}\n";
+    #[dsu::updateable]\nfn count() -> usize { CELLS.with(|c| c.lock().unwrap().len()) }\nfn main() {}\n";
 
 /// A cell of the binary holds a type of the library, defined in a private module and
 /// re-exported: the cell transform names the old type through re-exports up to the

@@ -20,7 +20,7 @@ static REQUESTS: dsu::State<AtomicU64> = dsu::State::new("requests", || AtomicU6
 
 #[dsu::update_point]
 fn handle(request: &str) -> Option<String> {
-    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    REQUESTS.with(|c| c.fetch_add(1, Ordering::Relaxed));
     let (verb, arg) = request.split_once(' ').unwrap_or((request, ""));
     Some(match verb {
         "GET" => greeting::greet(arg),
@@ -34,7 +34,7 @@ fn handle(request: &str) -> Option<String> {
                 "revision {} after {} updates, {} requests",
                 &s.revision[..s.revision.len().min(10)],
                 s.applied.len(),
-                REQUESTS.load(Ordering::Relaxed)
+                REQUESTS.with(|c| c.load(Ordering::Relaxed))
             ),
             Err(e) => format!("status unavailable: {e}"),
         },

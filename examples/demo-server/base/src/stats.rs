@@ -17,6 +17,8 @@ impl fmt::Display for Stats {
 
 #[dsu::updateable]
 pub fn stats() -> Stats {
-    let visits = VISITS.lock().unwrap();
-    Stats { names: visits.len(), visits: visits.values().sum() }
+    VISITS.with(|visits| {
+        let visits = visits.lock().unwrap();
+        Stats { names: visits.len(), visits: visits.values().sum() }
+    })
 }

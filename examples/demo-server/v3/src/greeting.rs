@@ -4,10 +4,12 @@ use crate::VISITS;
 
 #[dsu::updateable]
 fn visit(name: &str) -> u64 {
-    let mut visits = VISITS.lock().unwrap();
-    let n = visits.entry(name.to_string()).or_insert(0);
-    *n += 1;
-    *n
+    VISITS.with(|visits| {
+        let mut visits = visits.lock().unwrap();
+        let n = visits.entry(name.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    })
 }
 
 #[dsu::updateable]
