@@ -52,7 +52,12 @@
 //!   [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
-//!   must survive lives in a [`State`] cell, owned by the runtime and found by name.
+//!   must survive lives in a [`State`] cell, owned by the runtime and found by name. Access is
+//!   scoped, as a `thread_local!`'s is: [`State::with`] runs a closure with `&T`, and
+//!   [`State::access`] returns a guard ([`CellRef`]) that stays on its thread. A reference to the
+//!   value never outlives its scope, and a thread inside one counts as running: an update waits
+//!   for it, and an update point or idle section reached inside a scope does not apply one (an
+//!   update that times out meanwhile names the thread and says it holds a state cell).
 //! * **Types and transformers.** `#[dsu::updateable]` on a struct or enum gives it a structural
 //!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
 //!   alignment. A cell hands its value only to code compiled for the same fingerprint. When a
@@ -68,7 +73,7 @@
 //!
 //! #[dsu::updateable]
 //! fn greet(name: &str) -> String {
-//!     HITS.fetch_add(1, Ordering::Relaxed);
+//!     HITS.with(|hits| hits.fetch_add(1, Ordering::Relaxed));
 //!     format!("hello, {name}")
 //! }
 //!
@@ -107,8 +112,10 @@
 //!   call in the previous version (which stays mapped). The same holds for code an executor
 //!   thread runs outside updateable futures (a tokio worker, or with the `tokio` feature a thread
 //!   that registered inside a tokio runtime, between its update points and awaits), and for code
-//!   a thread runs while an [`idle_async`] future it polled is pending. A registered thread that
-//!   blocks outside an idle section holds every update up until the timeout.
+//!   a thread runs while an [`idle_async`] future it polled is pending. Their state cell accesses
+//!   are waited for: a scope registers its thread, which counts as running inside it. A
+//!   registered thread that blocks outside an idle section, or inside a state cell's scope, holds
+//!   every update up until the timeout.
 //! * Type changes are supported for types and state cells in any module of any crate of the
 //!   program's updateable set (the binary's crate and the library crates it reaches through path
 //!   dependencies). A function whose signature mentions a changed type is routed: code compiled for the old layout keeps calling
@@ -173,7 +180,8 @@ pub mod __private {
     }
 
     /// The state in the update protocol (`"running"`, `"idle"` or `"parked"`) of the registered
-    /// thread called `name`. For tests.
+    /// thread called `name`; `"running"` inside a cell scope, as the protocol counts it. For
+    /// tests.
     pub fn thread_state(name: &str) -> Option<&'static str> {
         crate::quiesce::thread_state(name)
     }

@@ -28,8 +28,18 @@
 //! every thread resumes on the old version, and the refusal says which threads were running.
 //!
 //! **The idle update point.** Each thread has its own flag, set while it must take the slow path
-//! (it is not registered yet, or a round is open). An update point with nothing pending is one
-//! relaxed load of that flag.
+//! (it is not registered yet or only provisionally, or a round is open). An update point with
+//! nothing pending is one relaxed load of that flag.
+//!
+//! **Cell scopes.** A thread inside a state cell's scope (`State::with`, a `CellRef`) counts as
+//! running whatever its state, so no update applies while it holds a reference into a cell's
+//! value. Its depth of scopes is a thread-local its record points at; the coordinator reads it
+//! under its lock, after the thread's state. An update point reached inside a scope does not park
+//! (its flag stays set, so the first one after the scope does), an idle section entered inside
+//! one leaves the thread counted as running, and a wait for a round inside one abandons the
+//! round at once. A thread not registered when it enters a scope registers *provisionally*: idle
+//! outside scopes, with its flag kept set, until its first update point, idle section or poll
+//! registers it for good, under the lock, as a new thread.
 //!
 //! **Ordering.** A thread goes from idle to running in one of two ways. Leaving an idle section
 //! or stretch, or starting an outermost poll, it stores *running* and then reads the global
@@ -39,7 +49,18 @@
 //! it applies). Leaving a park, it stores its state under the coordinator's lock with no round
 //! open, or after its round closed and then checks the pending flag as above. Every other store
 //! keeps or lowers the state (running to idle, then an attempt to apply) or registers a thread
-//! under the lock, so no thread starts running updateable code unseen. An executor thread runs
+//! under the lock, so no thread starts running updateable code unseen.
+//!
+//! A scope is entered the same way. On a thread whose state is running, only its depth changes:
+//! the applier sees the thread running, and the thread leaves that state only by a sequentially
+//! consistent store after the depth's, so an applier that reads the later state (then the depth)
+//! reads the depth too. On any other thread the outermost scope stores its depth and then reads
+//! the pending flag (both sequentially consistent), against the applier's store of the flag and
+//! read of every depth; a thread that sees a round takes the coordinator's lock once, so an
+//! update the applier had begun has finished before the thread reads the cell. Leaving the
+//! outermost scope on a thread that is not running lowers it: the depth is stored, then the
+//! pending flag read, and the thread may apply. A thread inside a scope that stores running
+//! (leaving an idle section inside the scope) was counted as running all along. An executor thread runs
 //! code between update points as idle: an update may apply meanwhile, and that code finishes on
 //! the version it started with (patches stay mapped, state cells check their type on every
 //! access), as on an unregistered thread.

@@ -125,7 +125,8 @@ impl<A, B: Transform<A>, E, F: Transform<E>> Transform<Result<A, E>> for Result<
 
 /// Why a lock inside a state cell could not be transformed.
 const LOCKED: &str = "a lock inside the cell is held by a thread that is at an update point or \
-                      idle; release state-cell guards before update points and idle sections";
+                      idle, reached outside the cell's scope (an `Arc` cloned out of the cell, or \
+                      a leaked guard); release such locks before update points and idle sections";
 
 impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
     fn transform(old: &Mutex<A>) -> Result<Self, TransformError> {
@@ -415,8 +416,9 @@ mod tests {
         assert_eq!(err.0, "empty name");
     }
 
-    /// A thread at an update point may hold a lock inside a state cell: the transform fails the
-    /// update instead of waiting for a lock that is released only after the update.
+    /// A thread at an update point may hold a lock inside a state cell that it reached outside
+    /// the cell's scope (through an `Arc` cloned out of it, or a leaked guard): the transform
+    /// fails the update instead of waiting for a lock that is released only after the update.
     #[test]
     fn a_held_lock_fails_the_transform_instead_of_deadlocking() {
         let old = Mutex::new(Old { name: "a".into(), hits: 1 });
