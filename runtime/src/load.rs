@@ -110,7 +110,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     }
     let cell_records = cell_records(&file, &path).map_err(|e| match e {
         RecordError::Elf(e) => elf_err(e),
-        RecordError::Other(e) => e,
+        RecordError::Other(e) => *e,
     })?;
 
     let mut table = Vec::new();
@@ -266,7 +266,8 @@ struct CellRecordOfPatch<'a> {
 
 enum RecordError {
     Elf(ElfError),
-    Other(Error),
+    /// Boxed: an `Error` is large, and this is the rare path.
+    Other(Box<Error>),
 }
 
 /// The patch's state-cell records, by cell name. Two records of one cell with different types
@@ -278,21 +279,21 @@ fn cell_records<'a>(
     let mut out: HashMap<&str, CellRecordOfPatch<'_>> = HashMap::new();
     for sym in file.symbols_with_prefix(dsu_abi::STATE_CELL_PREFIX).map_err(RecordError::Elf)? {
         let info = CellInfoView::parse(sym.bytes).map_err(|e| {
-            RecordError::Other(Error::Malformed {
+            RecordError::Other(Box::new(Error::Malformed {
                 path: path.to_path_buf(),
                 reason: format!("state cell record {}: {e}", sym.name),
-            })
+            }))
         })?;
         let expected_symbol = format!("{}{}", dsu_abi::STATE_CELL_PREFIX, dsu_abi::symbol_safe(info.name));
         if sym.name != expected_symbol {
-            return Err(RecordError::Other(Error::Inconsistent {
+            return Err(RecordError::Other(Box::new(Error::Inconsistent {
                 path: path.to_path_buf(),
                 reason: format!("{} describes state cell `{}`, which it is not named after", sym.name, info.name),
-            }));
+            })));
         }
         match out.get(info.name) {
             Some(other) if other.info.fingerprint != info.fingerprint => {
-                return Err(RecordError::Other(Error::Inconsistent {
+                return Err(RecordError::Other(Box::new(Error::Inconsistent {
                     path: path.to_path_buf(),
                     reason: format!(
                         "its code expects state cell `{}` to hold `{}` (fingerprint {}) in one \
@@ -305,7 +306,7 @@ fn cell_records<'a>(
                         other.symbol,
                         sym.name
                     ),
-                }))
+                })))
             }
             Some(_) => {}
             None => {
