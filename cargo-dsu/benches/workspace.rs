@@ -6,22 +6,21 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HANDLER: &str = "kv_proto::err(\"not found\")";
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The fixture at v1 with the library's handler changed to say `n`.
+/// The fixture at v1 with the library's handler changed to say `n` (unchanged for 0).
 fn variant(dir: &Path, n: u32) {
     common::write_tree(dir, "kv", "base");
+    if n == 0 {
+        return;
+    }
     let lib = dir.join("store/src/lib.rs");
     let text = std::fs::read_to_string(&lib).unwrap();
     assert!(text.contains(HANDLER));
@@ -32,51 +31,13 @@ fn workspace(c: &mut Criterion) {
     let base = common::workspace_root().join("target/dsu-bench-workspace");
     let repo = base.join("repo");
     let target = base.join("target");
-    common::init_repo(&repo);
-    common::commit_tree(&repo, "kv", "base", "v1");
-    for (n, tag) in [(1, "a"), (2, "b")] {
-        variant(&repo, n);
-        common::git(&repo, &["commit", "-qam", tag]);
-        common::git(&repo, &["tag", tag]);
-    }
-    common::git(&repo, &["checkout", "-q", "v1"]);
+    support::repository(&repo, &variant);
     let server = repo.join("server");
-    let dsu = |args: &[&str], target: &Path| {
-        run(Command::new(common::cargo_dsu()).arg("dsu").args(args).arg("--target-dir").arg(target).current_dir(&server));
-    };
-    dsu(&["build"], &target);
-    dsu(&["patch", "v1..a"], &target);
-    dsu(&["patch", "v1..b"], &target);
-
-    // The same change, built the plain way in a copy of the workspace.
     let plain = base.join("plain");
-    variant(&plain, 1);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = |n: u32| {
-        variant(&plain, n);
-        run(Command::new(&cargo).args(["build", "-q"]).current_dir(&plain));
-    };
-    build(2);
-
-    let mut g = c.benchmark_group("library_function_change");
-    g.sample_size(10).measurement_time(Duration::from_secs(30));
-    let mut flip = false;
-    g.bench_function("cargo_dsu_patch", |b| {
-        b.iter(|| {
-            flip = !flip;
-            dsu(&["patch", if flip { "v1..a" } else { "v1..b" }], &target);
-        })
-    });
-    let mut flip = false;
-    g.bench_function("cargo_build_incremental", |b| {
-        b.iter(|| {
-            flip = !flip;
-            build(if flip { 1 } else { 2 });
-        })
-    });
-    g.finish();
+    support::patch_against_incremental_build(c, "library_function_change", &server, &target, &plain, &variant);
 
     // Cold builds: a fresh target directory each time (the registry's sources stay downloaded).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut g = c.benchmark_group("cold_build");
     g.sample_size(10).measurement_time(Duration::from_secs(60));
     let cold = base.join("cold");
@@ -86,7 +47,7 @@ fn workspace(c: &mut Criterion) {
             for _ in 0..iters {
                 let _ = std::fs::remove_dir_all(&cold);
                 let start = Instant::now();
-                dsu(&["build"], &cold);
+                support::dsu(&server, &cold, &["build"]);
                 total += start.elapsed();
             }
             total
@@ -98,14 +59,13 @@ fn workspace(c: &mut Criterion) {
             for _ in 0..iters {
                 let _ = std::fs::remove_dir_all(&cold);
                 let start = Instant::now();
-                run(Command::new(&cargo).args(["build", "-q", "--target-dir"]).arg(&cold).current_dir(&plain));
+                support::run(Command::new(&cargo).args(["build", "-q", "--target-dir"]).arg(&cold).current_dir(&plain));
                 total += start.elapsed();
             }
             total
         })
     });
     g.finish();
-    let _: PathBuf = cold;
 }
 
 criterion_group!(benches, workspace);

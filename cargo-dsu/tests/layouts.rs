@@ -8,8 +8,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 fn stdout_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
@@ -210,53 +208,26 @@ fn workspace_server_patched_under_load() {
     let mut conn = connect(port);
     assert_eq!(ask(&mut conn, "SET kept yes").unwrap(), "+stored");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            std::thread::spawn(move || {
-                let mut conn = connect(port);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) && i < 1_000_000 {
-                    let (set, get) = (format!("SET c{c}-{i} v{i}"), format!("GET c{c}-{i}"));
-                    let replies = ask(&mut conn, &set).and_then(|a| Ok((a, ask(&mut conn, &get)?)));
-                    match replies {
-                        Ok((a, b)) if a == "+stored" && (b == format!("+v{i}") || b == format!("+v{i} (read 1 times)")) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => failures.lock().unwrap().push(format!("{set}: {r:?}")),
-                        Err(e) => {
-                            failures.lock().unwrap().push(format!("{set}: {e}"));
-                            conn = connect(port);
-                        }
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    while ok.load(Ordering::Relaxed) < 100 {
-        std::thread::yield_now();
-    }
+    let load = Load::start(port, 4, |conn, c, i| {
+        let (set, get) = (format!("SET c{c}-{i} v{i}"), format!("GET c{c}-{i}"));
+        let (a, b) = (ask(conn, &set)?, ask(conn, &get)?);
+        match (a.as_str(), b) {
+            ("+stored", b) if b == format!("+v{i}") || b == format!("+v{i} (read 1 times)") => Ok(()),
+            (a, b) => Err(format!("{set}: {a:?}, {get}: {b:?}")),
+        }
+    });
+    load.wait_for_more(100);
 
-    let load = Command::new(cargo_dsu())
+    let loaded = Command::new(cargo_dsu())
         .args(["dsu", "load", &patch, "--socket", socket.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_success(&load, "cargo dsu load");
-    let before = ok.load(Ordering::Relaxed);
-    while ok.load(Ordering::Relaxed) < before + 100 {
-        std::thread::yield_now();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
+    assert_success(&loaded, "cargo dsu load");
+    load.wait_for_more(100);
+    let (ok, failures) = load.stop();
     assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
+    assert!(ok >= 200, "{ok} requests answered");
 
     assert_eq!(ask(&mut conn, "GET kept").unwrap(), "+yes (read 1 times)", "the entry was transformed");
     assert_eq!(ask(&mut conn, "get kept").unwrap(), "+yes (read 2 times)", "the protocol crate changed");

@@ -7,8 +7,6 @@ mod common;
 use common::*;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[test]
 fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
@@ -28,32 +26,13 @@ fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
     let mut host = Host::start(&binary);
     let port: u16 = host.read_line().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            std::thread::spawn(move || {
-                let mut conn = connect(port);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let line = format!("c{c}-{i}");
-                    match ask(&mut conn, &line) {
-                        Ok(r) if r == format!("v1 {line}") || r == format!("v2 {line}") => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => failures.lock().unwrap().push(format!("{line}: {r:?}")),
-                        Err(e) => {
-                            failures.lock().unwrap().push(format!("{line}: {e}"));
-                            conn = connect(port);
-                        }
-                    }
-                    i += 1;
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(port, 4, |conn, c, i| {
+        let line = format!("c{c}-{i}");
+        match ask(conn, &line)? {
+            r if r == format!("v1 {line}") || r == format!("v2 {line}") => Ok(()),
+            r => Err(format!("{line}: {r:?}")),
+        }
+    });
 
     // A slow request starts on v1 and waits inside the handler.
     let mut slow = connect(port);
@@ -83,15 +62,9 @@ fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
     slow.read_line(&mut reply).unwrap();
     assert_eq!(reply.trim_end(), "v2 slow two");
 
-    // Load before and after the update, not only a few requests that happened to fit in.
-    while ok.load(Ordering::Relaxed) <= 50 && failures.lock().unwrap().is_empty() {
-        std::thread::yield_now();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
+    // Load after the update too, not only a few requests that happened to fit in.
+    load.wait_for_more(50);
+    let (ok, failures) = load.stop();
     assert!(failures.is_empty(), "failed requests: {failures:?}");
-    assert!(ok.load(Ordering::Relaxed) > 50, "the clients kept the server busy");
+    assert!(ok > 50, "the clients kept the server busy");
 }

@@ -261,3 +261,72 @@ pub fn ask(conn: &mut BufReader<std::net::TcpStream>, line: &str) -> Result<Stri
 pub fn connect(port: u16) -> BufReader<std::net::TcpStream> {
     BufReader::new(std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
 }
+
+/// Clients that keep a line-protocol server on this machine's loopback busy until stopped, each
+/// on a connection of its own.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// One request of client `c`, its `i`th: `Ok` when the server answered as it should, `Err` with
+/// what went wrong otherwise (the client then reconnects).
+pub type Request = fn(&mut BufReader<std::net::TcpStream>, usize, u64) -> Result<(), String>;
+
+impl Load {
+    pub fn start(port: u16, clients: usize, request: Request) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clients = (0..clients)
+            .map(|c| {
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut conn = connect(port);
+                    let mut i = 0u64;
+                    // Bounded: a test that forgets to stop its load still ends.
+                    while !stop.load(Ordering::Relaxed) && i < 10_000_000 {
+                        match request(&mut conn, c, i) {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                failures.lock().unwrap().push(format!("client {c}, request {i}: {e}"));
+                                conn = connect(port);
+                            }
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Load { stop, ok, failures, clients }
+    }
+
+    /// Requests answered as they should so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests were answered (or one failed).
+    pub fn wait_for_more(&self, n: u64) {
+        let target = self.ok() + n;
+        while self.ok() < target && self.failures.lock().unwrap().is_empty() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Stops the clients; the requests answered and the failures.
+    pub fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ok = self.ok.clone();
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (ok.load(std::sync::atomic::Ordering::Relaxed), failures)
+    }
+}
