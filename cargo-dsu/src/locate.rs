@@ -88,6 +88,20 @@ pub struct SetCrate {
     pub package_root: PathBuf,
 }
 
+impl SetCrate {
+    /// This crate as the compare step reads it: its files relative to `source_root` (the root a
+    /// checkout of the source stands for), compiled under `cfg` when that is known.
+    pub fn unit(&self, source_root: &Path, cfg: Option<dsu_syntax::CfgSet>) -> crate::compare::CrateUnit {
+        let rel = |p: &Path| p.strip_prefix(source_root).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
+        crate::compare::CrateUnit {
+            crate_name: self.crate_name.clone(),
+            root_file: rel(&self.root_file),
+            package_dir: rel(&self.package_root),
+            cfg,
+        }
+    }
+}
+
 /// A binary of the package and the crates of its updateable set, dependencies first, the
 /// binary's own crate last.
 #[derive(Debug, Clone)]

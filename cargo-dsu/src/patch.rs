@@ -59,13 +59,14 @@ pub fn run(req: &PatchRequest) -> Result<()> {
             target.package_name
         )));
     }
+    let a_commit = repo.resolve(a)?;
     let records: Vec<Option<BuildRecord>> = if req.dry_run {
         // A dry run needs no build, but compares as the build compiles when there is one.
         target.programs.iter().map(|p| load_record(&target, p, &req.opts).ok()).collect()
     } else {
-        checked_records(&target, &repo, a, &req.opts)?
+        checked_records(&target, &repo, a, &a_commit, &req.opts)?
     };
-    let revs = checkout(&repo, &target, a, b)?;
+    let revs = checkout(&repo, &target, (a, a_commit), b)?;
     status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
     // Every binary is compared before any patch is built: a build inserts generated code into
     // the newer checkout, which the next one starts by restoring.
@@ -122,14 +123,19 @@ struct Outcome {
 ///
 /// Without `--bin`, a binary that was never built is skipped (one may build only the binary it
 /// runs); it is an error only when no binary has a build, or when `--bin` names it.
-fn checked_records(target: &Target, repo: &Repo, a: &str, opts: &BuildOptions) -> Result<Vec<Option<BuildRecord>>> {
-    let a_commit = repo.resolve(a)?;
+fn checked_records(
+    target: &Target,
+    repo: &Repo,
+    a: &str,
+    a_commit: &str,
+    opts: &BuildOptions,
+) -> Result<Vec<Option<BuildRecord>>> {
     let mut records = Vec::new();
     let mut missing = None;
     for p in &target.programs {
         match load_record(target, p, opts) {
             Ok(record) => {
-                check_base(repo, target, &record, a, &a_commit)?;
+                check_base(repo, target, &record, a, a_commit)?;
                 records.push(Some(record));
             }
             Err(e) if opts.bin.is_none() && e.downcast_ref::<NotUpdateable>().is_some() => {
@@ -274,8 +280,8 @@ fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_com
     Ok(())
 }
 
-fn checkout(repo: &Repo, target: &Target, a: &str, b: Option<&str>) -> Result<Revisions> {
-    let a_commit = repo.resolve(a)?;
+/// Checks out `a` (as given, and the commit it names) and `b` (the work tree when `None`).
+fn checkout(repo: &Repo, target: &Target, (a, a_commit): (&str, String), b: Option<&str>) -> Result<Revisions> {
     let b_commit = b.map(|b| repo.resolve(b)).transpose()?;
     let checkouts = target.dsu_dir.join("checkouts").join(&target.package_name);
     // One `cargo dsu patch` at a time per package: the checkouts are shared and rewritten in
@@ -306,7 +312,6 @@ fn checkout(repo: &Repo, target: &Target, a: &str, b: Option<&str>) -> Result<Re
 /// Compares every crate of `program`'s updateable set, as its build compiles it (`record`, when
 /// there is one), and the dependencies of its packages.
 fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, revs: &Revisions) -> Result<Report> {
-    let rel = |p: &Path| p.strip_prefix(&target.source_root).map(Path::to_path_buf).unwrap_or_default();
     let units: Vec<CrateUnit> = program
         .crates
         .iter()
@@ -314,18 +319,19 @@ fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, rev
             let recorded = record.and_then(|r| {
                 r.crates.iter().find(|rc| rc.krate.crate_name == c.crate_name && rc.krate.kind == c.kind)
             });
-            Ok(CrateUnit {
-                crate_name: c.crate_name.clone(),
-                root_file: rel(&c.root_file),
-                package_dir: rel(&c.package_root),
-                cfg: recorded.map(|rc| rc.cfg()).transpose()?,
-            })
+            Ok(c.unit(&target.source_root, recorded.map(|rc| rc.cfg()).transpose()?))
         })
         .collect::<Result<_>>()?;
     let mut report = compare::compare(&units, &revs.old_dir, &revs.new_dir)?;
     let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
     let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let workspace = rel(target.metadata.workspace_root.as_std_path());
+    let workspace = target
+        .metadata
+        .workspace_root
+        .as_std_path()
+        .strip_prefix(&target.source_root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     deps::refuse_changed_dependencies(&dirs, &workspace, &revs.old_dir, &revs.new_dir, &mut report)?;
     Ok(report)
 }

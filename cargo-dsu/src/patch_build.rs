@@ -136,18 +136,10 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
 /// the build compiles each crate, before anything is inserted. Every patch carries them: the
 /// loader refuses one without (format 1.2).
 fn cell_records(record: &BuildRecord, source_root: &Path) -> Result<Vec<Insertion>> {
-    let rel = |p: &Path| p.strip_prefix(&record.source_root).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
     let units = record
         .crates
         .iter()
-        .map(|c| {
-            Ok(crate::compare::CrateUnit {
-                crate_name: c.krate.crate_name.clone(),
-                root_file: rel(&c.krate.root_file),
-                package_dir: rel(&c.krate.package_root),
-                cfg: Some(c.cfg()?),
-            })
-        })
+        .map(|c| Ok(c.krate.unit(&record.source_root, Some(c.cfg()?))))
         .collect::<Result<Vec<_>>>()?;
     let found = crate::compare::cells::records(&units, source_root)?;
     if let Some(r) = found.refusals.first() {
@@ -220,25 +212,11 @@ fn set_file_names(record: &BuildRecord) -> BTreeSet<String> {
 /// `-C name=value` (or `-Cname=value`) of an invocation.
 fn codegen_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     let prefix = format!("{name}=");
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v = if a == "-C" { it.next().map(String::as_str) } else { a.strip_prefix("-C") };
-        if let Some(v) = v.and_then(|v| v.strip_prefix(&prefix)) {
-            return Some(v);
-        }
-    }
-    None
+    wrapper::flag_values(args, "-C").find_map(|v| v.strip_prefix(prefix.as_str()))
 }
 
 fn dependency_dir(inv: &RustcInvocation) -> Option<PathBuf> {
-    let mut it = inv.args.iter();
-    while let Some(a) = it.next() {
-        let v = if a == "-L" { it.next().map(String::as_str) } else { a.strip_prefix("-L") };
-        if let Some(dir) = v.and_then(|v| v.strip_prefix("dependency=")) {
-            return Some(PathBuf::from(dir));
-        }
-    }
-    None
+    wrapper::flag_values(&inv.args, "-L").find_map(|v| v.strip_prefix("dependency=")).map(PathBuf::from)
 }
 
 /// Makes `dir` link to every library of `program_deps` except the set's own.

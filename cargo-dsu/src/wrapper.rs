@@ -158,18 +158,29 @@ pub fn rpath_args() -> [String; 1] {
     ["-Clink-arg=-Wl,-rpath,$ORIGIN".to_string()]
 }
 
-/// The value following `flag` (`--flag value` or `--flag=value`).
-pub fn arg_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+/// The values of `flag` in an argument list: `flag value`, `flag=value`, and for a short flag
+/// (`-C`, `-L`) also `flagvalue`, as rustc accepts them.
+pub fn flag_values<'a>(args: &'a [String], flag: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    let short = flag.len() == 2;
     let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == flag {
-            return it.next().map(String::as_str);
+    std::iter::from_fn(move || {
+        while let Some(a) = it.next() {
+            if a == flag {
+                return it.next().map(String::as_str);
+            }
+            if let Some(rest) = a.strip_prefix(flag) {
+                if let Some(v) = rest.strip_prefix('=').or(short.then_some(rest)) {
+                    return Some(v);
+                }
+            }
         }
-        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-            return Some(v);
-        }
-    }
-    None
+        None
+    })
+}
+
+/// The first value of `flag` (see [`flag_values`]).
+pub fn arg_value<'a>(args: &'a [String], flag: &'a str) -> Option<&'a str> {
+    flag_values(args, flag).next()
 }
 
 fn is_bin(args: &[String]) -> bool {
