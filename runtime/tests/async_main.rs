@@ -7,101 +7,13 @@
 //! No patch library is needed: the rounds are opened with nothing queued (`__private` hooks).
 //! The update protocol is process-wide, so the scenarios run in order in one test.
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+mod common;
+
+use common::{start_server, wait_until, Runtime};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 const MAIN: &str = "server-main";
-
-/// Waits, boundedly, until `cond` holds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-struct Server {
-    addr: SocketAddr,
-    runtime: tokio::runtime::Handle,
-    served: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    main: JoinHandle<std::io::Result<()>>,
-}
-
-async fn handle(mut stream: TcpStream, served: Arc<AtomicUsize>) {
-    // Counted before the answer, so a client that read it sees it counted.
-    served.fetch_add(1, Ordering::SeqCst);
-    let _ = stream.write_all(b"k").await;
-}
-
-/// What `#[tokio::main]` does with the loop of the crate docs, on a thread called `MAIN`.
-fn start_server() -> Server {
-    let served = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let main = {
-        let (served, stop) = (served.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name(MAIN.into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_io()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = TcpListener::bind("127.0.0.1:0").await?;
-                    tx.send((listener.local_addr()?, tokio::runtime::Handle::current())).unwrap();
-                    loop {
-                        dsu::update_point();
-                        let (s, _) = listener.accept().await?;
-                        if stop.load(Ordering::SeqCst) {
-                            return Ok(());
-                        }
-                        tokio::spawn(handle(s, served.clone()));
-                    }
-                })
-            })
-            .unwrap()
-    };
-    let (addr, runtime) = rx.recv_timeout(Duration::from_secs(10)).expect("the server started");
-    Server { addr, runtime, served, stop, main }
-}
-
-impl Server {
-    /// A client task that connects `n` times, one after the other, and reads each answer; the
-    /// number of answers it read.
-    fn clients(&self, n: usize) -> usize {
-        let (tx, rx) = mpsc::channel();
-        let addr = self.addr;
-        self.runtime.spawn(async move {
-            let mut answered = 0;
-            for _ in 0..n {
-                let Ok(mut s) = TcpStream::connect(addr).await else { break };
-                let mut answer = [0u8; 1];
-                if s.read_exact(&mut answer).await.is_err() || &answer != b"k" {
-                    break;
-                }
-                answered += 1;
-            }
-            let _ = tx.send(answered);
-        });
-        rx.recv_timeout(Duration::from_secs(10)).expect("the client task finished")
-    }
-
-    fn shut_down(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut poke = std::net::TcpStream::connect(self.addr).unwrap();
-        let _ = poke.write_all(b"bye");
-        self.main.join().unwrap().unwrap();
-    }
-}
 
 #[test]
 fn an_async_main_loop_does_not_hold_an_update_up() {
@@ -109,7 +21,7 @@ fn an_async_main_loop_does_not_hold_an_update_up() {
     // for the round itself.
     dsu::update_point();
     dsu::set_update_timeout(dsu::DEFAULT_UPDATE_TIMEOUT);
-    let server = start_server();
+    let server = start_server(MAIN, Runtime::MultiThread);
     assert_eq!(server.clients(3), 3);
     // The main loop's thread registered at its first update point, inside the runtime: an
     // executor thread, idle while it awaits the next connection.
