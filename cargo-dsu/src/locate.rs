@@ -284,14 +284,24 @@ fn root_package<'m>(metadata: &'m Metadata, manifest: &Path, name: Option<&str>)
         });
     }
     let manifest = manifest.canonicalize().unwrap_or_else(|_| manifest.to_path_buf());
-    members
-        .iter()
-        .find(|p| p.manifest_path.as_std_path() == manifest)
-        .copied()
-        .or_else(|| metadata.root_package())
-        .ok_or_else(|| {
-            NotUpdateable("the manifest is a virtual workspace; choose a package with -p".into()).into()
-        })
+    if let Some(p) = members.iter().find(|p| p.manifest_path.as_std_path() == manifest).copied() {
+        return Ok(p);
+    }
+    if let Some(p) = metadata.root_package() {
+        return Ok(p);
+    }
+    // A virtual workspace: as `cargo run` does, its one package with binaries is meant.
+    let with_bins: Vec<&Package> = members.into_iter().filter(|p| p.targets.iter().any(|t| t.is_bin())).collect();
+    match with_bins.as_slice() {
+        [one] => Ok(one),
+        [] => Err(NotUpdateable("the workspace has no package with a binary".into()).into()),
+        many => Err(NotUpdateable(format!(
+            "the manifest is a virtual workspace with several packages that have binaries ({}); \
+             choose one with -p",
+            many.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+        .into()),
+    }
 }
 
 /// The binary named `bin`, or every binary of the package.

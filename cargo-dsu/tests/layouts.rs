@@ -193,7 +193,8 @@ fn workspace_server_patched_under_load() {
     assert_success(&out, "cargo dsu build");
     let binary = PathBuf::from(stdout_lines(&out)[0].clone());
     assert!(stderr(&out).contains("3 crate(s) updateable"), "{}", stderr(&out));
-    let out = dsu(&server_dir, &target, &["patch", "v1..v2"]);
+    // From the virtual workspace's root: its one package with a binary is meant, as for `cargo run`.
+    let out = dsu(&dir, &target, &["patch", "v1..v2"]);
     assert_success(&out, "cargo dsu patch v1..v2");
     let report = stderr(&out);
     for expected in ["kv_store::handle", "kv_server::version", "kv_proto::parse", "kv_store::Entry"] {
