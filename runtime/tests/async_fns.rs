@@ -2,62 +2,19 @@
 //! are called through their slots like the original functions when no patch is loaded, and
 //! their futures are `Send` (so `tokio::spawn` takes them) unless `?Send` says otherwise.
 //!
-//! No async runtime is a dev-dependency of `dsu`: a tiny executor polls the futures on this
-//! thread, woken by a flag.
+//! A tiny executor (`common::block_on`) polls the futures on this thread, woken by a flag, so a
+//! test sees every poll.
 
+mod common;
+
+use common::{block_on, yield_now};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-
-/// Wakes by setting a flag; `block_on` polls again only after a wake.
-struct Flag(AtomicBool);
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let flag = Arc::new(Flag(AtomicBool::new(true)));
-    let waker = Waker::from(flag.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    let mut polls = 0;
-    loop {
-        assert!(flag.0.swap(false, Ordering::SeqCst), "polled without a wake: the future lost its waker");
-        polls += 1;
-        assert!(polls < 1000, "the future never finished");
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-/// Returns `Pending` once (waking itself), then `Ready`: every future below really suspends.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-fn yield_now() -> YieldOnce {
-    YieldOnce(false)
-}
+use std::task::{Context, Waker};
 
 fn assert_send<T: Send>(_: &T) {}
 
@@ -142,8 +99,7 @@ fn free_function_futures_are_send_and_start_lazily() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     // The dispatcher's future is a concrete, `Unpin` type: it can be polled without pinning.
     let mut h = h;
-    let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
-    assert!(std::pin::Pin::new(&mut h).poll(&mut Context::from_waker(&waker)).is_pending());
+    assert!(std::pin::Pin::new(&mut h).poll(&mut Context::from_waker(Waker::noop())).is_pending());
     drop(h);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     assert_eq!(block_on(f) + block_on(g).len() as u32, 3);

@@ -6,13 +6,13 @@
 //! A small subscriber of this file records spans, enters, exits and events; no subscriber crate
 //! is a dev-dependency.
 
+mod common;
+
+use common::{block_on, yield_now};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -139,51 +139,6 @@ impl Log {
 
 fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-// ---- a tiny executor (no async runtime is a dev-dependency of `dsu`) ----
-
-struct Flag(AtomicBool);
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let flag = Arc::new(Flag(AtomicBool::new(true)));
-    let waker = Waker::from(flag.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    for _ in 0..1000 {
-        assert!(flag.0.swap(false, Ordering::SeqCst), "polled without a wake");
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-    panic!("the future never finished");
-}
-
-/// Returns `Pending` once (waking itself), then `Ready`: the futures below really suspend, so an
-/// event after it is emitted in a later poll than the one that started the body.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
-fn yield_now() -> YieldOnce {
-    YieldOnce(false)
 }
 
 // ---- free functions ----

@@ -122,3 +122,53 @@ impl Server {
         self.main.join().unwrap().unwrap();
     }
 }
+
+// ---- a tiny executor: polls a future on this thread, woken by a flag ----
+
+/// Wakes by setting a flag; [`block_on`] polls again only after a wake.
+struct Flag(AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `fut` to completion on this thread; fails if it is polled without a wake (it lost its
+/// waker) or does not finish within 1,000 polls.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let flag = Arc::new(Flag(AtomicBool::new(true)));
+    let waker = std::task::Waker::from(flag.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let mut polls = 0;
+    loop {
+        assert!(flag.0.swap(false, Ordering::SeqCst), "polled without a wake: the future lost its waker");
+        polls += 1;
+        assert!(polls < 1000, "the future never finished");
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`: a future that awaits it really
+/// suspends, so what follows runs in a later poll than what came before.
+pub struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+pub fn yield_now() -> YieldOnce {
+    YieldOnce(false)
+}
