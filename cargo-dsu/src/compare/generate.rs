@@ -401,11 +401,10 @@ fn inverse_needs_named_fields() -> String {
         .into()
 }
 
-/// A transformer to paste, with the fields filled in where that is obvious.
-pub fn stub(ident: &str, old: &Item, new: &Item) -> String {
-    let lower = ident.to_lowercase();
+/// A transformer to paste, the function `name`, with the fields filled in where that is obvious.
+pub fn stub(ident: &str, name: &str, old: &Item, new: &Item) -> String {
     let mut s = format!(
-        "\n    #[dsu::transform(from = dsu_old::{ident})]\n    fn upgrade_{lower}(old: &dsu_old::{ident}) -> {ident} {{\n"
+        "\n    #[dsu::transform(from = dsu_old::{ident})]\n    fn {name}(old: &dsu_old::{ident}) -> {ident} {{\n"
     );
     match (named_fields(old), named_fields(new)) {
         (Some(old_fields), Some(new_fields)) => {
