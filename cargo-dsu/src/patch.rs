@@ -358,11 +358,7 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
             output,
             insertions: report.generated.clone(),
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
-            changed_types: report
-                .types_changed
-                .iter()
-                .map(|t| t.path.rsplit("::").next().unwrap_or(&t.path).to_string())
-                .collect(),
+            transformers: report.transformer_cfgs.clone(),
         },
     )?;
     status("Finished", patch.display());

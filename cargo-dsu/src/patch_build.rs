@@ -44,9 +44,10 @@ pub struct PatchOptions {
     pub insertions: Vec<Insertion>,
     /// Functions routed by the patch (see `dsu_abi::Manifest::routed`).
     pub routed: Vec<String>,
-    /// Names of the types the patch changes: their transformers are compiled
-    /// (`--cfg dsu_old="<name>"`), those of earlier releases' types are not.
-    pub changed_types: Vec<String>,
+    /// The transformer functions the patch compiles, by cfg value (`Report::transformer_cfgs`:
+    /// `--cfg dsu_transform="Entry::upgrade"`); every other transformer in the source, those of
+    /// earlier releases included, is left out.
+    pub transformers: Vec<String>,
 }
 
 impl PatchOptions {
@@ -61,7 +62,7 @@ impl PatchOptions {
             output: output.into(),
             insertions: Vec::new(),
             routed: Vec::new(),
-            changed_types: Vec::new(),
+            transformers: Vec::new(),
         })
     }
 }
@@ -349,7 +350,7 @@ fn base_command(
         .args(args)
         .arg("--emit=link")
         .arg(format!("--cfg={}", dsu_abi::PATCH_CFG))
-        .args(opts.changed_types.iter().map(|t| format!("--cfg={}={t:?}", dsu_abi::OLD_TYPE_CFG)))
+        .args(opts.transformers.iter().map(|t| format!("--cfg={}={t:?}", dsu_abi::TRANSFORMER_CFG)))
         .arg(format!("-Cincremental={}", incremental.display()))
         .env(dsu_abi::BUILD_ENV, identity.to_env_string());
     let (old, new) = (record.source_root.display().to_string(), opts.source_root.display().to_string());

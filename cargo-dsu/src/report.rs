@@ -41,6 +41,11 @@ pub fn render(r: &Report) -> String {
             irreversible.join(", ")
         )
     };
+    section(
+        "transformers compiled",
+        &r.transformers,
+        " (new or changed since the older revision; those of earlier releases stay out)",
+    );
     section("state cells transformed", &r.cells_transformed, &cells_note);
     section(
         "functions routed",

@@ -51,9 +51,10 @@ pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 pub const BUILD_ENV: &str = "DSU_BUILD";
 /// `--cfg` set when the updateable crate is compiled as a patch.
 pub const PATCH_CFG: &str = "dsu_patch";
-/// The cfg key `cargo dsu patch` sets, as `dsu_old = "<type name>"`, for every type a patch
-/// changes: the transformers of that type are compiled in that patch only.
-pub const OLD_TYPE_CFG: &str = "dsu_old";
+/// The cfg key `cargo dsu patch` sets, as `dsu_transform = "<old type>::<function>"`, for each
+/// transformer function a patch compiles: one of a type the patch changes, new or changed since
+/// the revision the patch starts from. Every other transformer in the source is left out.
+pub const TRANSFORMER_CFG: &str = "dsu_transform";
 
 /// Name of the [`FnLink`] symbol that belongs to the [`FnInfo`] symbol `info_symbol`.
 ///

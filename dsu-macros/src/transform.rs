@@ -15,12 +15,15 @@
 //! or in two. On a struct the macro only checks the form; `cargo dsu patch` sees both definitions.
 //!
 //! `dsu_old` exists only in patches (`cargo dsu patch` writes the old revision's definitions
-//! there), so everything but the check that the new type is updateable is `#[cfg(dsu_patch)]`.
+//! there), so everything but the check that the new type is updateable is compiled only in the
+//! patches that need the transformer (see `patch_only_transform`); in the program's own build the
+//! function is checked for its form and left out.
 
 use crate::valid::Errors;
+use dsu_abi::{PATCH_CFG, TRANSFORMER_CFG};
 use dsu_syntax::{tokens_text, Direction, TransformArgs, Transformer};
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Item, ReturnType, Type};
 
@@ -185,12 +188,14 @@ fn expand_from(args: &TransformArgs, t: &Transformer, f: syn::ItemFn) -> syn::Re
 }
 
 /// `f` and `impl Transform<source> for target` calling it with the source value as `param`, both
-/// compiled only in patches that change the type `t` moves, then `check` in every build.
+/// compiled only in the patches that need this transformer, then `check` in every build.
 ///
-/// `cargo dsu patch` sets `dsu_patch`, and `dsu_old = "<name>"` for every type the patch
-/// changes; `dsu_old` holds those types only. A transformer written for an earlier release stays
-/// in the source and is compiled again only by a patch that changes its type again, so one git
-/// history serves a stream of releases.
+/// `cargo dsu patch` sets `dsu_patch`, and `dsu_transform = "<old type>::<function>"`
+/// (`Transformer::cfg_value`) for each transformer of a type the patch changes that is new or
+/// changed since the revision the patch starts from; `dsu_old` holds the changed types only. A
+/// transformer written for an earlier release stays in the source and is never compiled again
+/// (the older revision already holds what it made), so one git history serves a stream of
+/// releases.
 fn patch_only_transform(
     f: &syn::ItemFn,
     t: &Transformer,
@@ -200,14 +205,15 @@ fn patch_only_transform(
     call: TokenStream,
     check: TokenStream,
 ) -> TokenStream {
-    let name = t.old_name().map(ToString::to_string).unwrap_or_default();
+    let key = t.cfg_value(&f.sig.ident);
+    let (patch, transformer) = (format_ident!("{}", PATCH_CFG), format_ident!("{}", TRANSFORMER_CFG));
     // Set only by `cargo dsu patch`; cargo's cfg check does not know them.
     quote! {
         #[allow(unexpected_cfgs)]
         const _: () = {
-            #[cfg(all(dsu_patch, dsu_old = #name))]
+            #[cfg(all(#patch, #transformer = #key))]
             #f
-            #[cfg(all(dsu_patch, dsu_old = #name))]
+            #[cfg(all(#patch, #transformer = #key))]
             impl ::dsu::__private::Transform<#source> for #target {
                 fn transform(#param: &#source) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
                     #call

@@ -237,11 +237,23 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// The name of the old type it moves, which keys it: its path's last segment (the old
-    /// definitions all live in the `dsu_old` module beside the new ones). A patch that changes
-    /// the type `Entry` compiles the transformers of `Entry` (`--cfg dsu_old="Entry"`).
+    /// The name of the old type it moves: its path's last segment (the old definitions all live
+    /// in the `dsu_old` module beside the new ones).
     pub fn old_name(&self) -> Option<&syn::Ident> {
         self.old_type.segments.last().map(|s| &s.ident)
+    }
+
+    /// The value of the cfg (`dsu_abi::TRANSFORMER_CFG`) under which the function `function`
+    /// carrying this transformer compiles: `"Entry::upgrade"` for `fn upgrade` under
+    /// `from = dsu_old::Entry`. The macro sees neither the function's module nor the release it
+    /// was written for, so `cargo dsu patch`, which sees both revisions, sets it for the
+    /// transformers a patch needs: those of a type the patch changes that are new or changed
+    /// since the revision it starts from. Transformers of earlier releases stay in the source
+    /// and are left out. Two transformers of one key in different modules cannot be told
+    /// apart: `cargo dsu patch` refuses to compile one without the other.
+    pub fn cfg_value(&self, function: &syn::Ident) -> String {
+        let old = self.old_name().map(ToString::to_string).unwrap_or_default();
+        format!("{old}::{function}")
     }
 
     /// Whether it moves values of the old revision's `ident` the way `way`.

@@ -1,8 +1,9 @@
 //! The code a type change needs, inserted into the newer revision's modules:
 //!
 //! * in the module of each changed type, `pub mod dsu_old { use super::*; … }` with the old
-//!   revision's definitions (made `pub`, private fields `pub(crate)`, so transformers and cell
-//!   transforms can name and build them), and the derived transformers;
+//!   revision's definitions (made `pub`, fields short of `pub` made `pub(crate)`, so transformers
+//!   and cell transforms can name and build them, whatever the type's visibility), and the
+//!   derived transformers;
 //! * in the module of each transformed state cell, its exported `CellTransform` (and inverse);
 //! * where code outside a type's module must name its old definition, a chain of hidden
 //!   re-exports from the type's module up to its crate's root, `__dsu_old_<path>`, reachable as
@@ -237,9 +238,9 @@ pub fn mentioned(
 }
 
 /// The old definition as `mod dsu_old` holds it: without `#[dsu::transform]` and docs, `pub`,
-/// its private fields `pub(crate)` (visibility is no part of a fingerprint), the changed types
-/// it mentions named by their old definitions, and paths relative to its module (`self::`,
-/// `super::`) written from one module deeper.
+/// its fields that are not `pub` made `pub(crate)` (visibility is no part of a fingerprint), the
+/// changed types it mentions named by their old definitions, and paths relative to its module
+/// (`self::`, `super::`) written from one module deeper.
 pub fn old_definition(old: &Item, to_old: &mut ToOld<'_>) -> String {
     let mut item = old.clone();
     dsu_syntax::strip_docs(&mut item);
@@ -247,8 +248,11 @@ pub fn old_definition(old: &Item, to_old: &mut ToOld<'_>) -> String {
         Item::Struct(s) => {
             dsu_syntax::remove_transform_attrs(&mut s.attrs);
             s.vis = syn::parse_quote!(pub);
+            // Any visibility short of `pub` (private, `pub(self)`, `pub(super)`, `pub(in …)`)
+            // would be read one module deeper, from inside `dsu_old`, and could hide the field
+            // from the type's own module, where transformers read and build it.
             for f in s.fields.iter_mut() {
-                if matches!(f.vis, syn::Visibility::Inherited) {
+                if !matches!(f.vis, syn::Visibility::Public(_)) {
                     f.vis = syn::parse_quote!(pub(crate));
                 }
             }
@@ -397,11 +401,10 @@ fn inverse_needs_named_fields() -> String {
         .into()
 }
 
-/// A transformer to paste, with the fields filled in where that is obvious.
-pub fn stub(ident: &str, old: &Item, new: &Item) -> String {
-    let lower = ident.to_lowercase();
+/// A transformer to paste, the function `name`, with the fields filled in where that is obvious.
+pub fn stub(ident: &str, name: &str, old: &Item, new: &Item) -> String {
     let mut s = format!(
-        "\n    #[dsu::transform(from = dsu_old::{ident})]\n    fn upgrade_{lower}(old: &dsu_old::{ident}) -> {ident} {{\n"
+        "\n    #[dsu::transform(from = dsu_old::{ident})]\n    fn {name}(old: &dsu_old::{ident}) -> {ident} {{\n"
     );
     match (named_fields(old), named_fields(new)) {
         (Some(old_fields), Some(new_fields)) => {

@@ -103,6 +103,14 @@ pub struct Report {
     /// (every changed type in the cell's type is reversible): a rollback can restore their values.
     /// The patch can be rolled back with its state when this lists every transformed cell.
     pub cells_reversible: Vec<ItemRef>,
+    /// Transformer functions the patch compiles: for each changed type, the one of each
+    /// direction (`#[dsu::transform(from = …)]`, `to = …`) that is new or changed since the older
+    /// revision. Transformers of earlier releases stay in the source and are left out.
+    pub transformers: Vec<ItemRef>,
+    /// The cfg value under which each of them compiles (`--cfg dsu_transform="Entry::upgrade"`,
+    /// `dsu_syntax::Transformer::cfg_value`), sorted, once each.
+    #[serde(skip)]
+    pub transformer_cfgs: Vec<String>,
     /// Crates of the set (their names) whose own source changed in behaviour.
     pub crates_changed: Vec<String>,
     pub refusals: Vec<Refusal>,
@@ -170,9 +178,12 @@ fn sort(report: &mut Report) {
         &mut report.functions_routed,
         &mut report.types_reversible,
         &mut report.cells_reversible,
+        &mut report.transformers,
     ] {
         list.sort_by(|a, b| (&a.file, a.line, &a.path).cmp(&(&b.file, b.line, &b.path)));
     }
+    report.transformer_cfgs.sort();
+    report.transformer_cfgs.dedup();
     report.refusals.sort_by(|a, b| (&a.file, a.line, &a.reason).cmp(&(&b.file, b.line, &b.reason)));
 }
 

@@ -5,6 +5,13 @@
 //!   function, or `#[dsu::transform(from = dsu_old::T, default)]` on the new type (then derives
 //!   it, if the change is trivial: fields added with `Default`, removed, or reordered), and
 //!   otherwise refuses and prints a stub to paste;
+//! * chooses, in a release stream, the transformer written for this change: transformers stay in
+//!   the source after their release, so a type changed twice has two. The patch compiles only a
+//!   transformer function that is new or changed since the older revision (one the older revision
+//!   has was written for an earlier change, whose result is the older revision's type), and
+//!   refuses a patch across two changes of one type, each with its transformer, naming both:
+//!   such a patch is applied in steps. A `default` on the type derives a transformer for any
+//!   change for which no function is new;
 //! * routes an updateable function whose signature mentions the type: callers compiled for the
 //!   old layout keep its old version, new code gets the new one (the runtime switches only slot
 //!   copies of the same signature). It refuses when the old version reads a transformed state
@@ -24,7 +31,7 @@ use super::items::{ItemKey, Kind};
 use super::resolve::Resolver;
 use super::tree::{Module, ModuleId};
 use super::{Insertion, ItemRef, Refusal, Report, Revision};
-use dsu_syntax::{Direction, StateCell, TransformArgs, Transformer};
+use dsu_syntax::{behaviour_tokens, Direction, FnOwner, StateCell, TransformArgs, Transformer};
 use quote::ToTokens;
 use std::collections::{BTreeMap, BTreeSet};
 use syn::spanned::Spanned;
@@ -40,11 +47,39 @@ struct Planned<'a> {
     old_module: ModuleId,
     old: &'a Item,
     new: &'a Item,
-    /// Its `#[dsu::transform]` attributes in the newer revision.
+    /// Its `#[dsu::transform]` attributes in the newer revision, and in the older one.
     args: Vec<TransformArgs>,
+    old_args: Vec<TransformArgs>,
     /// The transformer functions of its module.
-    transformers: Vec<Transformer>,
+    transformers: Vec<TransformerFn>,
 }
+
+/// A transformer function of the newer revision.
+#[derive(Clone)]
+struct TransformerFn {
+    transformer: Transformer,
+    /// Where it is; the path is its stable path (`app::store::upgrade`).
+    at: ItemRef,
+    /// The cfg value it compiles under (`Transformer::cfg_value`).
+    cfg: String,
+    /// Whether it is new or changed since the older revision. Only such a transformer can have
+    /// been written for this patch's change of its type: one the older revision has already was
+    /// written for an earlier change, and the older revision's type is what it made.
+    fresh: bool,
+}
+
+/// The transformer a patch uses for one changed type, one way.
+enum Choice {
+    /// A transformer function, compiled into the patch.
+    Function(TransformerFn),
+    /// The one `default` on the type asks `cargo dsu patch` to derive.
+    Derived,
+    None,
+}
+
+/// More than one transformer of a type, one way, is new since the older revision: the patch
+/// spans several changes of the type. Each names one of them.
+struct Spanning(Vec<String>);
 
 /// A derived inverse transformer, kept only if the inverses it needs exist.
 struct DerivedInverse<'p, 'a> {
@@ -62,7 +97,9 @@ struct Planner<'a> {
     /// Changed types named outside their module.
     aliases: BTreeSet<ItemKey>,
     /// The transformer functions of each module read so far (its errors reported once).
-    transformers: BTreeMap<ModuleId, Vec<Transformer>>,
+    transformers: BTreeMap<ModuleId, Vec<TransformerFn>>,
+    /// The transformer functions the patch compiles.
+    selected: Vec<TransformerFn>,
     report: &'a mut Report,
 }
 
@@ -78,6 +115,7 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
         gen: Generated::default(),
         aliases: BTreeSet::new(),
         transformers: BTreeMap::new(),
+        selected: Vec::new(),
         report,
     };
     let planned: Vec<Planned<'_>> = changed.iter().filter_map(|k| p.check_type(k)).collect();
@@ -91,8 +129,17 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
     let reversible = p.plan_inverses(&planned, &ok);
     let cells = p.plan_cells(&ok, &reversible);
     p.route_functions(&ok, &cells);
+    p.compile_selected();
     p.gen.need_aliases(p.aliases);
     p.gen.into_insertions(new)
+}
+
+/// The behaviour tokens of the transformer function `ident` of `module`, if it has one.
+fn transformer_tokens(module: &Module, ident: &syn::Ident) -> Option<String> {
+    module.items.iter().find_map(|i| match i {
+        Item::Fn(f) if f.sig.ident == *ident && dsu_syntax::is_transform(&f.attrs) => Some(behaviour_tokens(f)),
+        _ => None,
+    })
 }
 
 fn type_item<'m>(module: &'m Module, ident: &str) -> Option<&'m Item> {
@@ -118,6 +165,101 @@ fn mentions(text: &str, ident: &str) -> bool {
 
 fn refusal(at: &ItemRef, reason: String) -> Refusal {
     Refusal { file: at.file.clone(), line: at.line, reason }
+}
+
+/// The transformer of the changed type `ident` going `way`, among the transformer functions of
+/// its module `fns` and what its attributes `args` ask (`old_args`: in the older revision).
+/// Rule: a function new or changed since the older revision, or else the derived one when the
+/// type asks for it; never two new ones (a function, or a `default` the older revision did not
+/// ask for).
+fn choose(
+    fns: &[TransformerFn],
+    args: &[TransformArgs],
+    old_args: &[TransformArgs],
+    ident: &str,
+    way: Direction,
+    at: &ItemRef,
+) -> Result<Choice, Spanning> {
+    let fresh: Vec<&TransformerFn> =
+        fns.iter().filter(|f| f.fresh && f.transformer.moves(ident, way)).collect();
+    let derived = args.iter().any(|a| a.derives(way));
+    let derived_fresh = derived && !old_args.iter().any(|a| a.derives(way));
+    if fresh.len() + usize::from(derived_fresh) > 1 {
+        let mut named: Vec<String> =
+            fresh.iter().map(|f| format!("`{}` ({}:{})", f.at.path, f.at.file, f.at.line)).collect();
+        if derived_fresh {
+            let key = if way == Direction::Forward { "from" } else { "to" };
+            named.push(format!(
+                "the one `#[dsu::transform({key} = dsu_old::{ident}, default)]` derives ({}:{})",
+                at.file, at.line
+            ));
+        }
+        return Err(Spanning(named));
+    }
+    Ok(match (fresh.first(), derived) {
+        (Some(f), _) => Choice::Function((*f).clone()),
+        (None, true) => Choice::Derived,
+        (None, false) => Choice::None,
+    })
+}
+
+/// The refusal of a patch that spans several changes of the type `path`, each with its
+/// transformer (`what`: "transformers" or "inverse transformers").
+fn spanning_refusal(at: &ItemRef, path: &str, what: &str, Spanning(named): Spanning) -> Refusal {
+    let reason = format!(
+        "type `{path}` changed, and {} {what} of it are new or changed since the older revision: \
+         {}. Each was written for one change of the type, and this patch spans several, so none \
+         of them moves the older revision's values. Apply the releases in steps: one patch up to \
+         the release that brought the first, one from there (a transformer of an earlier \
+         release counts as new when edited: leave it as it was)",
+        named.len(),
+        named.join(" and "),
+    );
+    refusal(at, reason)
+}
+
+/// Why the changed type `path` cannot be carried: no transformer, or only transformers of
+/// earlier releases (named); with a stub to paste, named apart from the functions there.
+fn no_transformer(
+    path: &str,
+    ident: &str,
+    transformers: &[TransformerFn],
+    old: &Item,
+    new: &Item,
+) -> String {
+    let earlier: Vec<String> = transformers
+        .iter()
+        .filter(|t| t.transformer.moves(ident, Direction::Forward))
+        .map(|t| format!("`{}` ({}:{})", t.at.path, t.at.file, t.at.line))
+        .collect();
+    let taken: Vec<&str> =
+        transformers.iter().map(|t| t.at.path.rsplit("::").next().unwrap_or_default()).collect();
+    let mut name = format!("upgrade_{}", ident.to_lowercase());
+    let base = name.clone();
+    for n in 2.. {
+        if !taken.contains(&name.as_str()) {
+            break;
+        }
+        name = format!("{base}_{n}");
+    }
+    let stub = generate::stub(ident, &name, old, new);
+    if earlier.is_empty() {
+        format!(
+            "type `{path}` changed and no transformer moves its values to the new layout; \
+             add one (or `#[dsu::transform(from = dsu_old::{ident}, default)]` on the type \
+             for a trivial change):\n{stub}"
+        )
+    } else {
+        format!(
+            "type `{path}` changed and no transformer is new since the older revision: {} \
+             {} in it already, written for an earlier change of `{ident}` (the older \
+             revision's `{ident}` is what it made), so this patch leaves it out. Add a \
+             transformer for this change (or `#[dsu::transform(from = dsu_old::{ident}, \
+             default)]` on the type for a trivial change):\n{stub}",
+            earlier.join(", "),
+            if earlier.len() == 1 { "is" } else { "are" },
+        )
+    }
 }
 
 impl<'a> Planner<'a> {
@@ -146,53 +288,123 @@ impl<'a> Planner<'a> {
                 return None;
             }
         };
+        // The older revision's attributes tell a `default` this release asks for from one an
+        // earlier release asked for; unreadable ones ask for nothing.
+        let old_args = dsu_syntax::transform_attrs(item_attrs(old)).unwrap_or_default();
         let transformers = self.transformers_of(n.module);
-        let by_fn = transformers.iter().any(|t| t.moves(ident, Direction::Forward));
-        let derived = args.iter().any(|a| a.derives(Direction::Forward));
-        if !by_fn && !derived {
-            let reason = format!(
-                "type `{path}` changed and no transformer moves its values to the new layout; \
-                 add one (or `#[dsu::transform(from = dsu_old::{ident}, default)]` on the type \
-                 for a trivial change):\n{}",
-                generate::stub(ident, old, new)
-            );
-            self.report.refusals.push(refusal(&n.at, reason));
-            return None;
-        }
-        if derived && !by_fn {
-            match generate::derive_default(ident, old, new) {
+        match choose(&transformers, &args, &old_args, ident, Direction::Forward, &n.at) {
+            Err(spanning) => {
+                self.report.refusals.push(spanning_refusal(&n.at, path, "transformers", spanning));
+                return None;
+            }
+            Ok(Choice::Function(f)) => self.selected.push(f),
+            Ok(Choice::Derived) => match generate::derive_default(ident, old, new) {
                 Ok(code) => self.gen.code(n.module).impls.push_str(&code),
                 Err(reason) => {
                     self.report.refusals.push(refusal(&n.at, format!("type `{path}`: {reason}")));
                     return None;
                 }
+            },
+            Ok(Choice::None) => {
+                let reason = no_transformer(path, ident, &transformers, old, new);
+                self.report.refusals.push(refusal(&n.at, reason));
+                return None;
             }
         }
         let (module, old_module, at) = (n.module, o.module, n.at.clone());
-        Some(Planned { key: key.clone(), at, module, old_module, old, new, args, transformers })
+        Some(Planned { key: key.clone(), at, module, old_module, old, new, args, old_args, transformers })
     }
 
     /// The transformer functions of a module of the newer revision; one that cannot be read is
     /// refused where it is.
-    fn transformers_of(&mut self, id: ModuleId) -> Vec<Transformer> {
+    fn transformers_of(&mut self, id: ModuleId) -> Vec<TransformerFn> {
         if let Some(known) = self.transformers.get(&id) {
             return known.clone();
         }
+        let (found, errors) = self.read_transformers(id);
+        self.report.refusals.extend(errors);
+        self.transformers.insert(id, found.clone());
+        found
+    }
+
+    /// The transformer functions of a module of the newer revision, and the refusals of those
+    /// that cannot be read.
+    fn read_transformers(&self, id: ModuleId) -> (Vec<TransformerFn>, Vec<Refusal>) {
         let module = self.new.tree.module(id);
-        let mut found = Vec::new();
+        let file = module.file.display().to_string();
+        let old_module = self.old.tree.units[id.unit].modules.iter().find(|m| m.path == module.path);
+        let (mut found, mut errors) = (Vec::new(), Vec::new());
         for item in &module.items {
             let Item::Fn(f) = item else { continue };
             match dsu_syntax::fn_transformer(&f.attrs) {
-                Ok(t) => found.extend(t),
-                Err(e) => self.report.refusals.push(Refusal {
-                    file: module.file.display().to_string(),
+                Ok(Some(transformer)) => {
+                    let tokens = behaviour_tokens(f);
+                    let before = old_module.and_then(|m| transformer_tokens(m, &f.sig.ident));
+                    found.push(TransformerFn {
+                        cfg: transformer.cfg_value(&f.sig.ident),
+                        at: ItemRef {
+                            path: dsu_syntax::stable_path(&module.path, FnOwner::Free, &f.sig.ident),
+                            file: file.clone(),
+                            line: f.span().start().line,
+                        },
+                        transformer,
+                        fresh: before.as_ref() != Some(&tokens),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(Refusal {
+                    file: file.clone(),
                     line: e.span().start().line,
                     reason: format!("cannot read the #[dsu::transform] of `{}`: {e}", f.sig.ident),
                 }),
             }
         }
-        self.transformers.insert(id, found.clone());
-        found
+        (found, errors)
+    }
+
+    /// Reports the transformer functions the patch compiles, and refuses a transformer that
+    /// would compile with one of them without being chosen: the cfg value names a transformer by
+    /// its old type's name and its own (the macro sees nothing more), and the patch build sets it
+    /// for every crate of the set, so one of the same value in another module or crate would be
+    /// compiled too.
+    fn compile_selected(&mut self) {
+        let chosen: BTreeSet<(String, usize)> =
+            self.selected.iter().map(|t| (t.at.file.clone(), t.at.line)).collect();
+        let mut refusals = Vec::new();
+        for (id, _) in self.new.tree.modules() {
+            for other in self.read_transformers(id).0 {
+                if chosen.contains(&(other.at.file.clone(), other.at.line)) {
+                    continue;
+                }
+                if let Some(t) = self.selected.iter().find(|t| t.cfg == other.cfg) {
+                    refusals.push(refusal(
+                        &other.at,
+                        format!(
+                            "transformer `{}` would be compiled into this patch with `{}` ({}:{}), \
+                             which the patch needs: both move `{}` and are named `{}`, and a patch \
+                             compiles a transformer by those two names \
+                             (`--cfg {}=\"{}\"`). Rename one of them",
+                            other.at.path,
+                            t.at.path,
+                            t.at.file,
+                            t.at.line,
+                            other.transformer.old_name().map(ToString::to_string).unwrap_or_default(),
+                            other.at.path.rsplit("::").next().unwrap_or_default(),
+                            dsu_abi::TRANSFORMER_CFG,
+                            t.cfg,
+                        ),
+                    ));
+                }
+            }
+        }
+        refusals.dedup();
+        self.report.refusals.extend(refusals);
+        for t in std::mem::take(&mut self.selected) {
+            if !self.report.transformers.contains(&t.at) {
+                self.report.transformers.push(t.at.clone());
+            }
+            self.report.transformer_cfgs.push(t.cfg);
+        }
     }
 
     /// How code of module `at` (of the newer revision) names old definitions, for types
@@ -230,9 +442,20 @@ impl<'a> Planner<'a> {
         let mut reversible = BTreeSet::new();
         let mut derived: Vec<DerivedInverse<'_, 'a>> = Vec::new();
         for t in planned {
-            if t.transformers.iter().any(|x| x.moves(t.key.ident(), Direction::Inverse)) {
+            let choice =
+                choose(&t.transformers, &t.args, &t.old_args, t.key.ident(), Direction::Inverse, &t.at);
+            let choice = match choice {
+                Ok(c) => c,
+                Err(spanning) => {
+                    let r = spanning_refusal(&t.at, &t.key.path, "inverse transformers", spanning);
+                    self.report.refusals.push(r);
+                    continue;
+                }
+            };
+            if let Choice::Function(f) = choice {
                 reversible.insert(t.key.clone());
-            } else if t.args.iter().any(|a| a.derives(Direction::Inverse)) {
+                self.selected.push(f);
+            } else if let Choice::Derived = choice {
                 match generate::derive_inverse(
                     &t.key,
                     t.old,

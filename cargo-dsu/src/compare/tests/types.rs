@@ -503,3 +503,177 @@ fn old_definitions_name_old_types_of_other_modules() {
     assert!(g.contains("#[cfg(unix)]#[doc(hidden)]#[allow(unused_imports)]pubuseself::outer::__dsu_old_outer__tags__Tagas__dsu_old_outer__tags__Tag;"), "{g}");
     assert!(g.contains("pubuseself::tags::dsu_old::Tagas__dsu_old_outer__tags__Tag;"), "{g}");
 }
+
+// Transformers through a release stream: each stays in the source after its release; a patch
+// compiles those written for the changes it spans.
+
+const V2_TO_V3: &str = "#[dsu::transform(from = dsu_old::Entry)]\n\
+    fn v2_to_v3(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits, score: 0 } }\n";
+
+/// `Entry` at releases r0 (`hits: u32`), r1 (`hits: u64`, with `up` and its inverse `down`) and
+/// r3 (gains `score`, with `v2_to_v3`; `up` and `down` still in the source).
+fn release(n: u32) -> String {
+    let cell = "static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+        #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
+    let up = "#[dsu::transform(from = dsu_old::Entry)]\n\
+        fn up(old: &dsu_old::Entry) -> Entry { Entry { name: old.name.clone(), hits: old.hits.into() } }\n\
+        #[dsu::transform(to = dsu_old::Entry)]\n\
+        fn down(new: &Entry) -> dsu_old::Entry { dsu_old::Entry { name: new.name.clone(), hits: new.hits as u32 } }\n";
+    let (entry, transformers) = match n {
+        0 => ("pub name: String, pub hits: u32", String::new()),
+        1 | 2 => ("pub name: String, pub hits: u64", up.to_string()),
+        _ => ("pub name: String, pub hits: u64, pub score: u32", format!("{up}{V2_TO_V3}")),
+    };
+    // r2 changes code only.
+    let code = if n >= 2 { "#[dsu::updateable]\nfn two() -> u32 { 2 }\n" } else { "" };
+    format!(
+        "use std::sync::Mutex;\n#[dsu::updateable]\npub struct Entry {{ {entry} }}\n{transformers}{cell}{code}"
+    )
+}
+
+#[test]
+fn a_patch_compiles_the_transformers_written_for_the_changes_it_spans() {
+    let r = cmp_main("stream-r0-r1", &release(0), &release(1));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(paths(&r.transformers), ["app::up", "app::down"]);
+    assert_eq!(r.transformer_cfgs, ["Entry::down", "Entry::up"]);
+    assert_eq!(paths(&r.cells_reversible), ["app::STORE (cell \"store\")"]);
+
+    // Code only: no type changes, no transformer, though `up` is in the source.
+    let r = cmp_main("stream-r1-r2", &release(1), &release(2));
+    assert!(r.refusals.is_empty() && r.types_changed.is_empty(), "{r:?}");
+    assert!(r.transformers.is_empty() && r.transformer_cfgs.is_empty(), "{r:?}");
+    assert_eq!(paths(&r.functions_added), ["app::two"]);
+
+    // `Entry` changes again: `v2_to_v3` is new, `up` and `down` were written for r1 and stay
+    // out, so the patch has no inverse and is not reversible.
+    let r = cmp_main("stream-r2-r3", &release(2), &release(3));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(paths(&r.transformers), ["app::v2_to_v3"]);
+    assert_eq!(r.transformer_cfgs, ["Entry::v2_to_v3"]);
+    assert!(r.types_reversible.is_empty() && r.cells_reversible.is_empty(), "{r:?}");
+    assert_eq!(paths(&r.cells_transformed), ["app::STORE (cell \"store\")"]);
+
+    // Straight from r0 to r2: `up` and `down` are new since r0.
+    let r = cmp_main("stream-r0-r2", &release(0), &release(2));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(r.transformer_cfgs, ["Entry::down", "Entry::up"]);
+}
+
+#[test]
+fn a_patch_across_two_changes_of_a_type_is_refused_naming_both_transformers() {
+    let r = cmp_main("stream-r0-r3", &release(0), &release(3));
+    assert_eq!(r.refusals.len(), 1, "{:?}", r.refusals);
+    let reason = &r.refusals[0].reason;
+    assert!(reason.starts_with("type `app::Entry` changed, and 2 transformers of it are new"), "{reason}");
+    assert!(reason.contains("`app::up` (src/main.rs:4) and `app::v2_to_v3` (src/main.rs:8)"), "{reason}");
+    assert!(reason.contains("Apply the releases in steps"), "{reason}");
+    assert!(r.transformers.is_empty() && r.transformer_cfgs.is_empty(), "{r:?}");
+
+    // An edited transformer of an earlier release counts as new.
+    let edited = release(3).replace("old.hits.into() }", "u64::from(old.hits) }");
+    let r = cmp_main("stream-edited", &release(2), &edited);
+    assert_eq!(reasons(&r).len(), 1, "{:?}", r.refusals);
+    assert!(reasons(&r)[0].contains("`app::up` (src/main.rs:4) and `app::v2_to_v3`"), "{:?}", r.refusals);
+}
+
+#[test]
+fn a_type_changed_again_with_only_earlier_transformers_is_refused_naming_them() {
+    let without = release(3).replace(V2_TO_V3, "");
+    let r = cmp_main("stream-stale", &release(2), &without);
+    assert_eq!(r.refusals.len(), 1, "{:?}", r.refusals);
+    let reason = &r.refusals[0].reason;
+    assert!(reason.contains("no transformer is new since the older revision: `app::up` (src/main.rs:4) is in it already"), "{reason}");
+    assert!(reason.contains("fn upgrade_entry(old: &dsu_old::Entry) -> Entry"), "{reason}");
+}
+
+#[test]
+fn a_default_of_an_earlier_release_derives_the_next_change_unless_a_function_is_new() {
+    let derived = |fields: &str, extra: &str| {
+        format!(
+            "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry {{ {fields} }}\n{extra}\
+             static STORE: dsu::State<std::sync::Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+             #[dsu::updateable]\nfn count() -> usize {{ STORE.with(|c| c.lock().unwrap().len()) }}\n"
+        )
+    };
+    let up = "#[dsu::transform(from = dsu_old::Entry)]\nfn up(old: &dsu_old::Entry) -> Entry { todo!() }\n";
+    let r1 = derived("pub a: u32, pub b: u32", "");
+    // r2: `b` added again, derived by the attribute r1 wrote.
+    let r2 = derived("pub a: u32, pub b: u32, pub c: u32", "");
+    let r = cmp_main("stream-default", &r1, &r2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert!(generated(&r).contains("c: ::core::default::Default::default()"), "{}", generated(&r));
+    assert!(r.transformers.is_empty());
+    // A new function takes over from an attribute of an earlier release.
+    let r = cmp_main("stream-default-fn", &r1, &derived("pub a: u64", up));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(r.transformer_cfgs, ["Entry::up"]);
+    assert!(!generated(&r).contains("Default::default()"), "{}", generated(&r));
+    // A new attribute and a new function in one patch: two transformers of one change.
+    let plain = r1.replace("#[dsu::transform(from = dsu_old::Entry, default)]\n", "");
+    let r = cmp_main("stream-default-both", &plain, &derived("pub a: u64", up));
+    assert_eq!(r.refusals.len(), 1, "{:?}", r.refusals);
+    assert!(
+        r.refusals[0].reason.contains(
+            "`app::up` (src/main.rs:4) and the one `#[dsu::transform(from = dsu_old::Entry, default)]` derives"
+        ),
+        "{:?}",
+        r.refusals
+    );
+}
+
+#[test]
+fn a_transformer_of_the_same_names_elsewhere_is_refused_when_only_one_is_compiled() {
+    // `convert`: the body of the module's transformer `upgrade`, if it has one.
+    let module = |name: &str, hits: &str, convert: Option<&str>| {
+        let t = convert.map_or(String::new(), |c| {
+            format!(
+                "#[dsu::transform(from = dsu_old::Entry)]\n\
+                 fn upgrade(old: &dsu_old::Entry) -> Entry {{ Entry {{ hits: {c} }} }}\n"
+            )
+        });
+        format!(
+            "#[dsu::updateable]\npub struct Entry {{ pub hits: {hits} }}\n{t}\
+             static CELL: dsu::State<std::sync::Mutex<Vec<Entry>>> = dsu::State::new(\"{name}\", Default::default);\n\
+             #[dsu::updateable]\npub fn count() -> usize {{ CELL.with(|c| c.lock().unwrap().len()) }}\n"
+        )
+    };
+    let lib = "mod a;\nmod b;\n";
+    let units = [unit("core_logic", "src/lib.rs")];
+    // `b::upgrade` came with an earlier release of `b::Entry`; `a::Entry` changes now.
+    let old = [("src/lib.rs", lib), ("src/a.rs", &module("a", "u8", None)), ("src/b.rs", &module("b", "u32", Some("old.hits.into()")))];
+    let new = [("src/lib.rs", lib), ("src/a.rs", &module("a", "u16", Some("old.hits.into()"))), ("src/b.rs", &module("b", "u32", Some("old.hits.into()")))];
+    let (r, _) = cmp_units("stream-same-names", &units, &old, &new);
+    assert_eq!(r.refusals.len(), 1, "{:?}", r.refusals);
+    let x = &r.refusals[0];
+    assert_eq!((x.file.as_str(), x.line), ("src/b.rs", 3));
+    assert!(x.reason.starts_with("transformer `core_logic::b::upgrade` would be compiled into this patch with `core_logic::a::upgrade` (src/a.rs:3)"), "{}", x.reason);
+    assert!(x.reason.contains("--cfg dsu_transform=\"Entry::upgrade\"") && x.reason.ends_with("Rename one of them"), "{}", x.reason);
+    // Both changing, each with a new transformer, both compiled: nothing to refuse.
+    let both = [("src/lib.rs", lib), ("src/a.rs", &module("a", "u16", Some("old.hits.into()"))), ("src/b.rs", &module("b", "u64", Some("u64::from(old.hits)")))];
+    let (r, _) = cmp_units("stream-same-names-both", &units, &old, &both);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(paths(&r.transformers), ["core_logic::a::upgrade", "core_logic::b::upgrade"]);
+    assert_eq!(r.transformer_cfgs, ["Entry::upgrade"]);
+}
+
+/// Inside `dsu_old`, one module deeper, a restricted visibility would hide a field from the
+/// type's own module, where transformers read and build it: every field short of `pub` is
+/// `pub(crate)` there, whatever the type's own visibility.
+#[test]
+fn old_definitions_open_every_field_to_the_crate() {
+    let v1 = "mod m {\n#[dsu::updateable]\npub(super) struct A { a: u8, pub(self) b: u8, pub(super) c: u8, pub(in crate::m) d: u8, pub e: u8 }\n}\n";
+    let v2 = v1.replace("pub e: u8 }", "pub e: u8, f: u8 }").replace(
+        "#[dsu::updateable]\n",
+        "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::A, default)]\n",
+    );
+    let r = cmp_main("field-visibility", v1, &v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert!(
+        squash(&generated(&r)).contains(
+            "pubstructA{pub(crate)a:u8,pub(crate)b:u8,pub(crate)c:u8,pub(crate)d:u8,pube:u8}"
+        ),
+        "{}",
+        generated(&r)
+    );
+}
