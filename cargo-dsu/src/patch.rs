@@ -36,6 +36,8 @@ pub struct PatchRequest {
     pub output: Option<PathBuf>,
     pub dry_run: bool,
     pub json: bool,
+    /// Signs the patch (`--sign NAME.key`).
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
 }
 
 /// The two revisions, checked out.
@@ -363,6 +365,7 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
                 .iter()
                 .map(|t| t.path.rsplit("::").next().unwrap_or(&t.path).to_string())
                 .collect(),
+            signing_key: req.signing_key.clone(),
         },
     )?;
     status("Finished", patch.display());

@@ -268,12 +268,14 @@ fn command(line: &str) -> String {
         "rollback" => crate::rollback_and_wait().map(|r| format!("rolled back to {}", r.to_revision)),
         "status" => crate::status().map(|s| {
             format!(
-                "revision={} applied={} pending={} threads={} last_pause_us={} last_refusal={}",
+                "revision={} applied={} pending={} threads={} last_pause_us={} signatures={} trusted_keys={} last_refusal={}",
                 s.revision,
                 s.applied.len(),
                 s.pending,
                 s.threads,
                 s.applied.last().map_or(0, |a| a.pause.as_micros()),
+                if s.requires_signatures() { "required" } else { "optional" },
+                if s.trusted_keys.is_empty() { "none".to_string() } else { s.trusted_keys.join(",") },
                 s.last_refusal.as_deref().unwrap_or("none"),
             )
         }),

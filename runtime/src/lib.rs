@@ -126,6 +126,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod control;
+mod trust;
 mod elf;
 mod error;
 mod fingerprint;
@@ -141,6 +142,7 @@ pub use dsu_macros::{transform, update_point, updateable};
 pub use error::Error;
 pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
+pub use trust::{allow_patch_files_of_others, trust_key};
 pub use transform::{CellTransform, Transform, TransformError};
 pub use state::{CellRef, State};
 pub use quiesce::{

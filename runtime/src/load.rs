@@ -67,12 +67,19 @@ fn load_into_round(path: &Path) -> Result<(LoadReport, u64), Error> {
 }
 
 fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
-    let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
+    // Read once, through one checked descriptor; the seal (and signature) is checked before any
+    // other byte is interpreted, and what is mapped later is exactly `data` (`trust.rs`).
+    let file_bytes = crate::trust::read_patch_file(&path)?;
+    let trusted = {
+        let mut guard = update::lock();
+        update::runtime(&mut guard)?.trusted_keys()
+    };
+    let data = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
         ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
     };
-    let file = LibraryFile::parse(&data).map_err(elf_err)?;
+    let file = LibraryFile::parse(data).map_err(elf_err)?;
 
     let header = file
         .symbol(HEADER_SYMBOL)
@@ -165,14 +172,14 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         return Err(Error::NothingToApply { path });
     }
 
-    // Verified: map it. RTLD_LOCAL keeps the patch's symbols out of the global scope, so a later
-    // patch never binds to this one's definitions.
+    // Verified: map exactly the verified bytes. RTLD_LOCAL keeps the patch's symbols out of the
+    // global scope, so a later patch never binds to this one's definitions.
     //
-    // SAFETY: loading a library runs its initialisers. The file was verified above to be a dsu
-    // patch built for exactly this program, rustc and dependency library, so its initialisers are
-    // those of the program's own crate and dependencies, which the host already runs.
-    let lib = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| Error::Open { path: path.clone(), reason: e.to_string() })?;
+    // SAFETY: loading a library runs its initialisers. The bytes were verified above to be a dsu
+    // patch built for exactly this program, rustc and dependency library (and signed by a trusted
+    // key when the program requires it), so its initialisers are those of the program's own
+    // crate and dependencies, which the host already runs.
+    let lib = unsafe { crate::trust::map_verified(&path, data, RTLD_NOW | RTLD_LOCAL) }?;
     // Never unload a patch, not even one refused from here on: its initialisers have run, its
     // code may be on some thread's stack once applied, its `&'static` data and vtables may be
     // held by live values, and its thread-local destructors run at thread exit.
