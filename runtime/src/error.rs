@@ -133,6 +133,10 @@ pub enum Error {
     #[error("patch {path} is inconsistent: {reason}")]
     Inconsistent { path: PathBuf, reason: String },
 
+    /// The outcome of an update round is no longer kept (only the last 64 rounds' are).
+    #[error("the outcome of update round {round} is no longer kept; see `dsu::status()`")]
+    OutcomeUnknown { round: u64 },
+
     /// The running program cannot take patches.
     #[error("the running program is not updateable: {reason}")]
     NotUpdateable { reason: String },

@@ -45,6 +45,26 @@ pub struct LoadReport {
     /// Functions whose signature changes with a changed type: callers compiled for the old
     /// layout keep the old version.
     pub routed: Vec<String>,
+    /// The update round the patch joined: what [`LoadReport::outcome`] and [`LoadReport::wait`]
+    /// ask about.
+    pub round: u64,
+}
+
+impl LoadReport {
+    /// Whether the queued patch has been applied: `None` while it waits for an update point,
+    /// then `Ok(())`, or the reason it was abandoned (a failed transformer, a timeout, an
+    /// earlier patch of its round refused), after which the program kept its version.
+    /// [`load`] returns before the patch applies; this is how its caller learns the end.
+    pub fn outcome(&self) -> Option<Result<(), Error>> {
+        crate::quiesce::outcome(self.round)
+    }
+
+    /// Waits until the queued patch is applied or abandoned, as at an update point (this call
+    /// is one: call it only where [`update_point`](fn@crate::update_point) could be called), and
+    /// returns the outcome. `load(p)?.wait()` is [`load_and_apply`]`(p)`.
+    pub fn wait(&self) -> Result<(), Error> {
+        crate::quiesce::wait_for(self.round)
+    }
 }
 
 /// Verifies the patch at `path` and queues it. It is applied at the first moment every thread
@@ -251,17 +271,19 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     }
 
     let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
-    let report = LoadReport {
+    let mut report = LoadReport {
         path: path.clone(),
         revision: target.revision.clone(),
         changed,
         added,
         cells: cells.iter().map(|c| c.name.to_string()).collect(),
         routed: manifest.routed.clone(),
+        round: 0,
     };
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });
     drop(guard);
-    let round = crate::quiesce::open_round();
+    report.round = crate::quiesce::open_round();
+    let round = report.round;
     Ok((report, round))
 }
 
