@@ -109,9 +109,9 @@ fn patch_applies_at_update_point_on_one_runtime() {
     assert_eq!(host.send("risky 0"), "caught: v2 refuses zero");
     assert_eq!(host.send("risky 4"), "8");
 
-    // The same patch again changes nothing, and is refused as such.
+    // The same patch again is refused as what it is: applied already.
     let again = host.send(&format!("load {}", b.v2.display()));
-    assert!(again.starts_with("refused:"), "{again}");
+    assert!(again.starts_with("refused:") && again.contains("is already applied"), "{again}");
     assert_eq!(host.send("greet c"), "HELLO c (v2, hits=3)");
 }
 
@@ -258,8 +258,11 @@ fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
     let other_key = cargo_dsu::sign::read_secret_key(&other_key).unwrap();
 
     let target = shared_target_dir();
+    // A package of its own name: its build must not replace the other tests' host, which
+    // shares the target directory (and so `target/dsu/debug/`).
+    let renamed = [("name = \"app\"", "name = \"app-trusted\"")];
     let app = b.scratch.join("app-trusted");
-    write_tree(&app, "app", "base");
+    write_tree_with(&app, "app", "base", &renamed);
     let mut opts = BuildOptions::new(app.join("Cargo.toml"), cargo_dsu());
     opts.target_dir = Some(target);
     opts.trust = vec![release_pub];
@@ -267,7 +270,7 @@ fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
     assert!(!host.identity().trust.is_empty());
 
     let src = b.scratch.join("app-trusted-v2");
-    write_tree(&src, "app", "v2");
+    write_tree_with(&src, "app", "v2", &renamed);
     let patch = |name: &str, key: Option<&ed25519_dalek::SigningKey>| {
         let mut o = PatchOptions::new(&src, host.identity(), dir.join(format!("{name}.so"))).unwrap();
         o.signing_key = key.cloned();

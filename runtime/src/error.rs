@@ -133,6 +133,10 @@ pub enum Error {
     #[error("patch {path} is inconsistent: {reason}")]
     Inconsistent { path: PathBuf, reason: String },
 
+    /// The patch is applied already (and not rolled back), or queued.
+    #[error("patch {path} is already {state}: the program runs (or will run) revision {revision}")]
+    AlreadyApplied { path: PathBuf, revision: String, state: &'static str },
+
     /// The outcome of an update round is no longer kept (only the last 64 rounds' are).
     #[error("the outcome of update round {round} is no longer kept; see `dsu::status()`")]
     OutcomeUnknown { round: u64 },

@@ -155,6 +155,10 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut guard = update::lock();
     let rt = update::runtime(&mut guard)?;
     if let Some((field, running, patch)) = rt.expected().first_difference(&manifest.applies_to) {
+        let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
+        if let Some(state) = rt.already(&manifest.applies_to, &target) {
+            return Err(Error::AlreadyApplied { path, revision: target.revision, state });
+        }
         return Err(Error::WrongBuild {
             path,
             field,

@@ -188,6 +188,20 @@ impl Runtime {
         &self.expected
     }
 
+    /// Whether the patch from `applies_to` to `target` is already applied (on the undo stack,
+    /// not rolled back) or queued: `Some("applied")`, `Some("queued")`, or `None`.
+    pub fn already(&self, applies_to: &BuildIdentity, target: &BuildIdentity) -> Option<&'static str> {
+        let queued = self.pending.iter().any(|op| matches!(op, Op::Patch(p) if p.target == *target));
+        if queued {
+            return Some("queued");
+        }
+        let applied = self.stack.iter().enumerate().any(|(i, undo)| {
+            let to = self.stack.get(i + 1).map_or(&self.current, |next| &next.previous);
+            undo.previous == *applies_to && to == target
+        });
+        applied.then_some("applied")
+    }
+
     /// Every key the program trusts to sign patches: its build's and those trusted at run time.
     pub fn trusted_keys(&self) -> Vec<[u8; 32]> {
         crate::trust::trusted_keys(&self.host.trust)
