@@ -94,7 +94,8 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         let mut guard = update::lock();
         update::runtime(&mut guard)?.trusted_keys()
     };
-    let data = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
+    let checked = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
+    let data = checked.library;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
         ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
@@ -203,11 +204,8 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     // patch built for exactly this program, rustc and dependency library (and signed by a trusted
     // key when the program requires it), so its initialisers are those of the program's own
     // crate and dependencies, which the host already runs.
-    let lib = unsafe { crate::trust::map_verified(&path, data, RTLD_NOW | RTLD_LOCAL) }?;
-    // Never unload a patch, not even one refused from here on: its initialisers have run, its
-    // code may be on some thread's stack once applied, its `&'static` data and vtables may be
-    // held by live values, and its thread-local destructors run at thread exit.
-    let lib: &'static Library = Box::leak(Box::new(lib));
+    // Never unloaded, not even when refused from here on (see `map_verified`).
+    let lib: &'static Library = unsafe { crate::trust::map_verified(&path, &checked, RTLD_NOW | RTLD_LOCAL) }?;
 
     let mut functions = Vec::with_capacity(table.len());
     for (name, file_bytes, info) in &table {

@@ -123,9 +123,15 @@ pub(crate) fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(data)
 }
 
+/// A library whose seal was checked: its bytes and their SHA-256.
+pub(crate) struct Checked<'a> {
+    pub library: &'a [u8],
+    pub hash: [u8; 32],
+}
+
 /// Steps 2 and 3: checks the seal of `file` (and its signature when `trusted` is not empty);
 /// returns the library, the bytes before the seal.
-pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) -> Result<&'a [u8], Error> {
+pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) -> Result<Checked<'a>, Error> {
     let damaged = |reason: String| Error::Damaged { path: path.to_path_buf(), reason };
     let found = Seal::parse(file).map_err(|e| damaged(e.to_string()))?;
     let library = &file[..found.library_len as usize];
@@ -134,8 +140,9 @@ pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) 
     if digest != found.digest {
         return Err(damaged("its bytes differ from those its seal was made for".into()));
     }
+    let checked = Checked { library, hash: library_hash };
     if trusted.is_empty() {
-        return Ok(library);
+        return Ok(checked);
     }
     if !found.signed() {
         return Err(Error::Unsigned { path: path.to_path_buf(), trusted: trusted.len() });
@@ -151,15 +158,37 @@ pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) 
     let key = VerifyingKey::from_bytes(key).map_err(|_| bad())?;
     key.verify_strict(&seal::signed_message(&library_hash), &Signature::from_bytes(&found.signature))
         .map_err(|_| bad())?;
-    Ok(library)
+    Ok(checked)
 }
 
-/// Step 4: maps exactly `library`, through a sealed memfd.
+/// Libraries mapped so far, by the SHA-256 of their bytes: never unloaded, so the same bytes
+/// loaded again (a patch re-applied after a rollback) reuse their mapping instead of adding one.
+static MAPPED: Mutex<Vec<([u8; 32], &'static Library)>> = Mutex::new(Vec::new());
+
+/// Step 4: maps exactly the checked library, through a sealed memfd, or returns the mapping of
+/// the same bytes made earlier. The library is never unloaded: its initialisers have run, its
+/// code may be on some thread's stack once applied, its `&'static` data and vtables may be held
+/// by live values, and its thread-local destructors run at thread exit.
 ///
 /// # Safety
-/// Mapping a library runs its initialisers: `library` must have been verified as a patch of
+/// Mapping a library runs its initialisers: the bytes must have been verified as a patch of
 /// this program (see `load.rs`).
-pub(crate) unsafe fn map_verified(path: &Path, library: &[u8], flags: i32) -> Result<Library, Error> {
+pub(crate) unsafe fn map_verified(path: &Path, checked: &Checked<'_>, flags: i32) -> Result<&'static Library, Error> {
+    let mut mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, lib)) = mapped.iter().find(|(h, _)| *h == checked.hash) {
+        return Ok(lib);
+    }
+    // SAFETY: the caller's contract.
+    let lib: &'static Library = Box::leak(Box::new(unsafe { map_new(path, checked.library, flags) }?));
+    mapped.push((checked.hash, lib));
+    Ok(lib)
+}
+
+/// Maps `library` through a new sealed memfd.
+///
+/// # Safety
+/// As [`map_verified`].
+unsafe fn map_new(path: &Path, library: &[u8], flags: i32) -> Result<Library, Error> {
     let open_err = |reason: String| Error::Open { path: path.to_path_buf(), reason };
     // SAFETY: the name is a NUL-terminated string; the flags are valid for memfd_create.
     let fd = unsafe { libc::memfd_create(c"dsu-patch".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -208,7 +237,7 @@ mod tests {
         let p = Path::new("p.so");
         let lib = b"\x7fELF pretend library bytes".repeat(10);
         let good = sealed(&lib, None);
-        assert_eq!(check_seal(p, &good, &[]).unwrap(), &lib[..]);
+        assert_eq!(check_seal(p, &good, &[]).unwrap().library, &lib[..]);
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
@@ -221,7 +250,7 @@ mod tests {
         let trusted = [key.verifying_key().to_bytes()];
         assert!(matches!(check_seal(p, &good, &trusted), Err(Error::Unsigned { trusted: 1, .. })));
         let signed = sealed(&lib, Some(&key));
-        assert_eq!(check_seal(p, &signed, &trusted).unwrap(), &lib[..]);
+        assert_eq!(check_seal(p, &signed, &trusted).unwrap().library, &lib[..]);
         assert!(check_seal(p, &signed, &[]).is_ok(), "a signed patch loads where no key is required");
         let by_other = sealed(&lib, Some(&other));
         assert!(matches!(check_seal(p, &by_other, &trusted), Err(Error::UnknownKey { .. })));
