@@ -170,6 +170,7 @@ pub fn build_target(target: &Target, opts: &BuildOptions) -> Result<Built> {
     // Per package: builds of several packages may share the target directory, and run at once.
     let record_dir = out_dir.join(".rustc").join(&target.package_name);
     let library = build_library(target, opts, &record_dir)?;
+    let trust = crate::sign::trust_field(&opts.trust)?;
     let mut records = Vec::new();
     for program in &target.programs {
         let identity = BuildIdentity {
@@ -180,6 +181,7 @@ pub fn build_target(target: &Target, opts: &BuildOptions) -> Result<Built> {
             target: target.triple.clone(),
             profile: opts.profile().into(),
             deps: library.hash.clone(),
+            trust: trust.clone(),
         };
         let args = ["-p".to_string(), target.package_name.clone(), "--bin".into(), program.bin.clone()];
         let manifest = target.metadata.workspace_root.join("Cargo.toml").into_std_path_buf();

@@ -66,6 +66,35 @@ pub enum DsuCommand {
     /// the last refusal.
     #[command(after_help = exit::help())]
     Status(ControlArgs),
+    /// Write a new signing key pair: NAME.key (secret, mode 0600) and NAME.pub.
+    ///
+    /// Give NAME.pub to `cargo dsu build --trust` (or to `dsu::trust_key` in the program) and
+    /// NAME.key to `cargo dsu patch --sign` or `cargo dsu sign`. Prints the key's id.
+    #[command(after_help = exit::help())]
+    Keygen(KeygenArgs),
+    /// Sign an existing patch file with a key from `cargo dsu keygen`.
+    ///
+    /// Checks the patch's seal first (a damaged patch is not signed), then rewrites the seal
+    /// with the signature. Prints the key's id.
+    #[command(after_help = exit::help())]
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Path and base name of the key files (NAME.key, NAME.pub).
+    #[arg(value_name = "NAME")]
+    pub name: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The patch file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The secret key (NAME.key).
+    #[arg(long, value_name = "NAME.key")]
+    pub key: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +136,10 @@ pub struct PackageArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub package: PackageArgs,
+    /// Trust this public key (NAME.pub from `cargo dsu keygen`) to sign patches; repeatable.
+    /// The program then loads only patches signed by one of its trusted keys.
+    #[arg(long, value_name = "NAME.pub")]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +158,9 @@ pub struct PatchArgs {
     /// Print the report as JSON on stdout (with the patch's path when one is built).
     #[arg(long)]
     pub json: bool,
+    /// Sign the patch with this secret key (NAME.key from `cargo dsu keygen`).
+    #[arg(long, value_name = "NAME.key")]
+    pub sign: Option<PathBuf>,
 }
 
 /// `cargo-dsu`'s `main`: the rustc wrapper during an updateable build, the CLI otherwise.
@@ -156,7 +192,7 @@ pub fn main_with(argv: Vec<OsString>) -> ExitCode {
 pub fn run(args: DsuArgs) -> Result<()> {
     match args.command {
         DsuCommand::Build(b) => {
-            let built = build(&b.package)?;
+            let built = build(&b.package, &b.trust)?;
             for record in &built.records {
                 println!("{}", record.binary.display());
             }
@@ -168,6 +204,7 @@ pub fn run(args: DsuArgs) -> Result<()> {
             output: p.output.clone(),
             dry_run: p.dry_run,
             json: p.json,
+            signing_key: p.sign.as_deref().map(crate::sign::read_secret_key).transpose()?,
         }),
         DsuCommand::Load(l) => {
             // The program resolves the path from its own working directory: send it whole.
@@ -183,6 +220,19 @@ pub fn run(args: DsuArgs) -> Result<()> {
         }
         DsuCommand::Status(c) => {
             println!("{}", control_client::send(&c.socket, "status")?);
+            Ok(())
+        }
+        DsuCommand::Keygen(k) => {
+            let (secret, public) = crate::sign::keygen(&k.name)?;
+            let id = crate::sign::key_id(&crate::sign::read_public_key(&public)?);
+            status("Created", format!("{} (secret, mode 0600) and {}", secret.display(), public.display()));
+            println!("{id}");
+            Ok(())
+        }
+        DsuCommand::Sign(s) => {
+            let id = crate::sign::sign_file(&s.file, &s.key)?;
+            status("Signed", format!("{} with key {id}", s.file.display()));
+            println!("{id}");
             Ok(())
         }
     }
@@ -208,8 +258,9 @@ fn wrapper_exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the running cargo-dsu executable")
 }
 
-fn build(p: &PackageArgs) -> Result<Built> {
-    let opts = build_options(p)?;
+fn build(p: &PackageArgs, trust: &[PathBuf]) -> Result<Built> {
+    let mut opts = build_options(p)?;
+    opts.trust = trust.to_vec();
     let target = crate::locate::locate(&opts)?;
     let bins: Vec<&str> = target.programs.iter().map(|p| p.bin.as_str()).collect();
     status("Building", format!("{} ({}) in updateable form", target.package_name, bins.join(", ")));

@@ -15,5 +15,6 @@ pub mod locate;
 pub mod patch;
 pub mod patch_build;
 pub mod report;
+pub mod sign;
 pub mod recipe;
 pub mod wrapper;

@@ -30,6 +30,10 @@ pub struct BuildOptions {
     pub wrapper: PathBuf,
     /// The cargo to run.
     pub cargo: PathBuf,
+    /// Public key files (`NAME.pub`) the program trusts to sign its patches
+    /// (`cargo dsu build --trust`): kept in its build identity, so it then loads only patches
+    /// signed by one of them.
+    pub trust: Vec<PathBuf>,
 }
 
 impl BuildOptions {
@@ -42,6 +46,7 @@ impl BuildOptions {
             target_dir: None,
             wrapper: wrapper.into(),
             cargo: std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| "cargo".into()),
+            trust: Vec::new(),
         }
     }
 

@@ -36,6 +36,8 @@ pub struct PatchRequest {
     pub output: Option<PathBuf>,
     pub dry_run: bool,
     pub json: bool,
+    /// Signs the patch (`--sign NAME.key`).
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
 }
 
 /// The two revisions, checked out.
@@ -359,6 +361,7 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
             insertions: report.generated.clone(),
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
             transformers: report.transformer_cfgs.clone(),
+            signing_key: req.signing_key.clone(),
         },
     )?;
     status("Finished", patch.display());

@@ -48,6 +48,9 @@ pub struct PatchOptions {
     /// `--cfg dsu_transform="Entry::upgrade"`); every other transformer in the source, those of
     /// earlier releases included, is left out.
     pub transformers: Vec<String>,
+    /// The key that signs the patch's seal (`cargo dsu patch --sign`); sealed unsigned when
+    /// `None`.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl PatchOptions {
@@ -63,6 +66,7 @@ impl PatchOptions {
             insertions: Vec::new(),
             routed: Vec::new(),
             transformers: Vec::new(),
+            signing_key: None,
         })
     }
 }
@@ -114,6 +118,9 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
         source_revision: opts.source.revision.clone(),
         source_tree: opts.source.tree.clone(),
         created_by: format!("cargo-dsu {}", env!("CARGO_PKG_VERSION")),
+        created_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         routed: opts.routed.clone(),
     });
     let blob_file = work.root.join("header.bin");
@@ -126,10 +133,10 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     if let Some(parent) = opts.output.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    // Never overwrite a file a running program may have mapped: write a new one and rename.
-    let tmp = opts.output.with_extension("so.tmp");
-    std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
-    std::fs::rename(&tmp, &opts.output)?;
+    // Sealed (and signed), then written as a new file renamed into place: never overwrite a file
+    // a running program may be reading.
+    let library = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+    crate::sign::write_new(&opts.output, &crate::sign::seal(&library, opts.signing_key.as_ref()))?;
     Ok(opts.output.clone())
 }
 

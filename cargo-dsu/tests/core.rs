@@ -109,9 +109,9 @@ fn patch_applies_at_update_point_on_one_runtime() {
     assert_eq!(host.send("risky 0"), "caught: v2 refuses zero");
     assert_eq!(host.send("risky 4"), "8");
 
-    // The same patch again changes nothing, and is refused as such.
+    // The same patch again is refused as what it is: applied already.
     let again = host.send(&format!("load {}", b.v2.display()));
-    assert!(again.starts_with("refused:"), "{again}");
+    assert!(again.starts_with("refused:") && again.contains("is already applied"), "{again}");
     assert_eq!(host.send("greet c"), "HELLO c (v2, hits=3)");
 }
 
@@ -209,13 +209,31 @@ fn refuses_files_that_are_not_patches() {
     let whole = std::fs::read(&b.v2).unwrap();
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
     let deps_lib = b.host.deps_dylib.clone();
+    // Sealing is open to anyone (only a signature needs a key): the same files sealed reach the
+    // checks behind the seal.
+    let sealed = |path: &PathBuf| {
+        let out = dir.join(format!("sealed-{}", path.file_name().unwrap().to_str().unwrap()));
+        std::fs::write(&out, cargo_dsu::sign::seal(&std::fs::read(path).unwrap(), None)).unwrap();
+        out
+    };
+    // One byte of the patch changed in the middle (its code), seal kept.
+    let tampered = dir.join("tampered.so");
+    let mut bytes = whole.clone();
+    let middle = bytes.len() / 3;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&tampered, bytes).unwrap();
 
     let mut host = Host::start(&b.host.binary);
     let cases = [
-        (random, "is not a patch library: not an ELF file"),
-        (text, "is not a patch library: not an ELF file"),
-        (truncated, "is malformed"),
-        (deps_lib, "has no `__dsu_patch` symbol"),
+        (random.clone(), "is damaged: the file does not end in a dsu seal"),
+        (text.clone(), "is damaged"),
+        (truncated.clone(), "is damaged"),
+        (deps_lib.clone(), "is damaged"),
+        (tampered, "is damaged: its bytes differ from those its seal was made for"),
+        (sealed(&random), "is not a patch library: not an ELF file"),
+        (sealed(&text), "is not a patch library: not an ELF file"),
+        (sealed(&truncated), "is malformed"),
+        (sealed(&deps_lib), "has no `__dsu_patch` symbol"),
         (dir.join("missing.so"), "cannot read patch"),
     ];
     for (path, expected) in cases {
@@ -223,4 +241,72 @@ fn refuses_files_that_are_not_patches() {
         assert!(r.starts_with("refused:") && r.contains(expected), "{}: {r}", path.display());
         assert_serves_v1(&mut host);
     }
+}
+
+/// A program built with `--trust` keys loads only patches signed by one of them: unsigned,
+/// signed by another key, and signed-then-changed patches (a retargeted manifest, resealed so
+/// that only the signature can tell) are refused while it keeps serving; a signed patch applies.
+#[test]
+fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
+    let b = built();
+    let dir = b.scratch.join("trust");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (release_key, release_pub) = cargo_dsu::sign::keygen(&dir.join("release")).unwrap();
+    let (other_key, _) = cargo_dsu::sign::keygen(&dir.join("other")).unwrap();
+    let release_key = cargo_dsu::sign::read_secret_key(&release_key).unwrap();
+    let other_key = cargo_dsu::sign::read_secret_key(&other_key).unwrap();
+
+    let target = shared_target_dir();
+    // A package of its own name: its build must not replace the other tests' host, which
+    // shares the target directory (and so `target/dsu/debug/`).
+    let renamed = [("name = \"app\"", "name = \"app-trusted\"")];
+    let app = b.scratch.join("app-trusted");
+    write_tree_with(&app, "app", "base", &renamed);
+    let mut opts = BuildOptions::new(app.join("Cargo.toml"), cargo_dsu());
+    opts.target_dir = Some(target);
+    opts.trust = vec![release_pub];
+    let host = recipe::build(&opts).expect("building the trusting host").records.remove(0);
+    assert!(!host.identity().trust.is_empty());
+
+    let src = b.scratch.join("app-trusted-v2");
+    write_tree_with(&src, "app", "v2", &renamed);
+    let patch = |name: &str, key: Option<&ed25519_dalek::SigningKey>| {
+        let mut o = PatchOptions::new(&src, host.identity(), dir.join(format!("{name}.so"))).unwrap();
+        o.signing_key = key.cloned();
+        recipe::build_patch(&host, &o).unwrap_or_else(|e| panic!("patch {name}: {e:#}"))
+    };
+    let unsigned = patch("unsigned", None);
+    let by_other = patch("by-other", Some(&other_key));
+    let signed = patch("signed", Some(&release_key));
+    // The signed patch retargeted: its manifest's tree changed, resealed with its signature kept.
+    let retargeted = dir.join("retargeted.so");
+    {
+        use sha2::Digest;
+        let file = std::fs::read(&signed).unwrap();
+        let mut seal = dsu_abi::seal::Seal::parse(&file).unwrap();
+        let mut library = file[..seal.library_len as usize].to_vec();
+        let tree = host.identity().tree;
+        let at = library.windows(tree.len()).position(|w| w == tree.as_bytes()).expect("the manifest names the tree");
+        library[at] = if library[at] == b'0' { b'1' } else { b'0' };
+        let hash: [u8; 32] = sha2::Sha256::digest(&library).into();
+        seal.digest = sha2::Sha256::new().chain_update(hash).chain_update(seal.covered()).finalize().into();
+        library.extend_from_slice(&seal.to_bytes());
+        std::fs::write(&retargeted, library).unwrap();
+    }
+
+    let mut host_proc = Host::start(&host.binary);
+    assert_serves_v1(&mut host_proc);
+    for (path, expected) in [
+        (&unsigned, "is not signed, and this program accepts only patches signed by one of its 1 trusted keys"),
+        (&by_other, "which this program does not trust"),
+        (&retargeted, "does not verify: forged, or changed after signing"),
+    ] {
+        let r = host_proc.send(&format!("load {}", path.display()));
+        assert!(r.starts_with("refused:") && r.contains(expected), "{}: {r}", path.display());
+        assert_serves_v1(&mut host_proc);
+    }
+    let r = host_proc.send(&format!("load {}", signed.display()));
+    assert!(r.starts_with("queued"), "{r}");
+    assert!(host_proc.send("greet a").starts_with("HELLO a (v2"));
 }

@@ -62,6 +62,12 @@ fn entries_survive_layout_changes_and_a_failed_transformer_changes_nothing() {
     assert_eq!(host.send("summary"), v1_summary, "every entry intact");
     assert_eq!(host.send("get k12345"), "v1 k12345 hits=345 legacy=false");
     assert_eq!(host.send("status"), "applied=0 last_refusal=true");
+    // Queued with `dsu::load`, which returns before the update applies: its caller learns that
+    // it was abandoned from the report (the update point at the next command applies it).
+    assert_eq!(host.send(&format!("queue {bad}")), "queued");
+    let r = host.send("outcome");
+    assert!(r.starts_with("abandoned:") && r.contains("cannot upgrade k50000"), "{r}");
+    assert_eq!(host.send("summary"), v1_summary, "every entry intact");
 
     // An update reached while the caller holds the cell's lock, inside the cell's scope: refused
     // at once, naming the thread that holds the cell, not a deadlock, and nothing changes.

@@ -13,6 +13,8 @@
 
 extern crate alloc;
 
+pub mod seal;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -25,8 +27,10 @@ pub const FORMAT_MAJOR: u16 = 1;
 ///
 /// 1.1: routed functions in the manifest. 1.2: one [`CellInfo`] record per state cell of the
 /// patch's updateable set ([`STATE_CELL_PREFIX`]); a loader refuses an older patch, whose cell
-/// types it cannot check ([`CELL_RECORDS_MINOR`]).
-pub const FORMAT_MINOR: u16 = 2;
+/// types it cannot check ([`CELL_RECORDS_MINOR`]). 1.3: the build identity's trusted keys
+/// ([`BuildIdentity::trust`]) and the manifest's creation time; the file ends in a seal
+/// ([`seal`]).
+pub const FORMAT_MINOR: u16 = 3;
 /// The first minor version whose patches carry a [`CellInfo`] record for every state cell.
 pub const CELL_RECORDS_MINOR: u16 = 2;
 
@@ -448,11 +452,14 @@ pub struct BuildIdentity {
     pub profile: String,
     /// Hash of the shared dependency library (`libdsu_deps_<H>.so`).
     pub deps: String,
+    /// The public keys (hex, comma-separated) the build trusts to sign patches
+    /// (`cargo dsu build --trust`), empty when it trusts none (format 1.3).
+    pub trust: String,
 }
 
 impl BuildIdentity {
     /// Field names and values, in a fixed order; used for encoding and for naming differences.
-    pub fn fields(&self) -> [(&'static str, &str); 7] {
+    pub fn fields(&self) -> [(&'static str, &str); 8] {
         [
             ("crate", &self.crate_name),
             ("revision", &self.revision),
@@ -461,6 +468,7 @@ impl BuildIdentity {
             ("target", &self.target),
             ("profile", &self.profile),
             ("deps", &self.deps),
+            ("trust", &self.trust),
         ]
     }
 
@@ -504,6 +512,7 @@ impl BuildIdentity {
                 "target" => id.target = v,
                 "profile" => id.profile = v,
                 "deps" => id.deps = v,
+                "trust" => id.trust = v,
                 _ => {}
             }
         }
@@ -530,6 +539,8 @@ pub struct Manifest {
     pub source_tree: String,
     /// Version of the tool that made the patch.
     pub created_by: String,
+    /// When the patch was made, in seconds since the Unix epoch (format 1.3; 0 before).
+    pub created_at: u64,
     /// Functions whose signature changes with a type the patch changes (format 1.1). For these,
     /// callers compiled against the old layout keep the old version; only copies of the slot
     /// with the new signature switch.
@@ -594,6 +605,7 @@ pub fn encode_patch_blob(manifest: &Manifest) -> Vec<u8> {
         body.extend_from_slice(&(r.len() as u32).to_le_bytes());
         body.extend_from_slice(r.as_bytes());
     }
+    body.extend_from_slice(&manifest.created_at.to_le_bytes());
 
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&PATCH_MAGIC);
@@ -639,12 +651,14 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
         target: take!("target")?,
         profile: take!("profile")?,
         deps: take!("deps")?,
+        trust: if header.minor >= 3 { take!("trust")? } else { String::new() },
     };
     let mut manifest = Manifest {
         applies_to,
         source_revision: take!("source revision")?,
         source_tree: take!("source tree")?,
         created_by: take!("created by")?,
+        created_at: 0,
         routed: Vec::new(),
     };
     // 1.1: routed functions (absent in 1.0 patches).
@@ -657,6 +671,13 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
         for _ in 0..n {
             manifest.routed.push(take!("routed function")?);
         }
+    }
+    // 1.3: the creation time.
+    if header.minor >= 3 {
+        if rest.len() < 8 {
+            return Err(DecodeError::Truncated { needed: 8, found: rest.len() });
+        }
+        manifest.created_at = u64::from_le_bytes(rest[..8].try_into().unwrap());
     }
     // Fields appended by later minor versions follow here and are ignored.
     Ok((header, manifest))
@@ -676,6 +697,7 @@ mod tests {
             target: "x86_64-unknown-linux-gnu".into(),
             profile: "debug".into(),
             deps: "d1".into(),
+            trust: String::new(),
         }
     }
 
@@ -686,6 +708,7 @@ mod tests {
             source_revision: "def".into(),
             source_tree: "t2".into(),
             created_by: "dsu 0.1.0".into(),
+            created_at: 1_700_000_000,
             routed: alloc::vec!["app::describe".into()],
         };
         let blob = encode_patch_blob(&m);

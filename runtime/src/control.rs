@@ -11,15 +11,54 @@
 //! | `status` | `ok revision=… applied=… pending=… threads=… last_pause_us=… last_refusal=…` |
 //!
 //! Anything refused replies `refused REASON`, the runtime's error message. The thread is idle
-//! (see [`crate::idle`]) while it waits for a client, so it never holds an update up.
+//! (see [`crate::idle`]) while it waits for a client and reads its request, so it never holds an
+//! update up.
 //!
-//! The socket is created with mode 0600: only the program's user can reach it. A patch loaded
-//! through it is verified like any other.
+//! Every byte a client sends is treated as hostile:
+//! - **Who may connect.** The socket is created with its final mode (0600, or 0660 with
+//!   [`ControlOptions::allow_group`]) and only then given its name, so there is no moment at which
+//!   it exists under the path with a wider mode, whatever the umask. Its directory must not be
+//!   writable by other users (unless sticky, as `/tmp` is), or another user could replace the
+//!   socket. Each peer's credentials (`SO_PEERCRED`) are checked: the program's user, root, or a
+//!   process whose group is the allowed group; anyone else is refused before a byte is read.
+//! - **Bounded work per client.** One request line of at most [`ControlOptions::max_request`]
+//!   bytes, complete within [`ControlOptions::deadline`] of connecting (a deadline for the whole
+//!   request, not per read, so a client sending one byte at a time is cut off too), and a write
+//!   timeout on the reply. Clients are answered one at a time, so none waits longer than that
+//!   deadline for another.
+//! - **Bounded replies.** Replies, refusal texts included, are cut at [`MAX_REPLY`] bytes.
+//! - **One owner per path.** Serving on the path of a live socket (another program answers
+//!   there) is refused; a stale socket file, left by a program that exited, is replaced.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The longest reply the socket writes, refusals included; a longer one is cut and ends in `…`.
+pub const MAX_REPLY: usize = 4096;
+
+/// How the control socket treats its clients (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct ControlOptions {
+    /// A group whose members may use the socket besides the program's user and root: the
+    /// socket's group becomes this one and its mode 0660. The check is on the client's effective
+    /// group when it connected.
+    pub allow_group: Option<u32>,
+    /// How long a client has, from the moment it is accepted, to send its whole request line;
+    /// also the write timeout of the reply.
+    pub deadline: Duration,
+    /// The longest request line accepted, newline included.
+    pub max_request: usize,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        ControlOptions { allow_group: None, deadline: Duration::from_secs(5), max_request: 4096 }
+    }
+}
 
 /// A running control socket (see the module documentation). Dropping it leaves the socket
 /// serving; the thread lives as long as the program.
@@ -35,42 +74,188 @@ impl ControlSocket {
     }
 }
 
-/// Listens for control commands on a Unix domain socket at `path`, on a thread of its own.
+/// Listens for control commands on a Unix domain socket at `path`, on a thread of its own, with
+/// the default [`ControlOptions`].
 ///
-/// A stale socket file at `path` (left by an earlier run) is replaced; any other file there is an
-/// error.
+/// A stale socket file at `path` (left by an earlier run) is replaced. A live socket there
+/// (another program answers on it) is an error of kind [`ErrorKind::AddrInUse`]; any other file
+/// there is [`ErrorKind::AlreadyExists`]; a directory that other users may write to is
+/// [`ErrorKind::PermissionDenied`].
 pub fn serve(path: impl AsRef<Path>) -> std::io::Result<ControlSocket> {
+    serve_with(path, ControlOptions::default())
+}
+
+/// [`serve`] with the given options.
+pub fn serve_with(path: impl AsRef<Path>, options: ControlOptions) -> std::io::Result<ControlSocket> {
     let path = path.as_ref().to_path_buf();
+    check_directory(&path)?;
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if !meta.file_type().is_socket() {
             return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
+                ErrorKind::AlreadyExists,
                 format!("{} exists and is not a socket", path.display()),
             ));
         }
-        std::fs::remove_file(&path)?;
-    }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    std::thread::Builder::new().name("dsu-control".into()).spawn(move || {
-        loop {
-            let Ok((stream, _)) = crate::idle(|| listener.accept()) else { continue };
-            // A client that hangs up early only loses its own reply.
-            let _ = answer(stream);
+        match UnixStream::connect(&path) {
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::AddrInUse,
+                    format!("another program serves a control socket at {}", path.display()),
+                ))
+            }
+            // Nobody listens: a stale socket, replaced below.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot tell whether the socket at {} is live: {e}", path.display()),
+                ))
+            }
         }
+    }
+    let listener = bind_with_final_mode(&path, options.allow_group)?;
+    std::thread::Builder::new().name("dsu-control".into()).spawn(move || loop {
+        let Ok((stream, _)) = crate::idle(|| listener.accept()) else { continue };
+        // A client that hangs up early only loses its own reply.
+        let _ = answer(stream, &options);
     })?;
     Ok(ControlSocket { path })
 }
 
-fn answer(stream: UnixStream) -> std::io::Result<()> {
-    // One client at a time: one that connects and says nothing must not hold the others up.
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut line = String::new();
-    let mut reader = BufReader::new(stream.try_clone()?);
-    crate::idle(|| reader.read_line(&mut line))?;
-    let reply = command(line.trim());
-    let mut stream = stream;
-    stream.write_all(format!("{reply}\n").as_bytes())
+/// Refuses a directory where another user could replace the socket: one owned by another user
+/// (root aside), or writable by group or others without the sticky bit.
+fn check_directory(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir)?;
+    let me = effective_uid();
+    let mode = meta.mode();
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!("control socket directory {}: {why}", dir.display()),
+        ))
+    };
+    if meta.uid() != me && meta.uid() != 0 {
+        return refuse(format!("owned by uid {}, not by this program's user ({me}) or root", meta.uid()));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return refuse(format!("mode {:o} lets other users replace the socket (and is not sticky)", mode & 0o7777));
+    }
+    Ok(())
+}
+
+/// Binds a socket at `path` that never exists there with a wider mode than its final one: it is
+/// bound inside a fresh directory only this user can enter, given its mode (and group), then
+/// renamed into place, which also replaces a stale socket in one step.
+fn bind_with_final_mode(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let private = dir.join(format!(".dsu-control-{}-{nonce}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| {
+        let staged = private.join("s");
+        let listener = UnixListener::bind(&staged)?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&staged, None, Some(gid))?;
+        }
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The client's user and group, as the kernel recorded them when it connected.
+fn peer(stream: &UnixStream) -> std::io::Result<(u32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is an open socket owned by `stream`; `cred` and `len` are valid for
+    // writes of `len` bytes, the size of the `ucred` that SO_PEERCRED fills.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((cred.uid, cred.gid))
+}
+
+fn answer(mut stream: UnixStream, options: &ControlOptions) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(options.deadline))?;
+    let reply = match peer(&stream) {
+        Ok((uid, gid)) if uid == effective_uid() || uid == 0 || options.allow_group == Some(gid) => {
+            match crate::idle(|| read_request(&mut stream, options)) {
+                Ok(line) => command(line.trim()),
+                Err(why) => format!("refused {why}"),
+            }
+        }
+        Ok((uid, gid)) => format!("refused uid {uid} (gid {gid}) may not use this control socket"),
+        Err(e) => format!("refused cannot read the client's credentials: {e}"),
+    };
+    stream.write_all(bounded(reply).as_bytes())
+}
+
+/// Reads one request line: at most `max_request` bytes, all within the deadline.
+fn read_request(stream: &mut UnixStream, options: &ControlOptions) -> Result<String, String> {
+    let deadline = Instant::now() + options.deadline;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no complete request within {:?}", options.deadline));
+        }
+        stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return Err("the client closed the connection before a whole request".into()),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let chunk = &buf[..n];
+        let end = chunk.iter().position(|&b| b == b'\n');
+        line.extend_from_slice(&chunk[..end.map_or(n, |i| i + 1)]);
+        if line.len() > options.max_request {
+            return Err(format!("request longer than {} bytes", options.max_request));
+        }
+        if end.is_some() {
+            return String::from_utf8(line).map_err(|_| "request is not UTF-8".into());
+        }
+    }
+}
+
+/// `reply` as one line of at most [`MAX_REPLY`] bytes, newline included.
+fn bounded(reply: String) -> String {
+    let mut reply = reply.replace('\n', " ");
+    if reply.len() > MAX_REPLY - 1 {
+        let mut cut = MAX_REPLY - 1 - '…'.len_utf8();
+        while !reply.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reply.truncate(cut);
+        reply.push('…');
+    }
+    reply.push('\n');
+    reply
 }
 
 /// The reply to one command line.
@@ -83,20 +268,27 @@ fn command(line: &str) -> String {
         "rollback" => crate::rollback_and_wait().map(|r| format!("rolled back to {}", r.to_revision)),
         "status" => crate::status().map(|s| {
             format!(
-                "revision={} applied={} pending={} threads={} last_pause_us={} last_refusal={}",
+                "revision={} applied={} pending={} threads={} last_pause_us={} signatures={} trusted_keys={} last_refusal={}",
                 s.revision,
                 s.applied.len(),
                 s.pending,
                 s.threads,
                 s.applied.last().map_or(0, |a| a.pause.as_micros()),
-                s.last_refusal.as_deref().unwrap_or("none").replace('\n', " "),
+                if s.requires_signatures() { "required" } else { "optional" },
+                if s.trusted_keys.is_empty() { "none".to_string() } else { s.trusted_keys.join(",") },
+                s.last_refusal.as_deref().unwrap_or("none"),
             )
         }),
-        _ => return format!("refused unknown command {line:?}: expected `load PATH`, `rollback` or `status`"),
+        _ => {
+            let shown: String = line.chars().take(64).collect();
+            return format!(
+                "refused unknown command {shown:?}: expected `load PATH`, `rollback` or `status`"
+            );
+        }
     };
     match outcome {
         Ok(text) => format!("ok {text}"),
-        Err(e) => format!("refused {}", e.to_string().replace('\n', " ")),
+        Err(e) => format!("refused {e}"),
     }
 }
 
@@ -105,32 +297,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_one_line_per_connection_and_refuses_unknown_commands() {
-        let dir = std::env::temp_dir().join(format!("dsu-control-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("control.sock");
-        // A stale socket is replaced.
-        drop(UnixListener::bind(&path).unwrap());
-        let control = serve(&path).unwrap();
-        assert_eq!(control.path(), path);
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let ask = |line: &str| {
-            let mut s = UnixStream::connect(&path).unwrap();
-            s.write_all(format!("{line}\n").as_bytes()).unwrap();
-            let mut reply = String::new();
-            BufReader::new(s).read_line(&mut reply).unwrap();
-            reply
-        };
-        assert!(ask("frobnicate").starts_with("refused unknown command \"frobnicate\""));
-        assert!(ask("load").starts_with("refused unknown command"));
-        // Outside `cargo dsu build` the program is not updateable: refused, and it says why.
-        let status = ask("status");
-        assert!(status.starts_with("refused the running program is not updateable"), "{status}");
-        // A regular file is not replaced.
-        let file = dir.join("not-a-socket");
-        std::fs::write(&file, "x").unwrap();
-        assert_eq!(serve(&file).unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn replies_are_one_bounded_line() {
+        let long = "x".repeat(10 * MAX_REPLY);
+        let r = bounded(format!("refused {long}\nsecond line"));
+        assert_eq!(r.len(), MAX_REPLY);
+        assert!(r.ends_with("…\n"));
+        assert_eq!(r.matches('\n').count(), 1);
+        let short = bounded("ok fine".into());
+        assert_eq!(short, "ok fine\n");
+        // A cut never splits a character.
+        let wide = bounded("é".repeat(MAX_REPLY));
+        assert!(wide.len() <= MAX_REPLY && wide.ends_with("…\n"));
+    }
+
+    #[test]
+    fn unknown_commands_are_echoed_short() {
+        let r = command(&"frobnicate".repeat(1000));
+        assert!(r.starts_with("refused unknown command"), "{r}");
+        assert!(r.len() < 200, "{}", r.len());
     }
 }

@@ -24,6 +24,31 @@ pub enum Error {
     #[error("patch {path} is malformed: {reason}")]
     Malformed { path: PathBuf, reason: String },
 
+    /// A byte of the file differs from what its seal says, or it has no seal: damaged in
+    /// transit or storage, or changed after it was made.
+    #[error("patch {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+
+    /// The program trusts signing keys, and the patch carries no signature.
+    #[error("patch {path} is not signed, and this program accepts only patches signed by one of its {trusted} trusted keys")]
+    Unsigned { path: PathBuf, trusted: usize },
+
+    /// The patch is signed by a key the program does not trust.
+    #[error("patch {path} is signed by key {key_id}, which this program does not trust (it trusts {trusted})")]
+    UnknownKey { path: PathBuf, key_id: String, trusted: String },
+
+    /// The signature does not verify under the key it names.
+    #[error("patch {path} has a signature by key {key_id} that does not verify: forged, or changed after signing")]
+    BadSignature { path: PathBuf, key_id: String },
+
+    /// The patch file could be changed by someone other than the program's user or root.
+    #[error("patch {path} is refused: {reason} (allow it with `dsu::allow_patch_files_of_others(true)`)")]
+    UnsafeFile { path: PathBuf, reason: String },
+
+    /// A key handed to [`crate::trust_key`] is not a public key.
+    #[error("not a dsu public key: {reason}")]
+    BadKey { reason: String },
+
     /// The library has no dsu header: it was not built as a patch.
     #[error("{path} has no `{symbol}` symbol: it is a shared library, but not a dsu patch")]
     MissingHeader { path: PathBuf, symbol: &'static str },
@@ -107,6 +132,14 @@ pub enum Error {
     /// The mapped library differs from the file that was verified, or its table is inconsistent.
     #[error("patch {path} is inconsistent: {reason}")]
     Inconsistent { path: PathBuf, reason: String },
+
+    /// The patch is applied already (and not rolled back), or queued.
+    #[error("patch {path} is already {state}: the program runs (or will run) revision {revision}")]
+    AlreadyApplied { path: PathBuf, revision: String, state: &'static str },
+
+    /// The outcome of an update round is no longer kept (only the last 64 rounds' are).
+    #[error("the outcome of update round {round} is no longer kept; see `dsu::status()`")]
+    OutcomeUnknown { round: u64 },
 
     /// The running program cannot take patches.
     #[error("the running program is not updateable: {reason}")]

@@ -126,6 +126,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod control;
+mod trust;
 mod elf;
 mod error;
 mod fingerprint;
@@ -141,6 +142,7 @@ pub use dsu_macros::{transform, update_point, updateable};
 pub use error::Error;
 pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
+pub use trust::{allow_patch_files_of_others, trust_key};
 pub use transform::{CellTransform, Transform, TransformError};
 pub use state::{CellRef, State};
 pub use quiesce::{
@@ -166,6 +168,12 @@ pub mod __private {
     pub use crate::state::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
+
+    /// Checks the seal (and, with `trusted` keys, the signature) of a patch file's bytes, as
+    /// `dsu::load` does first; the length of the library inside. For benchmarks and fuzzing.
+    pub fn check_seal(file: &[u8], trusted: &[[u8; 32]]) -> Result<usize, crate::Error> {
+        crate::trust::check_seal(std::path::Path::new("<bytes>"), file, trusted).map(|c| c.library.len())
+    }
 
     /// Opens an update round (or joins the open one) with nothing more queued; its number. For
     /// tests of the update protocol without a patch library.

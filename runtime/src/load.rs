@@ -45,6 +45,26 @@ pub struct LoadReport {
     /// Functions whose signature changes with a changed type: callers compiled for the old
     /// layout keep the old version.
     pub routed: Vec<String>,
+    /// The update round the patch joined: what [`LoadReport::outcome`] and [`LoadReport::wait`]
+    /// ask about.
+    pub round: u64,
+}
+
+impl LoadReport {
+    /// Whether the queued patch has been applied: `None` while it waits for an update point,
+    /// then `Ok(())`, or the reason it was abandoned (a failed transformer, a timeout, an
+    /// earlier patch of its round refused), after which the program kept its version.
+    /// [`load`] returns before the patch applies; this is how its caller learns the end.
+    pub fn outcome(&self) -> Option<Result<(), Error>> {
+        crate::quiesce::outcome(self.round)
+    }
+
+    /// Waits until the queued patch is applied or abandoned, as at an update point (this call
+    /// is one: call it only where [`update_point`](fn@crate::update_point) could be called), and
+    /// returns the outcome. `load(p)?.wait()` is [`load_and_apply`]`(p)`.
+    pub fn wait(&self) -> Result<(), Error> {
+        crate::quiesce::wait_for(self.round)
+    }
 }
 
 /// Verifies the patch at `path` and queues it. It is applied at the first moment every thread
@@ -67,12 +87,20 @@ fn load_into_round(path: &Path) -> Result<(LoadReport, u64), Error> {
 }
 
 fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
-    let data = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
+    // Read once, through one checked descriptor; the seal (and signature) is checked before any
+    // other byte is interpreted, and what is mapped later is exactly `data` (`trust.rs`).
+    let file_bytes = crate::trust::read_patch_file(&path)?;
+    let trusted = {
+        let mut guard = update::lock();
+        update::runtime(&mut guard)?.trusted_keys()
+    };
+    let checked = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
+    let data = checked.library;
     let elf_err = |e: ElfError| match e {
         ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
         ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
     };
-    let file = LibraryFile::parse(&data).map_err(elf_err)?;
+    let file = LibraryFile::parse(data).map_err(elf_err)?;
 
     let header = file
         .symbol(HEADER_SYMBOL)
@@ -128,6 +156,10 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut guard = update::lock();
     let rt = update::runtime(&mut guard)?;
     if let Some((field, running, patch)) = rt.expected().first_difference(&manifest.applies_to) {
+        let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
+        if let Some(state) = rt.already(&manifest.applies_to, &target) {
+            return Err(Error::AlreadyApplied { path, revision: target.revision, state });
+        }
         return Err(Error::WrongBuild {
             path,
             field,
@@ -165,18 +197,15 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         return Err(Error::NothingToApply { path });
     }
 
-    // Verified: map it. RTLD_LOCAL keeps the patch's symbols out of the global scope, so a later
-    // patch never binds to this one's definitions.
+    // Verified: map exactly the verified bytes. RTLD_LOCAL keeps the patch's symbols out of the
+    // global scope, so a later patch never binds to this one's definitions.
     //
-    // SAFETY: loading a library runs its initialisers. The file was verified above to be a dsu
-    // patch built for exactly this program, rustc and dependency library, so its initialisers are
-    // those of the program's own crate and dependencies, which the host already runs.
-    let lib = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| Error::Open { path: path.clone(), reason: e.to_string() })?;
-    // Never unload a patch, not even one refused from here on: its initialisers have run, its
-    // code may be on some thread's stack once applied, its `&'static` data and vtables may be
-    // held by live values, and its thread-local destructors run at thread exit.
-    let lib: &'static Library = Box::leak(Box::new(lib));
+    // SAFETY: loading a library runs its initialisers. The bytes were verified above to be a dsu
+    // patch built for exactly this program, rustc and dependency library (and signed by a trusted
+    // key when the program requires it), so its initialisers are those of the program's own
+    // crate and dependencies, which the host already runs.
+    // Never unloaded, not even when refused from here on (see `map_verified`).
+    let lib: &'static Library = unsafe { crate::trust::map_verified(&path, &checked, RTLD_NOW | RTLD_LOCAL) }?;
 
     let mut functions = Vec::with_capacity(table.len());
     for (name, file_bytes, info) in &table {
@@ -244,17 +273,19 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     }
 
     let target = manifest.applies_to.at_source(&manifest.source_revision, &manifest.source_tree);
-    let report = LoadReport {
+    let mut report = LoadReport {
         path: path.clone(),
         revision: target.revision.clone(),
         changed,
         added,
         cells: cells.iter().map(|c| c.name.to_string()).collect(),
         routed: manifest.routed.clone(),
+        round: 0,
     };
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });
     drop(guard);
-    let round = crate::quiesce::open_round();
+    report.round = crate::quiesce::open_round();
+    let round = report.round;
     Ok((report, round))
 }
 

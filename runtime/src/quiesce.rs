@@ -629,12 +629,24 @@ pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
             }
         }
     }
+    outcome(round).unwrap_or(Err(Error::OutcomeUnknown { round }))
+}
+
+/// The outcome of round `round`: `None` while it is open or not yet opened, and
+/// [`Error::OutcomeUnknown`] once it closed so long ago that its outcome is no longer kept (the
+/// last 64 rounds are).
+pub(crate) fn outcome(round: u64) -> Option<Result<(), Error>> {
     let c = coordinator();
-    c.outcomes
-        .iter()
-        .find(|o| o.round == round)
-        .map(|o| o.result.clone())
-        .unwrap_or(Ok(()))
+    if c.round <= round {
+        return None;
+    }
+    Some(
+        c.outcomes
+            .iter()
+            .find(|o| o.round == round)
+            .map(|o| o.result.clone())
+            .unwrap_or(Err(Error::OutcomeUnknown { round })),
+    )
 }
 
 /// Applies every pending patch if no registered thread is running; true if the round closed.

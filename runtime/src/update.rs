@@ -129,6 +129,16 @@ pub struct Status {
     pub last_refusal: Option<String>,
     /// Threads registered with the update protocol.
     pub threads: usize,
+    /// The ids of the keys the program trusts to sign patches (`cargo dsu build --trust`,
+    /// [`crate::trust_key`]); when there is one, only signed patches load.
+    pub trusted_keys: Vec<String>,
+}
+
+impl Status {
+    /// Whether only patches signed by a trusted key load.
+    pub fn requires_signatures(&self) -> bool {
+        !self.trusted_keys.is_empty()
+    }
 }
 
 /// How to undo one applied patch.
@@ -176,6 +186,25 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub fn expected(&self) -> &BuildIdentity {
         &self.expected
+    }
+
+    /// Whether the patch from `applies_to` to `target` is already applied (on the undo stack,
+    /// not rolled back) or queued: `Some("applied")`, `Some("queued")`, or `None`.
+    pub fn already(&self, applies_to: &BuildIdentity, target: &BuildIdentity) -> Option<&'static str> {
+        let queued = self.pending.iter().any(|op| matches!(op, Op::Patch(p) if p.target == *target));
+        if queued {
+            return Some("queued");
+        }
+        let applied = self.stack.iter().enumerate().any(|(i, undo)| {
+            let to = self.stack.get(i + 1).map_or(&self.current, |next| &next.previous);
+            undo.previous == *applies_to && to == target
+        });
+        applied.then_some("applied")
+    }
+
+    /// Every key the program trusts to sign patches: its build's and those trusted at run time.
+    pub fn trusted_keys(&self) -> Vec<[u8; 32]> {
+        crate::trust::trusted_keys(&self.host.trust)
     }
 
     /// The signature and body hash a function will have once pending patches are applied.
@@ -635,5 +664,6 @@ pub fn status() -> Result<Status, Error> {
             .collect(),
         last_refusal: rt.last_refusal.clone(),
         threads,
+        trusted_keys: crate::trust::key_ids(&crate::trust::trusted_keys(&rt.host.trust)),
     })
 }
