@@ -113,9 +113,9 @@ fn patches_a_running_host_through_a_chain_of_commits() {
     assert_eq!(host.send("greet c"), "HELLO c (v2, hits=3) [v3]");
     assert_eq!(host.send("status"), "applied=2 pending=0");
 
-    // A patch made for v1 no longer applies.
+    // The patch v1..v2 again: refused as applied already.
     let q = host.send(&format!("load {p12}"));
-    assert!(q.starts_with("refused:") && q.contains("another revision"), "{q}");
+    assert!(q.starts_with("refused:") && q.contains("is already applied"), "{q}");
     assert_eq!(host.send("greet d"), "HELLO d (v2, hits=4) [v3]");
 }
 
