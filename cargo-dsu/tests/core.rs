@@ -310,3 +310,78 @@ fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
     assert!(r.starts_with("queued"), "{r}");
     assert!(host_proc.send("greet a").starts_with("HELLO a (v2"));
 }
+
+/// Hostile files, each refused before a byte of it runs, while the program keeps serving: a
+/// shared library whose constructor would leave a marker file (sealed by the attacker, as anyone
+/// can), a system library, a patch owned by another user or writable by others, and a symlink
+/// to one; a symlink to a good patch is followed and checked as the file it names, and what is
+/// mapped is the verified copy in a memfd, never the file on disk.
+#[test]
+fn hostile_files_never_run_and_patches_map_from_their_verified_copy() {
+    let b = built();
+    let dir = b.scratch.join("hostile");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("constructor-ran");
+    let source = dir.join("ctor.rs");
+    std::fs::write(
+        &source,
+        format!(
+            "#[used]\n#[link_section = \".init_array\"]\nstatic INIT: extern \"C\" fn() = init;\n\
+             extern \"C\" fn init() {{ let _ = std::fs::write({:?}, b\"ran\"); }}\n",
+            marker.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("rustc")
+        .args(["--crate-type", "cdylib", "--crate-name", "ctor", "-o"])
+        .arg(dir.join("libctor.so"))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert_success(&out, "rustc ctor.rs");
+    let ctor = dir.join("libctor.so");
+    let sealed_ctor = dir.join("sealed-ctor.so");
+    std::fs::write(&sealed_ctor, cargo_dsu::sign::seal(&std::fs::read(&ctor).unwrap(), None)).unwrap();
+    let system = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("a system libc");
+
+    let mut host = Host::start(&b.host.binary);
+    let mut cases = vec![
+        (ctor.clone(), "is damaged"),
+        (sealed_ctor.clone(), "has no `__dsu_patch` symbol"),
+        (system, "is damaged"),
+    ];
+    let writable = dir.join("world-writable.so");
+    std::fs::copy(&b.v2, &writable).unwrap();
+    std::fs::set_permissions(&writable, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    cases.push((writable, "lets other users write it"));
+    // Acting as another user needs root (`/proc/self` belongs to the process's user).
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0 {
+        let foreign = dir.join("foreign.so");
+        std::fs::copy(&b.v2, &foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let link = dir.join("link-to-foreign.so");
+        std::os::unix::fs::symlink(&foreign, &link).unwrap();
+        cases.push((foreign, "is owned by uid 65534"));
+        cases.push((link, "is owned by uid 65534"));
+    }
+    for (path, expected) in cases {
+        let r = host.send(&format!("load {}", path.display()));
+        assert!(r.starts_with("refused:") && r.contains(expected), "{}: {r}", path.display());
+        assert_serves_v1(&mut host);
+    }
+    assert!(!marker.exists(), "a constructor of a refused file ran");
+
+    let link = dir.join("link-to-v2.so");
+    std::os::unix::fs::symlink(&b.v2, &link).unwrap();
+    let r = host.send(&format!("load {}", link.display()));
+    assert!(r.starts_with("queued"), "{r}");
+    assert!(host.send("greet a").starts_with("HELLO a (v2"));
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", host.pid())).unwrap();
+    assert!(maps.contains("/memfd:dsu-patch"), "the patch is mapped from its verified copy");
+    assert!(!maps.contains(b.v2.to_str().unwrap()), "never from the file on disk");
+}

@@ -83,6 +83,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// The process id of the running program.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `binary` directly: no cargo, no LD_LIBRARY_PATH.
     pub fn start(binary: &Path) -> Host {
         Host::start_with_args(binary, &[])
