@@ -132,8 +132,8 @@ mod error;
 mod fingerprint;
 mod load;
 mod quiesce;
+mod cell;
 mod slot;
-mod state;
 mod sync;
 mod transform;
 mod update;
@@ -144,7 +144,7 @@ pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
 pub use trust::{allow_patch_files_of_others, trust_key};
 pub use transform::{CellTransform, Transform, TransformError};
-pub use state::{CellRef, State};
+pub use cell::{Cell, CellRef, State};
 pub use quiesce::{
     idle, idle_async, registered_threads, set_update_timeout, update_timeout, IdleAsync, IdleGuard,
     DEFAULT_UPDATE_TIMEOUT,
@@ -165,7 +165,8 @@ pub mod __private {
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::fingerprint::{Probe, ProbeFallback};
-    pub use crate::state::CellInfo;
+    pub use crate::cell::field::FieldCellInfo;
+    pub use crate::cell::named::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 
@@ -192,6 +193,20 @@ pub mod __private {
     /// tests.
     pub fn thread_state(name: &str) -> Option<&'static str> {
         crate::quiesce::thread_state(name)
+    }
+
+    /// Queues an update that runs these cell transforms and changes no code, and opens its round;
+    /// its number. For tests of cell transforms without a patch library.
+    pub fn queue_cell_transforms(
+        cells: Vec<&'static crate::CellTransform>,
+        inverse: Vec<&'static crate::CellTransform>,
+    ) -> u64 {
+        crate::update::queue_transforms(cells, inverse)
+    }
+
+    /// How many live field cells (`dsu::Cell`) hold a value of type `T`. For tests.
+    pub fn live_field_cells<T: crate::Fingerprinted>() -> usize {
+        crate::cell::field::live_count(T::FINGERPRINT)
     }
 
     /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.
