@@ -176,7 +176,9 @@ pub(crate) fn enter_scope() {
 #[cold]
 #[inline(never)]
 fn enter_scope_slow() {
-    if mine() == UNREGISTERED {
+    // Not on the applier's thread: it holds the coordinator's lock, which registering takes;
+    // its own scopes need no tracking (it is the one applying), and count as untracked.
+    if mine() == UNREGISTERED && !APPLYING_HERE.with(Cell::get) {
         register_provisional();
     }
     let word = SCOPES.with(|w| {

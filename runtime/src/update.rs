@@ -673,6 +673,9 @@ pub(crate) fn queue_transforms(
     cells: Vec<&'static CellTransform>,
     inverse: Vec<&'static CellTransform>,
 ) -> u64 {
+    // As `load` does: the calling thread takes part, and the update applies at its next update
+    // point or wait, not behind its back.
+    crate::quiesce::register_running();
     let mut guard = lock();
     let rt = guard.get_or_insert_with(|| read_host().unwrap_or_else(|_| Runtime::empty()));
     let target = rt.expected().clone();

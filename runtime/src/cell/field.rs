@@ -57,7 +57,9 @@ use std::ptr::NonNull;
 /// A cell is registered with the runtime while it lives: creating one and dropping one each take
 /// a short lock (a push or a swap-remove), which waits while an update is being applied. Its own
 /// layout does not depend on `T` (it is one pointer), so a struct holding it keeps its layout and
-/// its fingerprint when `T` changes; the value's type is checked at every access instead.
+/// its fingerprint when `T` changes; the value's type is checked at every access instead. It is
+/// `repr(transparent)` over that pointer: a patch's code views the same cell through its own `T`.
+#[repr(transparent)]
 pub struct Cell<T: 'static> {
     record: NonNull<CellRecord>,
     _value: PhantomData<T>,
@@ -488,5 +490,147 @@ impl<const N: usize> FieldCellInfo<N> {
     /// `N` must be `place.len() + type_text.len()` (a compile error otherwise).
     pub const fn new<T: Fingerprinted>(place: &str, type_text: &str) -> Self {
         FieldCellInfo(dsu_abi::FieldCellInfo::new(place, type_text, T::FINGERPRINT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// Types with fingerprints of their own (each test uses its own, since the registry is the
+    /// process's), counting their drops.
+    macro_rules! counted {
+        ($($name:ident $drops:ident),* $(,)?) => {$(
+            static $drops: AtomicUsize = AtomicUsize::new(0);
+            #[derive(Debug, PartialEq)]
+            struct $name(u64);
+            impl Drop for $name {
+                fn drop(&mut self) {
+                    $drops.fetch_add(1, SeqCst);
+                }
+            }
+            impl Fingerprinted for $name {
+                const FINGERPRINT: Fingerprint = Fingerprint::of_text(stringify!($name));
+            }
+        )*};
+    }
+
+    counted!(Listed LISTED_DROPS, Before BEFORE_DROPS, After AFTER_DROPS, Held HELD_DROPS, Late LATE_DROPS, Later LATER_DROPS);
+
+    impl Transform<Before> for After {
+        fn transform(old: &Before) -> Result<Self, TransformError> {
+            Ok(After(old.0 * 10))
+        }
+    }
+    static BEFORE_TO_AFTER: CellTransform = CellTransform::field::<Before, After>("After");
+
+    impl Transform<Late> for Later {
+        fn transform(old: &Late) -> Result<Self, TransformError> {
+            Ok(Later(old.0 + 1))
+        }
+    }
+    static LATE_TO_LATER: CellTransform = CellTransform::field::<Late, Later>("Later");
+
+    #[test]
+    fn registration_follows_each_cells_life() {
+        let mut cells: Vec<Cell<Listed>> = (0..100).map(|i| Cell::new(Listed(i))).collect();
+        assert_eq!(live_count(Listed::FINGERPRINT), 100);
+        // Out of order, so that swap-removes move records around in the bucket.
+        for i in (0..100).rev().step_by(3) {
+            drop(cells.remove(i));
+        }
+        assert_eq!(live_count(Listed::FINGERPRINT), cells.len());
+        assert_eq!(LISTED_DROPS.load(SeqCst), 100 - cells.len());
+        let values: Vec<u64> = cells.iter().map(|c| c.with(|v| v.0)).collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "each cell kept its own value");
+        while let Some(c) = cells.pop() {
+            drop(c);
+            assert_eq!(live_count(Listed::FINGERPRINT), cells.len());
+        }
+        assert_eq!(LISTED_DROPS.load(SeqCst), 100);
+    }
+
+    /// As the applier does it: the new value is installed and the old one retired; dropping the
+    /// cell later drops the new value through its version's function, never `T`'s.
+    #[test]
+    fn a_transformed_cell_drops_its_value_with_its_versions_function() {
+        let cells: Vec<std::sync::Arc<Cell<Before>>> =
+            (1..=3).map(|i| std::sync::Arc::new(Cell::new(Before(i)))).collect();
+        let registry = Applying::begin();
+        let listed = registry.cells_of(Before::FINGERPRINT);
+        assert_eq!(listed.len(), 3);
+        let mut old = Vec::new();
+        for r in listed {
+            // SAFETY: listed under this hold; the value is a `Before`.
+            let new = unsafe { BEFORE_TO_AFTER.run(r.current().value) }.unwrap();
+            old.push(registry.install(r, Version::transformed(&BEFORE_TO_AFTER, new)));
+        }
+        registry.supersede(&BEFORE_TO_AFTER);
+        registry.end();
+        assert_eq!(BEFORE_DROPS.load(SeqCst), 0, "old values live until retired");
+        for v in old {
+            retire(&BEFORE_TO_AFTER, v);
+        }
+        assert_eq!(BEFORE_DROPS.load(SeqCst), 3, "retired: freed");
+        assert_eq!((live_count(Before::FINGERPRINT), live_count(After::FINGERPRINT)), (0, 3));
+        // The code compiled for the old type no longer reaches the value; the new code does.
+        assert!(matches!(cells[0].try_with(|_| ()), Err(Error::StateType { .. })));
+        // SAFETY: `Cell` is `repr(transparent)` over its record pointer, whatever its `T`: this is
+        // the view a patch's code compiled for `After` has of the same cell.
+        let view = unsafe { &*(&*cells[1] as *const Cell<Before> as *const Cell<After>) };
+        assert_eq!(view.with(|v| v.0), 20);
+        drop(cells);
+        assert_eq!(AFTER_DROPS.load(SeqCst), 3, "dropped through the new version's function");
+        assert_eq!(BEFORE_DROPS.load(SeqCst), 3, "and never as the old type");
+        assert_eq!(live_count(After::FINGERPRINT), 0);
+
+        // A value of the old type made after the update (by code that started before it) is
+        // transformed on creation, as the update would have done.
+        let late = Cell::new(Before(7));
+        assert_eq!(BEFORE_DROPS.load(SeqCst), 4, "its old value was retired");
+        assert_eq!((live_count(Before::FINGERPRINT), live_count(After::FINGERPRINT)), (0, 1));
+        // SAFETY: as above.
+        let view = unsafe { &*(&late as *const Cell<Before> as *const Cell<After>) };
+        assert_eq!(view.with(|v| v.0), 70);
+    }
+
+    /// On the applier's thread, while it holds the registry, a dropped cell stays registered (and
+    /// would be transformed) until the applier lets go.
+    #[test]
+    fn a_drop_on_the_applier_thread_waits_for_the_end_of_the_update() {
+        let cell = Cell::new(Held(1));
+        let registry = Applying::begin();
+        drop(cell);
+        assert_eq!(registry.count_of(Held::FINGERPRINT), 1, "deferred");
+        assert_eq!(HELD_DROPS.load(SeqCst), 0);
+        // Creating one works through the hold, without the lock.
+        let other = Cell::new(Held(2));
+        assert_eq!(registry.count_of(Held::FINGERPRINT), 2);
+        registry.end();
+        assert_eq!(HELD_DROPS.load(SeqCst), 1);
+        assert_eq!(live_count(Held::FINGERPRINT), 1);
+        drop(other);
+        assert_eq!(live_count(Held::FINGERPRINT), 0);
+    }
+
+    /// Another thread's creation and drop wait while the applier holds the registry.
+    #[test]
+    fn other_threads_wait_for_the_applier() {
+        let registry = Applying::begin();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let c = Cell::new(Late(1));
+            tx.send(()).unwrap();
+            drop(c);
+        });
+        // Bounded: the thread is blocked on the registry's lock, which this thread holds.
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "created beside the applier");
+        registry.supersede(&LATE_TO_LATER);
+        registry.end();
+        rx.recv().unwrap();
+        t.join().unwrap();
+        // Created after the update's end: transformed on creation, then dropped as the new type.
+        assert_eq!((LATE_DROPS.load(SeqCst), LATER_DROPS.load(SeqCst)), (1, 1));
     }
 }
