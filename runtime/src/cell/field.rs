@@ -26,7 +26,7 @@
 //! a cell is transformed on creation, as the update would have done.
 
 use super::scope::{CellRef, Scope};
-use super::{CellRecord, Version};
+use super::{CellRecord, Version, Which};
 use crate::sync::{Mutex, MutexGuard, Ordering};
 use crate::transform::{CellTransform, Transform, TransformError};
 use crate::{Error, Fingerprinted};
@@ -102,10 +102,15 @@ impl<T: Fingerprinted + Send + Sync + 'static> Cell<T> {
     /// [`State::access`](crate::State::access)). Panics when the cell holds another type.
     #[inline]
     pub fn access(&self) -> CellRef<'_, T> {
-        match self.try_access() {
-            Ok(v) => v,
-            Err(e) => panic!("{e}"),
+        // The scope begins before the version is read: no update replaces it from now on.
+        let scope = Scope::enter();
+        let version = self.version();
+        if version.fingerprint != T::FINGERPRINT {
+            super::type_panic::<T>(Which::Field, version);
         }
+        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
+        // scope, which the guard holds for as long as the reference lives.
+        CellRef::new(unsafe { &*(version.value as *const T) }, scope)
     }
 
     /// The value behind a guard, as [`Cell::access`] gives it, or [`Error::StateType`] when the
@@ -114,17 +119,23 @@ impl<T: Fingerprinted + Send + Sync + 'static> Cell<T> {
     pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
         // The scope begins before the version is read: no update replaces it from now on.
         let scope = Scope::enter();
-        // SAFETY: the record lives as long as this cell, which `&self` borrows. The version
-        // stays current (and allocated) while `scope` lives: no update applies meanwhile.
-        let version = unsafe { self.record.as_ref().current() };
-        if version.fingerprint == T::FINGERPRINT {
-            // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-            // scope, which the guard holds for as long as the reference lives.
-            let value = unsafe { &*(version.value as *const T) };
-            Ok(CellRef::new(value, scope))
-        } else {
-            Err(super::type_error::<T>(format!("dsu::Cell<{}>", std::any::type_name::<T>()), version))
+        let version = self.version();
+        if version.fingerprint != T::FINGERPRINT {
+            return Err(super::type_error::<T>(Which::Field, version));
         }
+        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
+        // scope, which the guard holds for as long as the reference lives.
+        Ok(CellRef::new(unsafe { &*(version.value as *const T) }, scope))
+    }
+
+    /// The cell's current version. Call it inside a scope, which keeps the version current and
+    /// allocated for as long as the scope lives.
+    #[inline]
+    fn version(&self) -> &Version {
+        // SAFETY: the record lives as long as this cell, which `&self` borrows. The caller is
+        // inside a scope: no update applies, so the version is not replaced or freed, while it
+        // uses it.
+        unsafe { self.record.as_ref().current() }
     }
 }
 

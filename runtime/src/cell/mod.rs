@@ -139,11 +139,33 @@ impl CellRecord {
     }
 }
 
-/// The error of an access to a cell whose current version holds another type than `T`.
-fn type_error<T: Fingerprinted>(cell: String, version: &Version) -> crate::Error {
+/// Which cell an access is to, for its error.
+#[derive(Clone, Copy)]
+pub(crate) enum Which {
+    /// The named cell of this name.
+    Named(&'static str),
+    /// A field cell (`dsu::Cell<T>`).
+    Field,
+}
+
+/// The error of an access to a cell whose current version holds another type than `T`. Out of
+/// line and cold: the access that inlines a call to it keeps a small frame.
+#[cold]
+#[inline(never)]
+pub(crate) fn type_error<T: Fingerprinted>(cell: Which, version: &Version) -> crate::Error {
     crate::Error::StateType {
-        name: cell,
+        name: match cell {
+            Which::Named(name) => name.to_string(),
+            Which::Field => format!("dsu::Cell<{}>", std::any::type_name::<T>()),
+        },
         expected: format!("{} (fingerprint {})", std::any::type_name::<T>(), T::FINGERPRINT),
         found: format!("{} (fingerprint {})", version.type_name, version.fingerprint),
     }
+}
+
+/// Panics with [`type_error`]'s error (what `with` and `access` do on a mismatch).
+#[cold]
+#[inline(never)]
+pub(crate) fn type_panic<T: Fingerprinted>(cell: Which, version: &Version) -> ! {
+    panic!("{}", type_error::<T>(cell, version))
 }

@@ -7,7 +7,7 @@
 //! its versions are freed by the update that replaces them (see `mod.rs`).
 
 use super::scope::{CellRef, Scope};
-use super::{CellRecord, Version};
+use super::{CellRecord, Version, Which};
 use crate::sync::{AtomicPtr, Mutex, Ordering};
 use crate::{Error, Fingerprinted};
 use std::collections::HashMap;
@@ -90,10 +90,15 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     /// holds every update up until the update timeout, and the refusal names it.
     #[inline]
     pub fn access(&self) -> CellRef<'_, T> {
-        match self.try_access() {
-            Ok(v) => v,
-            Err(e) => panic!("{e}"),
+        // The scope begins before the version is read: no update replaces it from now on.
+        let scope = Scope::enter();
+        let version = self.version();
+        if version.fingerprint != T::FINGERPRINT {
+            super::type_panic::<T>(Which::Named(self.name), version);
         }
+        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
+        // scope, which the guard holds for as long as the reference lives.
+        CellRef::new(unsafe { &*(version.value as *const T) }, scope)
     }
 
     /// The value behind a guard, as [`State::access`] gives it, or [`Error::StateType`] when the
@@ -102,21 +107,26 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
         // The scope begins before the version is read: no update replaces it from now on.
         let scope = Scope::enter();
+        let version = self.version();
+        if version.fingerprint != T::FINGERPRINT {
+            return Err(super::type_error::<T>(Which::Named(self.name), version));
+        }
+        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
+        // scope, which the guard holds for as long as the reference lives.
+        Ok(CellRef::new(unsafe { &*(version.value as *const T) }, scope))
+    }
+
+    /// The cell's current version. Call it inside a scope, which keeps the version current and
+    /// allocated for as long as the scope lives.
+    #[inline]
+    fn version(&self) -> &Version {
         let mut record = self.cell.load(Ordering::Acquire);
         if record.is_null() {
             record = self.resolve();
         }
-        // SAFETY: named records are leaked and never freed. The version stays current (and
-        // allocated) while `scope` lives: no update applies while a thread is inside a scope.
-        let version = unsafe { (*record).current() };
-        if version.fingerprint == T::FINGERPRINT {
-            // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-            // scope, which the guard holds for as long as the reference lives.
-            let value = unsafe { &*(version.value as *const T) };
-            Ok(CellRef::new(value, scope))
-        } else {
-            Err(super::type_error::<T>(self.name.to_string(), version))
-        }
+        // SAFETY: named records are leaked and never freed. The caller is inside a scope: no
+        // update applies, so the version is not replaced or freed, while it uses it.
+        unsafe { (*record).current() }
     }
 
     #[cold]
