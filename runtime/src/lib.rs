@@ -47,24 +47,27 @@
 //!   [`Error::SignatureMismatch`], [`Error::CellType`] (the patch's code expects a state cell to
 //!   hold another type than the running program's cell will hold, and the patch does not
 //!   transform the cell from the one to the other: applied, its first access of the cell would
-//!   fail), [`Error::NothingToApply`], [`Error::Open`], [`Error::Inconsistent`],
-//!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`] and
-//!   [`Error::UpdateTimeout`].
+//!   fail), [`Error::FieldCellType`] (a live field cell holds a type the patch neither names nor
+//!   transforms), [`Error::NothingToApply`], [`Error::Open`], [`Error::Inconsistent`],
+//!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`],
+//!   [`Error::FieldTransformFailed`] and [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
-//!   must survive lives in a [`State`] cell, owned by the runtime and found by name. Access is
-//!   scoped, as a `thread_local!`'s is: [`State::with`] runs a closure with `&T`, and
-//!   [`State::access`] returns a guard ([`CellRef`]) that stays on its thread. A reference to the
-//!   value never outlives its scope, and a thread inside one counts as running: an update waits
-//!   for it, and an update point or idle section reached inside a scope does not apply one (an
-//!   update that times out meanwhile names the thread and says it holds a state cell).
+//!   must survive lives in a cell owned by the runtime: a [`State`] static, found by name, or a
+//!   [`Cell`], a field of any value (a struct in an `Arc` shared by tasks), registered with the
+//!   runtime while it lives. Access is scoped, as a `thread_local!`'s is: `with` runs a closure
+//!   with `&T`, and `access` returns a guard ([`CellRef`]) that stays on its thread. A reference
+//!   to the value never outlives its scope, and a thread inside one counts as running: an update
+//!   waits for it, and an update point or idle section reached inside a scope does not apply one
+//!   (an update that times out meanwhile names the thread and says it holds a state cell).
 //! * **Types and transformers.** `#[dsu::updateable]` on a struct or enum gives it a structural
 //!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
 //!   alignment. A cell hands its value only to code compiled for the same fingerprint. When a
 //!   patch changes a type, `#[dsu::transform(from = dsu_old::Entry)]` functions ([`Transform`])
-//!   move the values of every state cell that holds it, through containers; `cargo dsu patch`
-//!   supplies the old definitions as `dsu_old`. An update is transactional: all transformers
-//!   succeed, or nothing changes.
+//!   move the values of every state cell that holds it, through containers: each named cell, and
+//!   every live field cell whose value's type changes; `cargo dsu patch` supplies the old
+//!   definitions as `dsu_old`. An update is transactional: all transformers succeed, or nothing
+//!   changes. Once it has committed, the old values are freed.
 //!
 //! # Using it
 //!
@@ -113,15 +116,20 @@
 //!   thread runs outside updateable futures (a tokio worker, or with the `tokio` feature a thread
 //!   that registered inside a tokio runtime, between its update points and awaits), and for code
 //!   a thread runs while an [`idle_async`] future it polled is pending. Their state cell accesses
-//!   are waited for: a scope registers its thread, which counts as running inside it. A
+//!   are waited for: a scope registers its thread, which counts as running inside it (an exiting
+//!   thread that can no longer register counts among the untracked scopes, which no update
+//!   applies beside). An updateable `async fn` reads its slot at its future's first poll. A
 //!   registered thread that blocks outside an idle section, or inside a state cell's scope, holds
 //!   every update up until the timeout.
 //! * Type changes are supported for types and state cells in any module of any crate of the
 //!   program's updateable set (the binary's crate and the library crates it reaches through path
 //!   dependencies). A function whose signature mentions a changed type is routed: code compiled for the old layout keeps calling
 //!   the old version, code compiled for the new one calls the new version.
-//! * A state transform copies every value (the old one stays untouched and is never freed): see
-//!   `docs/PERFORMANCE.md` for its throughput.
+//! * A state transform copies every value (the old one stays untouched until the update
+//!   commits, then is freed): see `docs/PERFORMANCE.md` for its throughput.
+//! * Field cells are found by the type of their value: code that is not updateable and reads a
+//!   field cell whose type a patch changes is not found before load (a named cell's is), and gets
+//!   [`Error::StateType`] at its first access after the update.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -31,15 +31,26 @@
 //! (it is not registered yet or only provisionally, or a round is open). An update point with
 //! nothing pending is one relaxed load of that flag.
 //!
-//! **Cell scopes.** A thread inside a state cell's scope (`State::with`, a `CellRef`) counts as
-//! running whatever its state, so no update applies while it holds a reference into a cell's
-//! value. Its depth of scopes is a thread-local its record points at; the coordinator reads it
-//! under its lock, after the thread's state. An update point reached inside a scope does not park
-//! (its flag stays set, so the first one after the scope does), an idle section entered inside
-//! one leaves the thread counted as running, and a wait for a round inside one abandons the
-//! round at once. A thread not registered when it enters a scope registers *provisionally*: idle
-//! outside scopes, with its flag kept set, until its first update point, idle section or poll
-//! registers it for good, under the lock, as a new thread.
+//! **Cell scopes.** A thread inside a cell's scope (`with`, a `CellRef`, of a `State` or a
+//! `Cell`) counts as running whatever its state, so no update applies while it holds a reference
+//! into a cell's value, and an update may free the versions it replaces. Its depth of scopes is
+//! in its *scope word*, a thread-local its record points at (with a copy of the thread's own
+//! state in the low bits, so that a scope on a running thread touches one thread-local); the
+//! coordinator reads the depth under its lock, after the thread's state. An update point reached
+//! inside a scope does not park (its flag stays set, so the first one after the scope does), an
+//! idle section entered inside one leaves the thread counted as running, and a wait for a round
+//! inside one abandons the round at once. A thread not registered when it enters a scope
+//! registers *provisionally*: idle outside scopes, with its flag kept set, until its first update
+//! point, idle section or poll registers it for good, under the lock, as a new thread.
+//!
+//! **Scopes the list cannot show.** A thread that is exiting may enter a scope after its
+//! registration (a thread-local) is gone, from another thread-local's destructor, or still be
+//! inside one when it goes (a guard kept in a thread-local destroyed later). Such scopes are
+//! counted in `UNTRACKED`, raised before the scope reads a cell (or, for a registration going
+//! away inside a scope, before its record leaves the list, under the lock) and lowered when it
+//! ends; no round applies while the count is not zero. The applier's own thread (a transformer
+//! reading a cell) needs no tracking: it is the one applying, and its scopes see the values as
+//! they were, since nothing is installed before every transformer has run.
 //!
 //! **Ordering.** A thread goes from idle to running in one of two ways. Leaving an idle section
 //! or stretch, or starting an outermost poll, it stores *running* and then reads the global
