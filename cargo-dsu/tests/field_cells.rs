@@ -7,26 +7,13 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 
 /// Keys set before the update, each with a one-hour TTL.
 const KEYS: usize = 1000;
 
 #[test]
 fn a_field_cell_shared_by_every_task_changes_type_under_load() {
-    let target = shared_target_dir();
-    let dir = target.join("scratch-cells").join("repo");
-    init_repo(&dir);
-    commit_tree(&dir, "cells-server", "base", "v1");
-    commit_tree(&dir, "cells-server", "v2", "v2");
-    git(&dir, &["checkout", "-q", "v1"]);
-    let out = dsu(&dir, &target, &["build"]);
-    assert_success(&out, "cargo dsu build");
-    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let out = dsu(&dir, &target, &["patch", "v1..v2"]);
-    assert_success(&out, "cargo dsu patch v1..v2");
-    let patch = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let report = String::from_utf8_lossy(&out.stderr);
+    let Built { binary, patch, report } = built_with_patch("cells", "cells-server");
     assert!(report.contains("field cells `dsu::Cell<Mutex<State>>`"), "{report}");
 
     let mut host = Host::start(&binary);

@@ -677,7 +677,9 @@ pub(crate) fn queue_transforms(
     // point or wait, not behind its back.
     crate::quiesce::register_running();
     let mut guard = lock();
-    let rt = guard.get_or_insert_with(|| read_host().unwrap_or_else(|_| Runtime::empty()));
+    let rt = guard.get_or_insert_with(|| {
+        read_host().unwrap_or_else(|_| Runtime::new(BuildIdentity::default(), HashMap::new()))
+    });
     let target = rt.expected().clone();
     rt.queue(PreparedPatch { path: "<cell transforms>".into(), target, functions: Vec::new(), cells, inverse });
     drop(guard);
@@ -685,15 +687,14 @@ pub(crate) fn queue_transforms(
 }
 
 impl Runtime {
-    /// A runtime for a program with no updateable function (tests).
-    fn empty() -> Runtime {
-        let host = BuildIdentity::default();
+    /// The runtime of the build `host`, whose functions are `live`, before any update.
+    fn new(host: BuildIdentity, live: HashMap<String, FnRecord>) -> Runtime {
         Runtime {
             current: host.clone(),
             expected: host.clone(),
             host,
-            live: HashMap::new(),
-            expected_fns: HashMap::new(),
+            expected_fns: live.iter().map(|(k, r)| (k.clone(), (r.signature, r.body))).collect(),
+            live,
             expected_cells: HashMap::new(),
             expected_fields: Vec::new(),
             pending: Vec::new(),
@@ -723,7 +724,6 @@ fn read_host() -> Result<Runtime, Error> {
         reason: format!("its build identity `{build}` is unreadable: {e}"),
     })?;
     let mut live = HashMap::new();
-    let mut expected_fns = HashMap::new();
     for f in &functions {
         if f.info.build != build {
             return Err(Error::NotUpdateable {
@@ -733,7 +733,6 @@ fn read_host() -> Result<Runtime, Error> {
                 ),
             });
         }
-        expected_fns.insert(f.info.path.to_string(), (f.info.signature, f.info.body));
         live.insert(
             f.info.path.to_string(),
             FnRecord {
@@ -743,19 +742,7 @@ fn read_host() -> Result<Runtime, Error> {
             },
         );
     }
-    Ok(Runtime {
-        current: host.clone(),
-        expected: host.clone(),
-        host,
-        live,
-        expected_fns,
-        expected_cells: HashMap::new(),
-        expected_fields: Vec::new(),
-        pending: Vec::new(),
-        stack: Vec::new(),
-        history: Vec::new(),
-        last_refusal: None,
-    })
+    Ok(Runtime::new(host, live))
 }
 
 /// Applies every pending update, in order; called by the update protocol once the program is

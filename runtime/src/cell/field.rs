@@ -25,7 +25,7 @@
 //! registry keeps each committed field transform, by the fingerprint it transforms from, and such
 //! a cell is transformed on creation, as the update would have done.
 
-use super::scope::{CellRef, Scope};
+use super::scope::CellRef;
 use super::{CellRecord, Version, Which};
 use crate::sync::{Mutex, MutexGuard, Ordering};
 use crate::transform::{CellTransform, Transform, TransformError};
@@ -102,30 +102,14 @@ impl<T: Fingerprinted + Send + Sync + 'static> Cell<T> {
     /// [`State::access`](crate::State::access)). Panics when the cell holds another type.
     #[inline]
     pub fn access(&self) -> CellRef<'_, T> {
-        // The scope begins before the version is read: no update replaces it from now on.
-        let scope = Scope::enter();
-        let version = self.version();
-        if version.fingerprint != T::FINGERPRINT {
-            super::type_panic::<T>(Which::Field, version);
-        }
-        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-        // scope, which the guard holds for as long as the reference lives.
-        CellRef::new(unsafe { &*(version.value as *const T) }, scope)
+        super::access(|| self.version(), || Which::Field)
     }
 
     /// The value behind a guard, as [`Cell::access`] gives it, or [`Error::StateType`] when the
     /// cell's current version has another fingerprint than the one this code was compiled for.
     #[inline]
     pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
-        // The scope begins before the version is read: no update replaces it from now on.
-        let scope = Scope::enter();
-        let version = self.version();
-        if version.fingerprint != T::FINGERPRINT {
-            return Err(super::type_error::<T>(Which::Field, version));
-        }
-        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-        // scope, which the guard holds for as long as the reference lives.
-        Ok(CellRef::new(unsafe { &*(version.value as *const T) }, scope))
+        super::try_access(|| self.version(), || Which::Field)
     }
 
     /// The cell's current version. Call it inside a scope, which keeps the version current and

@@ -30,6 +30,7 @@ pub use named::State;
 pub use scope::CellRef;
 
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use scope::Scope;
 use crate::transform::CellTransform;
 use crate::Fingerprinted;
 use dsu_abi::Fingerprint;
@@ -137,6 +138,41 @@ impl CellRecord {
         // SAFETY: as in `replace`: the record owned its current version, and is consumed.
         unsafe { Box::from_raw(self.current.load(Ordering::Acquire)) }
     }
+}
+
+/// The access both kinds of cell give, as a guard: enters a scope, then reads the cell's current
+/// version through `version` (inside the scope, which keeps it current and allocated for as long
+/// as the guard lives), and hands out its value if it is a `T`; [`type_error`] otherwise, naming
+/// the cell `cell` says (asked only then).
+#[inline]
+pub(crate) fn try_access<'a, T: Fingerprinted>(
+    version: impl FnOnce() -> &'a Version,
+    cell: impl FnOnce() -> Which,
+) -> Result<CellRef<'a, T>, crate::Error> {
+    // The scope begins before the version is read: no update replaces it from now on.
+    let scope = Scope::enter();
+    let version = version();
+    if version.fingerprint != T::FINGERPRINT {
+        return Err(type_error::<T>(cell(), version));
+    }
+    // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the scope,
+    // which the guard holds for as long as the reference lives.
+    Ok(CellRef::new(unsafe { &*(version.value as *const T) }, scope))
+}
+
+/// As [`try_access`], panicking on another type (what `with` and `access` do).
+#[inline]
+pub(crate) fn access<'a, T: Fingerprinted>(
+    version: impl FnOnce() -> &'a Version,
+    cell: impl FnOnce() -> Which,
+) -> CellRef<'a, T> {
+    let scope = Scope::enter();
+    let version = version();
+    if version.fingerprint != T::FINGERPRINT {
+        type_panic::<T>(cell(), version);
+    }
+    // SAFETY: as in `try_access`.
+    CellRef::new(unsafe { &*(version.value as *const T) }, scope)
 }
 
 /// Which cell an access is to, for its error.

@@ -6,7 +6,7 @@
 //! host and every patch reach the same value. Its record is leaked (handles cache its address);
 //! its versions are freed by the update that replaces them (see `mod.rs`).
 
-use super::scope::{CellRef, Scope};
+use super::scope::CellRef;
 use super::{CellRecord, Version, Which};
 use crate::sync::{AtomicPtr, Mutex, Ordering};
 use crate::{Error, Fingerprinted};
@@ -90,30 +90,14 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     /// holds every update up until the update timeout, and the refusal names it.
     #[inline]
     pub fn access(&self) -> CellRef<'_, T> {
-        // The scope begins before the version is read: no update replaces it from now on.
-        let scope = Scope::enter();
-        let version = self.version();
-        if version.fingerprint != T::FINGERPRINT {
-            super::type_panic::<T>(Which::Named(self.name), version);
-        }
-        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-        // scope, which the guard holds for as long as the reference lives.
-        CellRef::new(unsafe { &*(version.value as *const T) }, scope)
+        super::access(|| self.version(), || Which::Named(self.name))
     }
 
     /// The value behind a guard, as [`State::access`] gives it, or [`Error::StateType`] when the
     /// cell's current version has another fingerprint than the one this code was compiled for.
     #[inline]
     pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
-        // The scope begins before the version is read: no update replaces it from now on.
-        let scope = Scope::enter();
-        let version = self.version();
-        if version.fingerprint != T::FINGERPRINT {
-            return Err(super::type_error::<T>(Which::Named(self.name), version));
-        }
-        // SAFETY: the version's value is a `Box<T>` (its fingerprint is T's), alive for the
-        // scope, which the guard holds for as long as the reference lives.
-        Ok(CellRef::new(unsafe { &*(version.value as *const T) }, scope))
+        super::try_access(|| self.version(), || Which::Named(self.name))
     }
 
     /// The cell's current version. Call it inside a scope, which keeps the version current and
