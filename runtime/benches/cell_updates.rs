@@ -5,7 +5,8 @@
 //! run. Measured twice: resident memory (`/proc/self/statm`), and the bytes live on the heap
 //! (a counting allocator) after each update, against an update that changes nothing, which tells
 //! the cells' memory from the runtime's record of each update (its history entry and the undo
-//! entry a rollback uses, kept by design). Also the time one such update takes. Figures and the command in docs/PERFORMANCE.md.
+//! entry a rollback uses, kept by design). Also the time one such update takes, and what creating
+//! and dropping a field cell costs. Figures and the command in docs/PERFORMANCE.md.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dsu::{CellTransform, Transform, TransformError};
@@ -155,5 +156,18 @@ fn field_as_b(cell: &dsu::Cell<a::Blob>) -> &dsu::Cell<b::Blob> {
     unsafe { &*(cell as *const dsu::Cell<a::Blob> as *const dsu::Cell<b::Blob>) }
 }
 
-criterion_group!(benches, memory_over_updates);
+/// What registering a field cell costs: creating one (its value, version and record, and the
+/// push into the registry under its lock) and dropping it (the swap-remove, then the value).
+fn create_and_drop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cell");
+    g.bench_function("field_cell_new_and_drop", |bench| {
+        bench.iter(|| drop(std::hint::black_box(dsu::Cell::new(std::sync::atomic::AtomicU64::new(1)))))
+    });
+    g.bench_function("box_new_and_drop", |bench| {
+        bench.iter(|| drop(std::hint::black_box(Box::new(std::sync::atomic::AtomicU64::new(1)))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, memory_over_updates, create_and_drop);
 criterion_main!(benches);
