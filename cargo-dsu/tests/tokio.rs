@@ -6,22 +6,10 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 #[test]
 fn tokio_server_patched_under_load_with_a_slow_request_in_flight() {
-    let target = shared_target_dir();
-    let dir = target.join("scratch-tokio").join("repo");
-    init_repo(&dir);
-    commit_tree(&dir, "tokio-server", "base", "v1");
-    commit_tree(&dir, "tokio-server", "v2", "v2");
-    git(&dir, &["checkout", "-q", "v1"]);
-    let out = dsu(&dir, &target, &["build"]);
-    assert_success(&out, "cargo dsu build");
-    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let out = dsu(&dir, &target, &["patch", "v1..v2"]);
-    assert_success(&out, "cargo dsu patch v1..v2");
-    let patch = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let Built { binary, patch, .. } = built_with_patch("tokio", "tokio-server");
 
     let mut host = Host::start(&binary);
     let port: u16 = host.read_line().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port");

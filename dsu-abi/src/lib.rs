@@ -29,8 +29,9 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// patch's updateable set ([`STATE_CELL_PREFIX`]); a loader refuses an older patch, whose cell
 /// types it cannot check ([`CELL_RECORDS_MINOR`]). 1.3: the build identity's trusted keys
 /// ([`BuildIdentity::trust`]) and the manifest's creation time; the file ends in a seal
-/// ([`seal`]).
-pub const FORMAT_MINOR: u16 = 3;
+/// ([`seal`]). 1.4: one [`FieldCellInfo`] record per `dsu::Cell<T>` type the set's code names
+/// ([`FIELD_CELL_PREFIX`]), and field-cell transforms ([`FIELD_TRANSFORM_PREFIX`]).
+pub const FORMAT_MINOR: u16 = 4;
 /// The first minor version whose patches carry a [`CellInfo`] record for every state cell.
 pub const CELL_RECORDS_MINOR: u16 = 2;
 
@@ -49,6 +50,15 @@ pub const CELL_INVERSE_PREFIX: &str = "__dsu_uncell_";
 /// Prefix of the dynamic symbol holding one state cell's [`CellInfo`] in a patch:
 /// `__dsu_state_` + [`symbol_safe`]`(cell name)`.
 pub const STATE_CELL_PREFIX: &str = "__dsu_state_";
+/// Prefix of the dynamic symbol holding one [`FieldCellInfo`] in a patch (see
+/// [`field_cell_symbol`]).
+pub const FIELD_CELL_PREFIX: &str = "__dsu_fieldcell_";
+/// Prefix of the dynamic symbol of one field-cell transform in a patch (a `dsu::CellTransform`
+/// of the field kind, applied to every live `dsu::Cell` whose value has its `from` fingerprint;
+/// see [`field_transform_symbol`]).
+pub const FIELD_TRANSFORM_PREFIX: &str = "__dsu_fieldxf_";
+/// Prefix of a patch's inverse field-cell transforms (new type back to old), for a rollback.
+pub const FIELD_INVERSE_PREFIX: &str = "__dsu_unfieldxf_";
 /// Glob the host exports dynamically so the runtime finds its own function table.
 pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 /// Environment variable through which the build recipe hands the build identity to the macros.
@@ -84,6 +94,29 @@ pub fn symbol_safe(local_path: &str) -> String {
         }
     }
     out
+}
+
+/// The symbol of the [`FieldCellInfo`] of the `dsu::Cell<T>` type written `type_text` in the
+/// module `place`: one per module and type, whatever the order the items come in.
+pub fn field_cell_symbol(place: &str, type_text: &str) -> String {
+    hashed_symbol(FIELD_CELL_PREFIX, place, type_text)
+}
+
+/// The symbol of the field-cell transform from the old value type `old_key` (any text that names
+/// the old type the same way wherever it is written), under `prefix`
+/// ([`FIELD_TRANSFORM_PREFIX`] or [`FIELD_INVERSE_PREFIX`]): one per old type in a patch.
+pub fn field_transform_symbol(prefix: &str, old_key: &str) -> String {
+    hashed_symbol(prefix, "", old_key)
+}
+
+fn hashed_symbol(prefix: &str, a: &str, b: &str) -> String {
+    use core::fmt::Write as _;
+    let h = fnv128_continue(fnv128_continue(FNV128_OFFSET, a.as_bytes()), &[0]);
+    let h = fnv128_continue(h, b.as_bytes());
+    let mut s = String::with_capacity(prefix.len() + 32);
+    s.push_str(prefix);
+    let _ = write!(s, "{h:032x}");
+    s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +359,10 @@ impl<const N: usize> CellInfo<N> {
     /// Builds the record at compile time. Panics (a compile error in const context) when
     /// `N != name.len() + type_text.len()`.
     pub const fn new(name: &str, type_text: &str, fingerprint: Fingerprint) -> Self {
+        Self::with_magic(CELL_INFO_MAGIC, name, type_text, fingerprint)
+    }
+
+    const fn with_magic(magic: [u8; 8], name: &str, type_text: &str, fingerprint: Fingerprint) -> Self {
         assert!(name.len() + type_text.len() == N, "CellInfo length mismatch");
         let mut bytes = [0u8; N];
         let (n, t) = (name.as_bytes(), type_text.as_bytes());
@@ -340,7 +377,7 @@ impl<const N: usize> CellInfo<N> {
             j += 1;
         }
         CellInfo {
-            magic: CELL_INFO_MAGIC,
+            magic,
             fingerprint: fingerprint.0,
             name_len: (n.len() as u32).to_le_bytes(),
             type_len: (t.len() as u32).to_le_bytes(),
@@ -362,35 +399,106 @@ pub struct CellInfoView<'a> {
 impl<'a> CellInfoView<'a> {
     /// Parses a whole record: exactly the bytes of one [`CellInfo`], no more, no less.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < CELL_INFO_FIXED {
-            return Err(DecodeError::Truncated { needed: CELL_INFO_FIXED, found: bytes.len() });
-        }
-        if bytes[..8] != CELL_INFO_MAGIC {
-            return Err(DecodeError::BadMagic {
-                expected: CELL_INFO_MAGIC.to_vec(),
-                found: bytes[..8].to_vec(),
-            });
-        }
-        let n = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
-        let t = u32::from_le_bytes(bytes[28..32].try_into().unwrap()) as usize;
-        let total = n
-            .checked_add(t)
-            .and_then(|v| v.checked_add(CELL_INFO_FIXED))
-            .ok_or(DecodeError::Invalid("state cell record length"))?;
-        if bytes.len() < total {
-            return Err(DecodeError::Truncated { needed: total, found: bytes.len() });
-        }
-        if bytes.len() > total {
-            return Err(DecodeError::Invalid("state cell record length (trailing bytes)"));
-        }
-        if n == 0 {
+        let (name, type_text, fingerprint) = parse_cell_record(bytes, CELL_INFO_MAGIC, &STATE_CELL_LABELS)?;
+        if name.is_empty() {
             return Err(DecodeError::Invalid("state cell name (empty)"));
         }
-        let name = core::str::from_utf8(&bytes[CELL_INFO_FIXED..CELL_INFO_FIXED + n])
-            .map_err(|_| DecodeError::NotUtf8("state cell name"))?;
-        let type_text = core::str::from_utf8(&bytes[CELL_INFO_FIXED + n..total])
-            .map_err(|_| DecodeError::NotUtf8("state cell type"))?;
-        Ok(CellInfoView { name, type_text, fingerprint: Fingerprint(bytes[8..24].try_into().unwrap()) })
+        Ok(CellInfoView { name, type_text, fingerprint })
+    }
+}
+
+/// Parses the layout [`CellInfo`] and [`FieldCellInfo`] share: magic, fingerprint, two lengths,
+/// two strings; `labels` name its parts in errors.
+fn parse_cell_record<'a>(
+    bytes: &'a [u8],
+    magic: [u8; 8],
+    labels: &RecordLabels,
+) -> Result<(&'a str, &'a str, Fingerprint), DecodeError> {
+    if bytes.len() < CELL_INFO_FIXED {
+        return Err(DecodeError::Truncated { needed: CELL_INFO_FIXED, found: bytes.len() });
+    }
+    if bytes[..8] != magic {
+        return Err(DecodeError::BadMagic { expected: magic.to_vec(), found: bytes[..8].to_vec() });
+    }
+    let n = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
+    let t = u32::from_le_bytes(bytes[28..32].try_into().unwrap()) as usize;
+    let total = n
+        .checked_add(t)
+        .and_then(|v| v.checked_add(CELL_INFO_FIXED))
+        .ok_or(DecodeError::Invalid(labels.length))?;
+    if bytes.len() < total {
+        return Err(DecodeError::Truncated { needed: total, found: bytes.len() });
+    }
+    if bytes.len() > total {
+        return Err(DecodeError::Invalid(labels.trailing));
+    }
+    let name = core::str::from_utf8(&bytes[CELL_INFO_FIXED..CELL_INFO_FIXED + n])
+        .map_err(|_| DecodeError::NotUtf8(labels.name))?;
+    let type_text = core::str::from_utf8(&bytes[CELL_INFO_FIXED + n..total])
+        .map_err(|_| DecodeError::NotUtf8(labels.ty))?;
+    Ok((name, type_text, Fingerprint(bytes[8..24].try_into().unwrap())))
+}
+
+/// How a decode error names the parts of one kind of cell record.
+struct RecordLabels {
+    length: &'static str,
+    trailing: &'static str,
+    name: &'static str,
+    ty: &'static str,
+}
+
+const STATE_CELL_LABELS: RecordLabels = RecordLabels {
+    length: "state cell record length",
+    trailing: "state cell record length (trailing bytes)",
+    name: "state cell name",
+    ty: "state cell type",
+};
+
+const FIELD_CELL_LABELS: RecordLabels = RecordLabels {
+    length: "field cell record length",
+    trailing: "field cell record length (trailing bytes)",
+    name: "field cell place",
+    ty: "field cell type",
+};
+
+/// Magic at the start of every [`FieldCellInfo`].
+pub const FIELD_CELL_INFO_MAGIC: [u8; 8] = *b"DSUFCEL\x01";
+
+/// What a patch says about one `dsu::Cell<T>` type its code names (a field cell: a versioned
+/// value inside another value, created at run time, found by the runtime through its value's
+/// fingerprint, not by a name): where the type is written and the structural fingerprint of `T`
+/// as that code was compiled, so the loader can check, from the file, that every live field cell
+/// holds a type the patch knows or transforms.
+///
+/// The layout of [`CellInfo`] with its own magic ([`FIELD_CELL_INFO_MAGIC`]); the "name" is the
+/// place, the module path the type is written in (for messages). Exported under
+/// [`field_cell_symbol`]. `N` is `place.len() + type_text.len()`.
+#[repr(transparent)]
+pub struct FieldCellInfo<const N: usize>(CellInfo<N>);
+
+impl<const N: usize> FieldCellInfo<N> {
+    /// Builds the record at compile time. Panics (a compile error in const context) when
+    /// `N != place.len() + type_text.len()`.
+    pub const fn new(place: &str, type_text: &str, fingerprint: Fingerprint) -> Self {
+        FieldCellInfo(CellInfo::with_magic(FIELD_CELL_INFO_MAGIC, place, type_text, fingerprint))
+    }
+}
+
+/// A parsed [`FieldCellInfo`], borrowed from the bytes it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldCellInfoView<'a> {
+    /// The module path the type is written in.
+    pub place: &'a str,
+    /// `T` of `dsu::Cell<T>`, as written in the source.
+    pub type_text: &'a str,
+    pub fingerprint: Fingerprint,
+}
+
+impl<'a> FieldCellInfoView<'a> {
+    /// Parses a whole record: exactly the bytes of one [`FieldCellInfo`], no more, no less.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (place, type_text, fingerprint) = parse_cell_record(bytes, FIELD_CELL_INFO_MAGIC, &FIELD_CELL_LABELS)?;
+        Ok(FieldCellInfoView { place, type_text, fingerprint })
     }
 }
 
@@ -792,6 +900,40 @@ mod tests {
         assert_eq!(v.name, NAME);
         assert_eq!(v.type_text, TYPE);
         assert_eq!(v.fingerprint, Fingerprint::of_text("store type"));
+    }
+
+    #[test]
+    fn field_cell_info_round_trip_and_is_not_a_state_cell_record() {
+        const PLACE: &str = "kv::store";
+        const TYPE: &str = "Mutex<State>";
+        static INFO: FieldCellInfo<{ PLACE.len() + TYPE.len() }> =
+            FieldCellInfo::new(PLACE, TYPE, Fingerprint::of_text("state"));
+        // SAFETY: a live static of exactly its size, made of byte arrays only (no padding).
+        let bytes = unsafe {
+            core::slice::from_raw_parts(&INFO as *const _ as *const u8, core::mem::size_of_val(&INFO))
+        };
+        assert_eq!(bytes.len(), CELL_INFO_FIXED + PLACE.len() + TYPE.len(), "no padding");
+        let v = FieldCellInfoView::parse(bytes).unwrap();
+        assert_eq!((v.place, v.type_text, v.fingerprint), (PLACE, TYPE, Fingerprint::of_text("state")));
+        // Each kind of record is refused where the other is expected.
+        assert!(matches!(CellInfoView::parse(bytes), Err(DecodeError::BadMagic { .. })));
+        static STATE: CellInfo<{ "s".len() + TYPE.len() }> = CellInfo::new("s", TYPE, Fingerprint::of_text("state"));
+        assert!(matches!(FieldCellInfoView::parse(cell_info_bytes(&STATE)), Err(DecodeError::BadMagic { .. })));
+        let cut = &bytes[..bytes.len() - 1];
+        assert!(matches!(FieldCellInfoView::parse(cut), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn field_symbols_depend_on_place_and_type_only() {
+        let a = field_cell_symbol("kv::store", "Mutex<State>");
+        assert!(a.starts_with(FIELD_CELL_PREFIX) && a.len() == FIELD_CELL_PREFIX.len() + 32, "{a}");
+        assert_eq!(a, field_cell_symbol("kv::store", "Mutex<State>"));
+        assert_ne!(a, field_cell_symbol("kv::other", "Mutex<State>"));
+        // The separator keeps the two parts apart.
+        assert_ne!(field_cell_symbol("ab", "c"), field_cell_symbol("a", "bc"));
+        let t = field_transform_symbol(FIELD_TRANSFORM_PREFIX, "Mutex<old:kv::State>");
+        assert!(t.starts_with(FIELD_TRANSFORM_PREFIX));
+        assert_ne!(t, field_transform_symbol(FIELD_TRANSFORM_PREFIX, "Mutex<kv::State>"));
     }
 
     #[test]

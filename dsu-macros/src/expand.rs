@@ -555,15 +555,30 @@ fn dispatcher(
     } else {
         quote!(__dsu_f(#(#call_args),*))
     };
+    let load = quote! {
+        // SAFETY (generated): the slot only ever holds implementations of this exact
+        // signature: this crate's own, or a patch's whose signature fingerprint the runtime
+        // checked against __DSU_SIG before storing it.
+        let __dsu_f: #fn_ty = unsafe { __DSU_SLOT.get::<#fn_ty>() };
+    };
     let mut extra_attrs = TokenStream::new();
     if shape.erased.is_some() {
-        if let FnOwner::Trait { .. } = f.owner {
+        // An `async fn`'s slot is read when its future is first polled, inside the running
+        // section that poll is (`Tracked`), not when it is called: a call made while its thread
+        // counts as idle (a plain task on an executor thread) and polled after an update gets
+        // the new code, which the update's state was transformed for.
+        let deferred = quote!(::dsu::__private::Tracked::new(async move { #load #call.await }));
+        call = if let FnOwner::Trait { .. } = f.owner {
             // The trait's signature stays; the future is `impl Future`, which may be stronger
             // (`Send`) than the trait's `async fn` promises.
             extra_attrs = quote!(#[allow(refining_impl_trait)]);
-            call = quote!(async move { #call.await });
-        }
+            deferred
+        } else {
+            quote!(::std::boxed::Box::pin(#deferred))
+        };
         async_signature(f, &shape, &mut sig);
+    } else {
+        call = quote!(#load #call);
     }
 
     let vis = f.vis;
@@ -592,10 +607,6 @@ fn dispatcher(
                 ::core::ptr::addr_of!(__DSU_SLOT).cast(),
                 #imp_path as #fn_ty as *const (),
             );
-            // SAFETY (generated): the slot only ever holds implementations of this exact
-            // signature: this crate's own, or a patch's whose signature fingerprint the runtime
-            // checked against __DSU_SIG before storing it.
-            let __dsu_f: #fn_ty = unsafe { __DSU_SLOT.get::<#fn_ty>() };
             #call
         }
     }

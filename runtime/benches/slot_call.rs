@@ -73,6 +73,9 @@ fn state_access(c: &mut Criterion) {
     dsu::update_point();
     g.bench_function("cell_with_load", |b| b.iter(|| black_box(COUNTER.with(|c| c.load(Relaxed)))));
     g.bench_function("cell_access_load", |b| b.iter(|| black_box(COUNTER.access().load(Relaxed))));
+    // The same through a field cell (`dsu::Cell`), as code reaches one through an `Arc`.
+    let field = std::sync::Arc::new(dsu::Cell::new(std::sync::atomic::AtomicU64::new(0)));
+    g.bench_function("field_cell_with_load", |b| b.iter(|| black_box(field.with(|c| c.load(Relaxed)))));
     // A thread whose state is idle (an idle section, an executor thread between polls): the
     // outermost scope also stores its depth and reads the pending flag, sequentially consistent.
     dsu::idle(|| {

@@ -105,6 +105,26 @@ pub enum Error {
         transform: String,
     },
 
+    /// A live field cell (`dsu::Cell`) holds a value of a type the patch neither transforms nor
+    /// names anywhere in its code (every `dsu::Cell<T>` type of the patch's code has a record):
+    /// the patch was built for other types, and its code could meet such a cell and fail at the
+    /// access.
+    #[error(
+        "patch {path} does not know the type of {cells} live field cell(s) (`dsu::Cell`): they \
+         hold {running}, which the patch neither transforms nor names in any `dsu::Cell<…>` of its \
+         code{}. Rebuild the patch from the source the program runs with `cargo dsu patch`",
+        if known.is_empty() { String::new() } else { format!(" (its field cells hold {known})") }
+    )]
+    FieldCellType {
+        path: PathBuf,
+        /// The live cells' value type and fingerprint.
+        running: String,
+        /// How many live cells hold it.
+        cells: usize,
+        /// The types the patch's `dsu::Cell`s hold, as written, with their fingerprints.
+        known: String,
+    },
+
     /// The patch was made by a tool older than this runtime's format 1.2 and carries no
     /// state-cell records: the types its code expects of state cells cannot be checked.
     #[error(
@@ -120,6 +140,14 @@ pub enum Error {
          to `{to_type}` failed: {reason}. Nothing changed; the program keeps running its version"
     )]
     TransformFailed { path: PathBuf, cell: String, from_type: String, to_type: String, reason: String },
+
+    /// A transformer of field cells (`dsu::Cell`) failed; nothing changed.
+    #[error(
+        "patch {path} was not applied: the transformer of field cells (`dsu::Cell`) from \
+         `{from_type}` to `{to_type}` ({cells} live) failed: {reason}. Nothing changed; the program \
+         keeps running its version"
+    )]
+    FieldTransformFailed { path: PathBuf, from_type: String, to_type: String, cells: usize, reason: String },
 
     /// The patch changes no function of the running version.
     #[error("patch {path} changes nothing in the running version (already applied?)")]
@@ -176,12 +204,12 @@ fn holding_note(holding: &[String]) -> String {
     match holding {
         [] => String::new(),
         [one] => format!(
-            "; thread `{one}` holds a state cell (inside `State::with` or a `CellRef`), and no \
+            "; thread `{one}` holds a state cell (inside `with` or a `CellRef`), and no \
              update applies while a thread holds one: end the access before the thread blocks \
              or waits for an update"
         ),
         more => format!(
-            "; threads {} hold a state cell (inside `State::with` or a `CellRef`), and no update \
+            "; threads {} hold a state cell (inside `with` or a `CellRef`), and no update \
              applies while a thread holds one: end the access before the thread blocks or waits \
              for an update",
             more.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")

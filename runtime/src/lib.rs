@@ -47,24 +47,27 @@
 //!   [`Error::SignatureMismatch`], [`Error::CellType`] (the patch's code expects a state cell to
 //!   hold another type than the running program's cell will hold, and the patch does not
 //!   transform the cell from the one to the other: applied, its first access of the cell would
-//!   fail), [`Error::NothingToApply`], [`Error::Open`], [`Error::Inconsistent`],
-//!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`] and
-//!   [`Error::UpdateTimeout`].
+//!   fail), [`Error::FieldCellType`] (a live field cell holds a type the patch neither names nor
+//!   transforms), [`Error::NothingToApply`], [`Error::Open`], [`Error::Inconsistent`],
+//!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`],
+//!   [`Error::FieldTransformFailed`] and [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
 //! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
-//!   must survive lives in a [`State`] cell, owned by the runtime and found by name. Access is
-//!   scoped, as a `thread_local!`'s is: [`State::with`] runs a closure with `&T`, and
-//!   [`State::access`] returns a guard ([`CellRef`]) that stays on its thread. A reference to the
-//!   value never outlives its scope, and a thread inside one counts as running: an update waits
-//!   for it, and an update point or idle section reached inside a scope does not apply one (an
-//!   update that times out meanwhile names the thread and says it holds a state cell).
+//!   must survive lives in a cell owned by the runtime: a [`State`] static, found by name, or a
+//!   [`Cell`], a field of any value (a struct in an `Arc` shared by tasks), registered with the
+//!   runtime while it lives. Access is scoped, as a `thread_local!`'s is: `with` runs a closure
+//!   with `&T`, and `access` returns a guard ([`CellRef`]) that stays on its thread. A reference
+//!   to the value never outlives its scope, and a thread inside one counts as running: an update
+//!   waits for it, and an update point or idle section reached inside a scope does not apply one
+//!   (an update that times out meanwhile names the thread and says it holds a state cell).
 //! * **Types and transformers.** `#[dsu::updateable]` on a struct or enum gives it a structural
 //!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
 //!   alignment. A cell hands its value only to code compiled for the same fingerprint. When a
 //!   patch changes a type, `#[dsu::transform(from = dsu_old::Entry)]` functions ([`Transform`])
-//!   move the values of every state cell that holds it, through containers; `cargo dsu patch`
-//!   supplies the old definitions as `dsu_old`. An update is transactional: all transformers
-//!   succeed, or nothing changes.
+//!   move the values of every state cell that holds it, through containers: each named cell, and
+//!   every live field cell whose value's type changes; `cargo dsu patch` supplies the old
+//!   definitions as `dsu_old`. An update is transactional: all transformers succeed, or nothing
+//!   changes. Once it has committed, the old values are freed.
 //!
 //! # Using it
 //!
@@ -113,15 +116,20 @@
 //!   thread runs outside updateable futures (a tokio worker, or with the `tokio` feature a thread
 //!   that registered inside a tokio runtime, between its update points and awaits), and for code
 //!   a thread runs while an [`idle_async`] future it polled is pending. Their state cell accesses
-//!   are waited for: a scope registers its thread, which counts as running inside it. A
+//!   are waited for: a scope registers its thread, which counts as running inside it (an exiting
+//!   thread that can no longer register counts among the untracked scopes, which no update
+//!   applies beside). An updateable `async fn` reads its slot at its future's first poll. A
 //!   registered thread that blocks outside an idle section, or inside a state cell's scope, holds
 //!   every update up until the timeout.
 //! * Type changes are supported for types and state cells in any module of any crate of the
 //!   program's updateable set (the binary's crate and the library crates it reaches through path
 //!   dependencies). A function whose signature mentions a changed type is routed: code compiled for the old layout keeps calling
 //!   the old version, code compiled for the new one calls the new version.
-//! * A state transform copies every value (the old one stays untouched and is never freed): see
-//!   `docs/PERFORMANCE.md` for its throughput.
+//! * A state transform copies every value (the old one stays untouched until the update
+//!   commits, then is freed): see `docs/PERFORMANCE.md` for its throughput.
+//! * Field cells are found by the type of their value: code that is not updateable and reads a
+//!   field cell whose type a patch changes is not found before load (a named cell's is), and gets
+//!   [`Error::StateType`] at its first access after the update.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -132,8 +140,8 @@ mod error;
 mod fingerprint;
 mod load;
 mod quiesce;
+mod cell;
 mod slot;
-mod state;
 mod sync;
 mod transform;
 mod update;
@@ -144,7 +152,7 @@ pub use fingerprint::Fingerprinted;
 pub use load::{load, load_and_apply, LoadReport};
 pub use trust::{allow_patch_files_of_others, trust_key};
 pub use transform::{CellTransform, Transform, TransformError};
-pub use state::{CellRef, State};
+pub use cell::{Cell, CellRef, State};
 pub use quiesce::{
     idle, idle_async, registered_threads, set_update_timeout, update_timeout, IdleAsync, IdleGuard,
     DEFAULT_UPDATE_TIMEOUT,
@@ -165,7 +173,8 @@ pub mod __private {
     pub use crate::update::update_point;
     pub use crate::transform::{CellTransform, Transform, TransformError};
     pub use crate::fingerprint::{Probe, ProbeFallback};
-    pub use crate::state::CellInfo;
+    pub use crate::cell::field::FieldCellInfo;
+    pub use crate::cell::named::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};
 
@@ -192,6 +201,20 @@ pub mod __private {
     /// tests.
     pub fn thread_state(name: &str) -> Option<&'static str> {
         crate::quiesce::thread_state(name)
+    }
+
+    /// Queues an update that runs these cell transforms and changes no code, and opens its round;
+    /// its number. For tests of cell transforms without a patch library.
+    pub fn queue_cell_transforms(
+        cells: Vec<&'static crate::CellTransform>,
+        inverse: Vec<&'static crate::CellTransform>,
+    ) -> u64 {
+        crate::update::queue_transforms(cells, inverse)
+    }
+
+    /// How many live field cells (`dsu::Cell`) hold a value of type `T`. For tests.
+    pub fn live_field_cells<T: crate::Fingerprinted>() -> usize {
+        crate::cell::field::live_count(T::FINGERPRINT)
     }
 
     /// The build identity the recipe handed to the compiler, or empty outside `cargo dsu`.

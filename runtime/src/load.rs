@@ -8,7 +8,9 @@
 //! 4. every function in its table has the signature fingerprint of the live slot of that path;
 //! 5. every state cell its code reaches (one `__dsu_state_*` record per cell, format 1.2) will
 //!    hold the type that code was compiled for: the type the cell holds, or the one the patch's
-//!    transform of the cell makes of it (`CellType` otherwise);
+//!    transform of the cell makes of it (`CellType` otherwise); and every live field cell
+//!    (`dsu::Cell`) holds a type the patch transforms or names in one of its `dsu::Cell<T>`
+//!    records (`__dsu_fieldcell_*`, format 1.3; `FieldCellType` otherwise);
 //! 6. it changes something;
 //! 7. only then is the library mapped; the mapped table and cell transforms must equal the
 //!    verified file bytes;
@@ -21,8 +23,8 @@ use crate::update::{self, CodePtr, HostFn, PatchFn, PreparedPatch};
 use crate::transform::CellTransform;
 use crate::Error;
 use dsu_abi::{
-    CellInfoView, DecodeError, Fingerprint, FnInfoView, FnLink, FN_INFO_FIXED, FN_INFO_PREFIX,
-    HEADER_SYMBOL,
+    CellInfoView, DecodeError, FieldCellInfoView, Fingerprint, FnInfoView, FnLink, FN_INFO_FIXED,
+    FN_INFO_PREFIX, HEADER_SYMBOL,
 };
 use std::collections::HashMap;
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
@@ -42,6 +44,9 @@ pub struct LoadReport {
     pub added: Vec<String>,
     /// State cells whose type the patch changes (transformed when it is applied).
     pub cells: Vec<String>,
+    /// The value types of field cells (`dsu::Cell`) the patch transforms, as it names the new
+    /// types: every live cell holding the old one is transformed when it is applied.
+    pub field_cells: Vec<String>,
     /// Functions whose signature changes with a changed type: callers compiled for the old
     /// layout keep the old version.
     pub routed: Vec<String>,
@@ -140,6 +145,33 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         RecordError::Elf(e) => elf_err(e),
         RecordError::Other(e) => *e,
     })?;
+    // Field cells: the types the patch's `dsu::Cell`s hold, and its transforms by old type.
+    let mut field_records: Vec<FieldCellInfoView<'_>> = Vec::new();
+    for sym in file.symbols_with_prefix(dsu_abi::FIELD_CELL_PREFIX).map_err(elf_err)? {
+        field_records.push(FieldCellInfoView::parse(sym.bytes).map_err(|e| Error::Malformed {
+            path: path.clone(),
+            reason: format!("field cell record {}: {e}", sym.name),
+        })?);
+    }
+    let field_inverse_symbols = names_with_prefix(dsu_abi::FIELD_INVERSE_PREFIX)?;
+    let mut field_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
+    for sym in file.symbols_with_prefix(dsu_abi::FIELD_TRANSFORM_PREFIX).map_err(elf_err)? {
+        let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
+            Error::Malformed { path: path.clone(), reason: format!("field cell transform {}: {e}", sym.name) }
+        })?;
+        // Field cells are transformed by the old type: two transforms from one type must agree.
+        if let Some((other, _, _)) = field_transforms.iter().find(|(_, f, t)| *f == from && *t != to) {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!(
+                    "{other} and {} both transform field cells holding fingerprint {from}, to \
+                     different types",
+                    sym.name
+                ),
+            });
+        }
+        field_transforms.push((sym.name, from, to));
+    }
 
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
@@ -193,7 +225,8 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     for rec in cell_records.values() {
         check_cell(rt, &path, rec, &cell_transforms)?;
     }
-    if changed.is_empty() && added.is_empty() && cell_transforms.is_empty() {
+    check_field_cells(rt, &path, &field_records, &field_transforms)?;
+    if changed.is_empty() && added.is_empty() && cell_transforms.is_empty() && field_transforms.is_empty() {
         return Err(Error::NothingToApply { path });
     }
 
@@ -263,12 +296,31 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         cells.push(ct);
     }
 
-    let mut inverse = Vec::with_capacity(inverse_symbols.len());
-    for name in inverse_symbols {
+    for &(name, from, to) in &field_transforms {
+        // SAFETY: `name` is a field-transform symbol of this verified patch; `lib` is leaked.
+        let ct: &'static CellTransform = unsafe { cell_transform(lib, name) }
+            .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        if ct.from != from || ct.to != to || !ct.is_field() {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!("the mapped {name} differs from the verified file"),
+            });
+        }
+        cells.push(ct);
+    }
+
+    let mut inverse = Vec::with_capacity(inverse_symbols.len() + field_inverse_symbols.len());
+    for (name, field) in inverse_symbols.iter().map(|n| (n, false)).chain(field_inverse_symbols.iter().map(|n| (n, true))) {
         // SAFETY: `name` is an inverse cell-transform symbol of this verified patch; `lib` is
         // leaked.
         let ct: &'static CellTransform = unsafe { cell_transform(lib, name) }
             .map_err(|reason| Error::Inconsistent { path: path.clone(), reason })?;
+        if ct.is_field() != field {
+            return Err(Error::Inconsistent {
+                path,
+                reason: format!("{name} is not the kind of cell transform its name says"),
+            });
+        }
         inverse.push(ct);
     }
 
@@ -278,7 +330,8 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
         revision: target.revision.clone(),
         changed,
         added,
-        cells: cells.iter().map(|c| c.name.to_string()).collect(),
+        cells: cells.iter().filter(|c| !c.is_field()).map(|c| c.name.to_string()).collect(),
+        field_cells: cells.iter().filter(|c| c.is_field()).map(|c| c.name.to_string()).collect(),
         routed: manifest.routed.clone(),
         round: 0,
     };
@@ -371,7 +424,9 @@ fn check_cell(
     if after == rec.info.fingerprint {
         return Ok(());
     }
-    let running_type = match crate::state::cell(name).map(|c| c.current()) {
+    // SAFETY: under the runtime's lock (`rt` is borrowed from it), which the applier holds
+    // while it replaces and frees versions.
+    let running_type = match crate::cell::named::cell(name).map(|c| unsafe { c.current() }) {
         Some(v) if v.fingerprint == running => format!("`{}` (fingerprint {running})", v.type_name),
         _ => format!("fingerprint {running}"),
     };
@@ -385,6 +440,36 @@ fn check_cell(
             None => String::new(),
         },
     })
+}
+
+/// Refuses the patch if a live field cell holds (or, once the pending updates apply, will hold) a
+/// type the patch neither transforms nor names in a `dsu::Cell<T>` of its code: built for other
+/// types, its code could reach such a cell expecting another. A field cell has no name to find
+/// it by; the check is by type, over every live cell.
+fn check_field_cells(
+    rt: &update::Runtime,
+    path: &Path,
+    records: &[FieldCellInfoView<'_>],
+    transforms: &[(&str, Fingerprint, Fingerprint)],
+) -> Result<(), Error> {
+    for (running, type_name, cells) in rt.expected_field_types() {
+        let known = records.iter().any(|r| r.fingerprint == running)
+            || transforms.iter().any(|(_, from, _)| *from == running);
+        if known {
+            continue;
+        }
+        let mut names: Vec<String> =
+            records.iter().map(|r| format!("`{}` (fingerprint {})", r.type_text, r.fingerprint)).collect();
+        names.sort();
+        names.dedup();
+        return Err(Error::FieldCellType {
+            path: path.to_path_buf(),
+            running: format!("`{type_name}` (fingerprint {running})"),
+            cells,
+            known: names.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// Verifies the patch at `path`, queues it, and waits here, as at an update point, until it is

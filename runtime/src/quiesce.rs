@@ -31,15 +31,26 @@
 //! (it is not registered yet or only provisionally, or a round is open). An update point with
 //! nothing pending is one relaxed load of that flag.
 //!
-//! **Cell scopes.** A thread inside a state cell's scope (`State::with`, a `CellRef`) counts as
-//! running whatever its state, so no update applies while it holds a reference into a cell's
-//! value. Its depth of scopes is a thread-local its record points at; the coordinator reads it
-//! under its lock, after the thread's state. An update point reached inside a scope does not park
-//! (its flag stays set, so the first one after the scope does), an idle section entered inside
-//! one leaves the thread counted as running, and a wait for a round inside one abandons the
-//! round at once. A thread not registered when it enters a scope registers *provisionally*: idle
-//! outside scopes, with its flag kept set, until its first update point, idle section or poll
-//! registers it for good, under the lock, as a new thread.
+//! **Cell scopes.** A thread inside a cell's scope (`with`, a `CellRef`, of a `State` or a
+//! `Cell`) counts as running whatever its state, so no update applies while it holds a reference
+//! into a cell's value, and an update may free the versions it replaces. Its depth of scopes is
+//! in its *scope word*, a thread-local its record points at (with a copy of the thread's own
+//! state in the low bits, so that a scope on a running thread touches one thread-local); the
+//! coordinator reads the depth under its lock, after the thread's state. An update point reached
+//! inside a scope does not park (its flag stays set, so the first one after the scope does), an
+//! idle section entered inside one leaves the thread counted as running, and a wait for a round
+//! inside one abandons the round at once. A thread not registered when it enters a scope
+//! registers *provisionally*: idle outside scopes, with its flag kept set, until its first update
+//! point, idle section or poll registers it for good, under the lock, as a new thread.
+//!
+//! **Scopes the list cannot show.** A thread that is exiting may enter a scope after its
+//! registration (a thread-local) is gone, from another thread-local's destructor, or still be
+//! inside one when it goes (a guard kept in a thread-local destroyed later). Such scopes are
+//! counted in `UNTRACKED`, raised before the scope reads a cell (or, for a registration going
+//! away inside a scope, before its record leaves the list, under the lock) and lowered when it
+//! ends; no round applies while the count is not zero. The applier's own thread (a transformer
+//! reading a cell) needs no tracking: it is the one applying, and its scopes see the values as
+//! they were, since nothing is installed before every transformer has run.
 //!
 //! **Ordering.** A thread goes from idle to running in one of two ways. Leaving an idle section
 //! or stretch, or starting an outermost poll, it stores *running* and then reads the global
@@ -80,8 +91,20 @@ use std::time::{Duration, Instant};
 const RUNNING: u8 = 0;
 const IDLE: u8 = 1;
 const PARKED: u8 = 2;
-/// Not a state: what this thread's mirror (`MINE`) holds while it has no record.
+/// Not a state: what this thread's scope word (`SCOPES`) holds in its state bits while the
+/// thread has no record.
 const UNREGISTERED: u8 = 3;
+
+/// The low bits of a scope word: the thread's state (`RUNNING` is 0).
+const STATE_BITS: u32 = 3;
+/// One scope, in a scope word (above the state bits).
+const DEPTH_ONE: u32 = STATE_BITS + 1;
+
+/// Scopes entered by threads that have no record (a thread past the destruction of its
+/// registration, in the destructors of its thread-locals) and not yet left: while there is one,
+/// no update applies, as if such a thread were running. Raised before the scope reads a cell
+/// (or, when a thread leaves inside a scope, before its record goes), lowered when it ends.
+static UNTRACKED: AtomicU32 = AtomicU32::new(0);
 
 /// Set while a round is open (a verified patch or rollback waits to be applied).
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -98,55 +121,85 @@ thread_local! {
     /// How many frames set this thread's state now: outermost polls of updateable futures and
     /// idle sections, nested.
     static FRAMES: Cell<u32> = const { Cell::new(0) };
-    /// How many cell scopes (`State::with`, `State::access`) this thread is inside, nested. While
-    /// it is not zero the thread counts as running, whatever its state; the coordinator reads it
-    /// through the thread's record.
-    static HELD: AtomicU32 = const { AtomicU32::new(0) };
-    /// This thread's state as it last stored it, or `UNREGISTERED`: a copy only this thread
-    /// reads, so that entering a scope on a running thread needs no look-up of its record.
-    static MINE: Cell<u8> = const { Cell::new(UNREGISTERED) };
+    /// This thread's *scope word*: how many cell scopes (`State::with`, `Cell::access`, …) it is
+    /// inside, nested, in units of `DEPTH_ONE`, plus in the low bits (`STATE_BITS`) its state as
+    /// it last stored it, or `UNREGISTERED`. While the depth is not zero the thread counts as
+    /// running, whatever its state; the coordinator reads the depth through the thread's record.
+    /// One word, so that a scope on a running thread touches one thread-local: a load and a
+    /// store, and one compare tells the slow path (the outermost scope of a thread that is not
+    /// running). Only this thread writes it. `const` and without destructor, so it is there
+    /// during thread exit too.
+    static SCOPES: AtomicU32 = const { AtomicU32::new(UNREGISTERED as u32) };
     /// Set while this thread applies a round (it holds the coordinator's lock meanwhile).
     static APPLYING_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether the calling thread is inside a cell scope.
 pub(crate) fn holding_cell() -> bool {
-    HELD.with(|h| h.load(Ordering::Relaxed) > 0)
+    SCOPES.with(|w| w.load(Ordering::Relaxed) >= DEPTH_ONE)
+}
+
+/// The calling thread's state as it last stored it, or `UNREGISTERED`.
+fn mine() -> u8 {
+    SCOPES.with(|w| (w.load(Ordering::Relaxed) & STATE_BITS) as u8)
+}
+
+/// Keeps the calling thread's copy of its own state, in its scope word.
+fn set_mine(state: u8) {
+    SCOPES.with(|w| {
+        let word = w.load(Ordering::Relaxed);
+        w.store((word & !STATE_BITS) | u32::from(state), Ordering::Relaxed);
+    });
 }
 
 /// Enters a cell scope on the calling thread: from now until the matching [`exit_scope`] it
 /// counts as running, and no update applies.
 ///
 /// On a thread whose state is running (a plain thread between update points, an executor thread
-/// inside a poll) this is a thread-local increment and one thread-local read: the coordinator
-/// sees the thread running already, and the thread leaves that state only by a sequentially
-/// consistent store of its own, after this one, so an applier that reads the later state reads
-/// this depth too. Otherwise the outermost scope takes [`enter_scope_slow`].
+/// inside a poll), and for any inner scope, this is a load and a store of one thread-local: the
+/// coordinator sees the thread running already (or inside its outer scope), and the thread
+/// leaves that state only by a sequentially consistent store of its own, after this one, so an
+/// applier that reads the later state reads this depth too. Otherwise the outermost scope takes
+/// [`enter_scope_slow`].
 #[inline]
 pub(crate) fn enter_scope() {
-    let outermost = HELD.with(|h| {
-        let n = h.load(Ordering::Relaxed);
-        h.store(n + 1, Ordering::Relaxed);
-        n == 0
+    let before = SCOPES.with(|w| {
+        let word = w.load(Ordering::Relaxed);
+        w.store(word + DEPTH_ONE, Ordering::Relaxed);
+        word
     });
-    if outermost && MINE.with(Cell::get) != RUNNING {
+    // Depth 0 and a state other than running: a word of 1 to 3.
+    if before.wrapping_sub(1) < STATE_BITS {
         enter_scope_slow();
     }
 }
 
-/// Enters the outermost scope on a thread that is not running (idle, an executor thread between polls) or not
-/// registered: registers it if needed (provisionally, see [`register_provisional`]), stores the
-/// depth, then reads the pending flag, against the applier's store of the flag and read of every
-/// thread's depth (both sequentially consistent): either the applier sees the scope, or the
-/// thread sees the round, and then it takes the coordinator's lock once, which the applier holds
-/// while it applies, so an update that had begun has finished before the thread reads the cell.
+/// Enters the outermost scope on a thread that is not running (idle, an executor thread between
+/// polls) or not registered: registers it if needed (provisionally, see
+/// [`register_provisional`]), publishes the depth, then reads the pending flag, against the
+/// applier's store of the flag and read of every thread's depth (both sequentially consistent):
+/// either the applier sees the scope, or the thread sees the round, and then it takes the
+/// coordinator's lock once, which the applier holds while it applies, so an update that had begun
+/// has finished before the thread reads the cell.
+///
+/// A thread that cannot register (it is exiting, and its registration is gone) raises the count
+/// of untracked scopes instead, with the same ordering against the applier's read of it.
 #[cold]
 #[inline(never)]
 fn enter_scope_slow() {
-    if MINE.with(Cell::get) == UNREGISTERED {
+    // Not on the applier's thread: it holds the coordinator's lock, which registering takes;
+    // its own scopes need no tracking (it is the one applying), and count as untracked.
+    if mine() == UNREGISTERED && !APPLYING_HERE.with(Cell::get) {
         register_provisional();
     }
-    HELD.with(|h| h.store(1, Ordering::SeqCst));
+    let word = SCOPES.with(|w| {
+        let word = w.load(Ordering::Relaxed);
+        w.store(word, Ordering::SeqCst);
+        word
+    });
+    if word & STATE_BITS == u32::from(UNREGISTERED) {
+        UNTRACKED.fetch_add(1, Ordering::SeqCst);
+    }
     // The applier itself (a transformer reading a cell) already holds the lock.
     if PENDING.load(Ordering::SeqCst) && !APPLYING_HERE.with(Cell::get) {
         drop(coordinator());
@@ -154,30 +207,30 @@ fn enter_scope_slow() {
 }
 
 /// Leaves a cell scope. Leaving the outermost one on a thread whose state is not running (idle,
-/// an executor thread between polls) lowers it as the end of a running section does: the depth
-/// is stored, then the pending flag read, and the thread may complete quiescence and apply. On a
-/// running thread nothing else happens: it is still running, and a round open meanwhile applies
-/// at its next update point.
+/// an executor thread between polls, an exiting thread) lowers it as the end of a running section
+/// does: the depth is stored, then the pending flag read, and the thread may complete quiescence
+/// and apply. On a running thread nothing else happens: it is still running, and a round open
+/// meanwhile applies at its next update point.
 #[inline]
 pub(crate) fn exit_scope() {
-    let outermost = HELD.with(|h| {
-        let n = h.load(Ordering::Relaxed);
-        h.store(n.saturating_sub(1), Ordering::Relaxed);
-        n == 1
+    let after = SCOPES.with(|w| {
+        let word = w.load(Ordering::Relaxed) - DEPTH_ONE;
+        w.store(word, Ordering::Relaxed);
+        word
     });
-    if outermost && MINE.with(Cell::get) != RUNNING {
-        exit_scope_slow();
+    if after.wrapping_sub(1) < STATE_BITS {
+        exit_scope_slow(after);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn exit_scope_slow() {
-    HELD.with(|h| h.store(0, Ordering::SeqCst));
-    if PENDING.load(Ordering::SeqCst)
-        && !APPLYING_HERE.with(Cell::get)
-        && MINE.with(Cell::get) != UNREGISTERED
-    {
+fn exit_scope_slow(word: u32) {
+    SCOPES.with(|w| w.store(word, Ordering::SeqCst));
+    if word & STATE_BITS == u32::from(UNREGISTERED) {
+        UNTRACKED.fetch_sub(1, Ordering::SeqCst);
+    }
+    if PENDING.load(Ordering::SeqCst) && !APPLYING_HERE.with(Cell::get) {
         let mut c = coordinator();
         if !expire(&mut c) {
             try_apply(&mut c);
@@ -219,14 +272,14 @@ struct ThreadRec {
     stretches: AtomicUsize,
     /// The thread's `CHECK` flag.
     check: *const AtomicBool,
-    /// The thread's `HELD` depth.
+    /// The thread's scope word (`SCOPES`), whose depth the coordinator reads.
     held: *const AtomicU32,
     name: String,
     /// To wake it when it is parked.
     thread: std::thread::Thread,
 }
 
-// SAFETY: `check` and `held` point at the owning thread's `CHECK` and `HELD`, thread-locals
+// SAFETY: `check` and `held` point at the owning thread's `CHECK` and `SCOPES`, thread-locals
 // without destructor whose storage lives until the thread has exited; the record is removed from
 // the coordinator (under its lock) by the thread's `Registration` destructor, before that storage
 // goes away, and both are only dereferenced under the same lock. Everything else is atomics and immutable data.
@@ -264,8 +317,8 @@ impl ThreadRec {
     /// How many cell scopes the thread is inside. Read under the coordinator's lock.
     fn held(&self) -> u32 {
         // SAFETY: called only under the coordinator's lock while the record is registered, so the
-        // owning thread's HELD is alive (see the Send impl).
-        unsafe { &*self.held }.load(Ordering::SeqCst)
+        // owning thread's SCOPES is alive (see the Send impl).
+        unsafe { &*self.held }.load(Ordering::SeqCst) / DEPTH_ONE
     }
 
     /// Whether the update protocol counts the thread as running: its state is, or it is inside
@@ -276,10 +329,11 @@ impl ThreadRec {
         self.state.load(Ordering::SeqCst) == RUNNING || self.held() > 0
     }
 
-    /// Stores the state of the calling thread, the owner of this record, and its copy in `MINE`.
+    /// Stores the state of the calling thread, the owner of this record, and its copy in its
+    /// scope word.
     fn set_state(&self, state: u8) {
         self.state.store(state, Ordering::SeqCst);
-        let _ = MINE.try_with(|m| m.set(state));
+        set_mine(state);
     }
 }
 
@@ -290,8 +344,15 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut c = coordinator();
+        // A thread that leaves inside a scope (a guard kept in a thread-local destroyed after
+        // this one) still holds a reference into a cell: it counts as running until the scope
+        // ends, through the count of untracked scopes, raised before its record goes (both
+        // under the lock the applier reads them under).
+        if holding_cell() {
+            UNTRACKED.fetch_add(1, Ordering::SeqCst);
+        }
         c.threads.retain(|t| !Arc::ptr_eq(t, &self.rec));
-        let _ = MINE.try_with(|m| m.set(UNREGISTERED));
+        set_mine(UNREGISTERED);
         // The exiting thread may have been the last one running.
         if PENDING.load(Ordering::SeqCst) {
             try_apply(&mut c);
@@ -456,7 +517,7 @@ fn register_as(initial: u8, provisional: bool) -> Option<Arc<ThreadRec>> {
         }
         let initial = if provisional { IDLE } else { initial_state(initial) };
         let check = CHECK.with(|c| c as *const AtomicBool);
-        let held = HELD.with(|h| h as *const AtomicU32);
+        let held = SCOPES.with(|w| w as *const AtomicU32);
         let name = std::thread::current()
             .name()
             .map(str::to_string)
@@ -475,7 +536,7 @@ fn register_as(initial: u8, provisional: bool) -> Option<Arc<ThreadRec>> {
         {
             let mut c = coordinator();
             rec.set_check(PENDING.load(Ordering::SeqCst));
-            let _ = MINE.try_with(|m| m.set(initial));
+            set_mine(initial);
             c.threads.push(rec.clone());
         }
         *me.borrow_mut() = Some(Registration { rec: rec.clone() });
@@ -654,7 +715,7 @@ fn try_apply(c: &mut MutexGuard<'static, Coordinator>) -> bool {
     if !PENDING.load(Ordering::SeqCst) {
         return false;
     }
-    if c.threads.iter().any(|t| t.counts_running()) {
+    if c.threads.iter().any(|t| t.counts_running()) || UNTRACKED.load(Ordering::SeqCst) > 0 {
         return false;
     }
     if let Some(clock) = &c.clock {
@@ -693,6 +754,12 @@ fn abandon(c: &mut MutexGuard<'static, Coordinator>) {
                 holding.push(t.name.clone());
             }
         }
+    }
+    let untracked = UNTRACKED.load(Ordering::SeqCst);
+    if untracked > 0 {
+        let exiting = format!("{untracked} exiting thread(s), inside a cell scope");
+        running.push(exiting.clone());
+        holding.push(exiting);
     }
     let waited = c.opened.map(|o| o.elapsed()).unwrap_or(c.timeout);
     let error = Error::UpdateTimeout { waited, running, holding };

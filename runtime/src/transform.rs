@@ -284,6 +284,24 @@ pub struct CellTransform {
     to_type: fn() -> &'static str,
     run: unsafe fn(*const ()) -> Result<*const (), TransformError>,
     drop_new: unsafe fn(*const ()),
+    /// Frees an old value once the update that transformed it has committed (`retire`).
+    drop_old: unsafe fn(*const ()),
+    /// Drops and frees a new value that was installed, when its cell goes away: stored with the
+    /// cell's version, so a value is always dropped by code compiled for its type.
+    free_new: unsafe fn(*const ()),
+    /// A named cell's transform (`name` is the cell's) or a field cells' (applied to every live
+    /// `dsu::Cell` whose value has the fingerprint `from`; `name` is the value type as written).
+    kind: CellKind,
+}
+
+/// What a [`CellTransform`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CellKind {
+    /// The `dsu::State` cell of that name.
+    Named,
+    /// Every live `dsu::Cell` whose value has the transform's `from` fingerprint.
+    Field,
 }
 
 // The layout the loader reads from the file: `from` at bytes 0..16, `to` at 16..32.
@@ -309,7 +327,32 @@ impl CellTransform {
             to_type: std::any::type_name::<New>,
             run: run::<Old, New>,
             drop_new: drop_new::<New>,
+            drop_old: drop_old::<Old>,
+            free_new: drop_new::<New>,
+            kind: CellKind::Named,
         }
+    }
+
+    /// The transform of every live field cell (`dsu::Cell<Old>`) whose value is an `Old` into
+    /// a `New`; `type_text` is the new value type as written, for messages. The patch's generated
+    /// code holds one per old type of field cell it changes.
+    pub const fn field<Old, New>(type_text: &'static str) -> Self
+    where
+        Old: Fingerprinted + 'static,
+        New: Transform<Old> + Fingerprinted + Send + Sync + 'static,
+    {
+        CellTransform { kind: CellKind::Field, ..Self::new::<Old, New>(type_text) }
+    }
+
+    /// Whether this is the transform of field cells (by fingerprint) rather than of a named cell.
+    pub(crate) fn is_field(&self) -> bool {
+        self.kind == CellKind::Field
+    }
+
+    /// How to drop and free a value this transform made, once it is installed: what its cell's
+    /// version keeps for when the cell goes away.
+    pub(crate) fn new_value_drop(&self) -> unsafe fn(*const ()) {
+        self.free_new
     }
 
     pub fn from_type(&self) -> &'static str {
@@ -351,6 +394,24 @@ impl CellTransform {
         // SAFETY: the caller's contract.
         unsafe { (self.drop_new)(new) }
     }
+}
+
+impl CellTransform {
+    /// Frees the old value `old` once the update that transformed it has committed: nothing
+    /// reaches it any more (see `update.rs`).
+    ///
+    /// # Safety
+    /// `old` must be the value this transform's `run` read, a `Box` of the `Old` type, no longer
+    /// installed in any cell, and not used after this call.
+    pub(crate) unsafe fn retire(&self, old: *const ()) {
+        // SAFETY: the caller's contract.
+        unsafe { (self.drop_old)(old) }
+    }
+}
+
+unsafe fn drop_old<Old>(old: *const ()) {
+    // SAFETY: `CellTransform::retire`'s contract: `old` came from `Box::into_raw` of an `Old`.
+    drop(unsafe { Box::from_raw(old as *mut Old) });
 }
 
 unsafe fn run<Old, New: Transform<Old>>(old: *const ()) -> Result<*const (), TransformError> {

@@ -5,6 +5,8 @@
 //! when every thread is at a safe point and then calls [`apply_now`], which applies every queued
 //! patch or rollback in order, each transactionally.
 
+use crate::cell::field::{self, RecordPtr};
+use crate::cell::{named, CellRecord, Version};
 use crate::sync::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use crate::transform::CellTransform;
 use crate::Error;
@@ -67,9 +69,10 @@ pub(crate) struct PreparedPatch {
     pub path: PathBuf,
     pub target: BuildIdentity,
     pub functions: Vec<PatchFn>,
-    /// State cells whose type the patch changes.
+    /// The patch's cell transforms: of named cells whose type it changes, and of field cells by
+    /// the old type of their values.
     pub cells: Vec<&'static CellTransform>,
-    /// The patch's inverse transforms (new type back to old), one per cell it can roll back.
+    /// The patch's inverse transforms (new type back to old), one per transform it can roll back.
     pub inverse: Vec<&'static CellTransform>,
 }
 
@@ -176,6 +179,9 @@ pub(crate) struct Runtime {
     expected_fns: HashMap<String, (Fingerprint, u64)>,
     /// Fingerprint of each state cell a pending patch transforms, once applied.
     expected_cells: HashMap<String, Fingerprint>,
+    /// The field transforms of the pending updates, in order, as `(from, to, new type's name)`:
+    /// what live field cells will hold once they are applied.
+    expected_fields: Vec<(Fingerprint, Fingerprint, &'static str)>,
     pending: Vec<Op>,
     /// Patches in effect, oldest first: what a rollback undoes.
     stack: Vec<Undo>,
@@ -215,10 +221,24 @@ impl Runtime {
     /// The fingerprint a state cell will have once pending patches are applied; `None` when no
     /// code has created the cell yet.
     pub fn expected_cell(&self, name: &str) -> Option<Fingerprint> {
-        self.expected_cells
-            .get(name)
-            .copied()
-            .or_else(|| crate::state::cell(name).map(|c| c.current().fingerprint))
+        self.expected_cells.get(name).copied().or_else(|| {
+            // SAFETY: under the runtime's lock (`&self` is borrowed from it), which the applier
+            // holds while it replaces and frees versions.
+            named::cell(name).map(|c| unsafe { c.current() }.fingerprint)
+        })
+    }
+
+    /// The types live field cells will hold once the pending updates are applied: each
+    /// fingerprint with its type's name and how many cells hold it now.
+    pub fn expected_field_types(&self) -> Vec<(Fingerprint, String, usize)> {
+        let mut live: Vec<(Fingerprint, String, usize)> =
+            field::live_types().into_iter().map(|(f, name, n)| (f, name.to_string(), n)).collect();
+        for (from, to, to_type) in &self.expected_fields {
+            for cell in live.iter_mut().filter(|c| c.0 == *from) {
+                *cell = (*to, to_type.to_string(), cell.2);
+            }
+        }
+        live
     }
 
     pub fn queue(&mut self, patch: PreparedPatch) {
@@ -226,7 +246,11 @@ impl Runtime {
             self.expected_fns.insert(f.path.clone(), (f.signature, f.body));
         }
         for c in &patch.cells {
-            self.expected_cells.insert(c.name.to_string(), c.to);
+            if c.is_field() {
+                self.expected_fields.push((c.from, c.to, c.to_type()));
+            } else {
+                self.expected_cells.insert(c.name.to_string(), c.to);
+            }
         }
         self.expected = patch.target.clone();
         self.pending.push(Op::Patch(Box::new(patch)));
@@ -245,9 +269,23 @@ impl Runtime {
             });
         };
         for ct in &undo.cells {
-            let has_inverse =
-                undo.inverse.iter().any(|i| i.name == ct.name && i.from == ct.to && i.to == ct.from);
-            if !has_inverse {
+            if ct.is_field() {
+                if inverse_of(&undo.inverse, ct).is_none() {
+                    return Err(Error::RollbackRefused {
+                        reason: format!(
+                            "patch {} changed the values of field cells (`dsu::Cell`) from `{}` \
+                             to `{}` and carries no inverse transformer; add \
+                             `#[dsu::transform(to = dsu_old::…)]` for each changed type to make it \
+                             reversible",
+                            undo.path.display(),
+                            ct.from_type(),
+                            ct.to_type()
+                        ),
+                    });
+                }
+                continue;
+            }
+            if inverse_of(&undo.inverse, ct).is_none() {
                 return Err(Error::RollbackRefused {
                     reason: format!(
                         "patch {} changed state cell `{}` from `{}` to `{}` and carries no inverse \
@@ -265,7 +303,7 @@ impl Runtime {
             path: undo.path.clone(),
             from_revision: self.current.revision.clone(),
             to_revision: undo.previous.revision.clone(),
-            cells: undo.cells.iter().map(|c| c.name.to_string()).collect(),
+            cells: undo.cells.iter().filter(|c| !c.is_field()).map(|c| c.name.to_string()).collect(),
         };
         self.expected = undo.previous.clone();
         for f in &undo.fns {
@@ -279,24 +317,54 @@ impl Runtime {
             }
         }
         for ct in &undo.cells {
-            self.expected_cells.insert(ct.name.to_string(), ct.from);
+            if ct.is_field() {
+                self.expected_fields.push((ct.to, ct.from, ct.from_type()));
+            } else {
+                self.expected_cells.insert(ct.name.to_string(), ct.from);
+            }
         }
         self.pending.push(Op::Rollback);
         Ok(report)
     }
 
-    /// Runs `transforms` on their cells, each into a new value, and installs the new values
-    /// only if all succeeded. `path` names the patch in an error.
+    /// Runs `transforms` (of named cells, and of field cells by the old type of their values)
+    /// on their cells, each into a new value, and installs the new values only if all
+    /// succeeded; then frees the old values and versions. `path` names the patch in an error.
+    ///
+    /// **Why freeing is sound.** This runs as the applier: the update protocol has found no
+    /// thread it counts as running, and a thread inside a cell scope counts as running, whatever
+    /// its state (`quiesce.rs`): a registered thread through its depth, a thread that is not
+    /// registered yet by registering at its first scope, an exiting thread whose registration is
+    /// gone through the count of untracked scopes. A scope is entered before a version is read
+    /// and left after the last use of the reference it gives (the guard, `CellRef`, lends it only
+    /// for a borrow of itself, and stays on its thread), so no reference into any value exists
+    /// now on another thread. A scope entered meanwhile on a thread the protocol counts as idle
+    /// waits for the coordinator's lock, which the applier holds, and then reads the new version.
+    /// On this thread, transformers may read cells (their scopes see the values as they were:
+    /// nothing is installed before every transformer has run), and the old values are freed only
+    /// after the last transformer has returned. So once a version is replaced nothing reaches it,
+    /// and it is freed: its value by the transform that read it (`retire`), the version record
+    /// with it.
+    ///
+    /// The field-cell registry is held from the listing of the cells to transform until the new
+    /// values are installed: a cell created or dropped meanwhile on another thread waits, and is
+    /// either listed (and transformed) or not there; one created on this thread with a value of
+    /// an old type (by a transformer) would escape the transform, and fails the update.
     fn transform_cells(
         path: &std::path::Path,
         transforms: &[&'static CellTransform],
     ) -> Result<(), Error> {
-        let mut staged = Vec::with_capacity(transforms.len());
-        let mut failure = None;
-        for ct in transforms {
+        let registry = field::Applying::begin();
+        // Listed before any transformer runs.
+        let targets: Vec<(&'static CellTransform, Vec<RecordPtr>)> =
+            transforms.iter().filter(|ct| ct.is_field()).map(|ct| (*ct, registry.cells_of(ct.from))).collect();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut failure: Option<(&'static CellTransform, String)> = None;
+        for ct in transforms.iter().copied().filter(|ct| !ct.is_field()) {
             // A cell no code has created yet has nothing to transform: the new code creates it.
-            let Some(record) = crate::state::cell(ct.name) else { continue };
-            let current = record.current();
+            let Some(record) = named::cell(ct.name) else { continue };
+            // SAFETY: this is the applier; versions are replaced only below.
+            let current = unsafe { record.current() };
             if current.fingerprint != ct.from {
                 failure = Some((ct, format!("the cell holds `{}` now", current.type_name)));
                 break;
@@ -304,32 +372,80 @@ impl Runtime {
             // SAFETY: the cell's current value has fingerprint `ct.from`, so it is the
             // transform's old type.
             match unsafe { ct.run(current.value) } {
-                Ok(new) => staged.push((record, *ct, new)),
+                Ok(new) => staged.push(Staged { cell: Target::Named(record), ct, new }),
                 Err(e) => {
                     failure = Some((ct, e.0));
                     break;
                 }
             }
         }
-        if let Some((ct, reason)) = failure {
-            for (_, done, new) in staged {
-                // SAFETY: `new` was made by `done.run` and never installed.
-                unsafe { done.discard(new) };
+        'field: for (ct, records) in targets.iter().filter(|_| failure.is_none()) {
+            for &record in records {
+                // SAFETY: listed under the registry's hold, which this thread keeps: registered
+                // and alive (a drop on this thread is deferred), its version current.
+                let current = unsafe { record.current() };
+                // SAFETY: listed by the fingerprint `ct.from`: the value is the old type.
+                match unsafe { ct.run(current.value) } {
+                    Ok(new) => staged.push(Staged { cell: Target::Field(record), ct, new }),
+                    Err(e) => {
+                        failure = Some((ct, e.0));
+                        break 'field;
+                    }
+                }
             }
-            return Err(Error::TransformFailed {
-                path: path.to_path_buf(),
-                cell: ct.name.to_string(),
-                from_type: ct.from_type().to_string(),
-                to_type: ct.to_type().to_string(),
-                reason,
+        }
+        if failure.is_none() {
+            if let Some((ct, _)) = targets.iter().find(|(ct, listed)| registry.count_of(ct.from) > listed.len()) {
+                failure = Some((
+                    ct,
+                    "a transformer created a `dsu::Cell` holding the old type while the update was \
+                     applied; it would have been left untransformed"
+                        .to_string(),
+                ));
+            }
+        }
+        if let Some((ct, reason)) = failure {
+            registry.end();
+            for s in staged {
+                // SAFETY: `new` was made by `s.ct.run` and never installed.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { s.ct.discard(s.new) }));
+                if r.is_err() {
+                    tracing::warn!(target: "dsu", "dropping a value of an abandoned update panicked");
+                }
+            }
+            return Err(if ct.is_field() {
+                Error::FieldTransformFailed {
+                    path: path.to_path_buf(),
+                    from_type: ct.from_type().to_string(),
+                    to_type: ct.to_type().to_string(),
+                    cells: targets.iter().find(|(t, _)| std::ptr::eq(*t, ct)).map_or(0, |(_, l)| l.len()),
+                    reason,
+                }
+            } else {
+                Error::TransformFailed {
+                    path: path.to_path_buf(),
+                    cell: ct.name.to_string(),
+                    from_type: ct.from_type().to_string(),
+                    to_type: ct.to_type().to_string(),
+                    reason,
+                }
             });
         }
-        for (record, ct, new) in staged {
-            record.replace(crate::state::CellVersion {
-                fingerprint: ct.to,
-                type_name: ct.to_type(),
-                value: new,
-            });
+        let mut replaced = Vec::with_capacity(staged.len());
+        for s in staged {
+            let version = Version::transformed(s.ct, s.new);
+            let old = match s.cell {
+                Target::Named(record) => record.replace(version),
+                Target::Field(record) => registry.install(record, version),
+            };
+            replaced.push((s.ct, old));
+        }
+        for ct in transforms.iter().copied().filter(|ct| ct.is_field()) {
+            registry.supersede(ct);
+        }
+        registry.end();
+        for (ct, old) in replaced {
+            field::retire(ct, old);
         }
         Ok(())
     }
@@ -399,14 +515,8 @@ impl Runtime {
         let Some(undo) = self.stack.last() else {
             return Err(Error::RollbackRefused { reason: "no patch is applied".into() });
         };
-        let inverse: Vec<&'static CellTransform> = undo
-            .cells
-            .iter()
-            .rev()
-            .filter_map(|ct| {
-                undo.inverse.iter().copied().find(|i| i.name == ct.name && i.from == ct.to)
-            })
-            .collect();
+        let inverse: Vec<&'static CellTransform> =
+            undo.cells.iter().rev().filter_map(|ct| inverse_of(&undo.inverse, ct)).collect();
         Self::transform_cells(&undo.path, &inverse)?;
         let undo = self.stack.pop().expect("checked above");
         let mut changed = Vec::new();
@@ -463,7 +573,32 @@ impl Runtime {
         self.expected_fns =
             self.live.iter().map(|(k, r)| (k.clone(), (r.signature, r.body))).collect();
         self.expected_cells.clear();
+        self.expected_fields.clear();
     }
+}
+
+/// A new value made by a transform, waiting to be installed.
+struct Staged {
+    cell: Target,
+    ct: &'static CellTransform,
+    new: *const (),
+}
+
+/// The cell a staged value goes into.
+enum Target {
+    Named(&'static CellRecord),
+    Field(RecordPtr),
+}
+
+/// The inverse, among `inverse`, of the transform `ct`: of the same cell (a named cell by its
+/// name, field cells by type), from `ct`'s new type back to its old one.
+fn inverse_of(inverse: &[&'static CellTransform], ct: &CellTransform) -> Option<&'static CellTransform> {
+    inverse.iter().copied().find(|i| {
+        i.is_field() == ct.is_field()
+            && i.from == ct.to
+            && i.to == ct.from
+            && (ct.is_field() || i.name == ct.name)
+    })
 }
 
 /// What a successful [`rollback`] queued.
@@ -531,6 +666,45 @@ pub(crate) struct HostFn<'a> {
     pub slot: &'static AtomicPtr<()>,
 }
 
+/// Queues an update that runs the cell transforms `cells` (with `inverse` for its rollback) and
+/// changes no function, and opens its round; its number. For tests of cell transforms without a
+/// patch library: a program without a function table (a test binary) gets an empty one.
+pub(crate) fn queue_transforms(
+    cells: Vec<&'static CellTransform>,
+    inverse: Vec<&'static CellTransform>,
+) -> u64 {
+    // As `load` does: the calling thread takes part, and the update applies at its next update
+    // point or wait, not behind its back.
+    crate::quiesce::register_running();
+    let mut guard = lock();
+    let rt = guard.get_or_insert_with(|| {
+        read_host().unwrap_or_else(|_| Runtime::new(BuildIdentity::default(), HashMap::new()))
+    });
+    let target = rt.expected().clone();
+    rt.queue(PreparedPatch { path: "<cell transforms>".into(), target, functions: Vec::new(), cells, inverse });
+    drop(guard);
+    crate::quiesce::open_round()
+}
+
+impl Runtime {
+    /// The runtime of the build `host`, whose functions are `live`, before any update.
+    fn new(host: BuildIdentity, live: HashMap<String, FnRecord>) -> Runtime {
+        Runtime {
+            current: host.clone(),
+            expected: host.clone(),
+            host,
+            expected_fns: live.iter().map(|(k, r)| (k.clone(), (r.signature, r.body))).collect(),
+            live,
+            expected_cells: HashMap::new(),
+            expected_fields: Vec::new(),
+            pending: Vec::new(),
+            stack: Vec::new(),
+            history: Vec::new(),
+            last_refusal: None,
+        }
+    }
+}
+
 fn read_host() -> Result<Runtime, Error> {
     let functions = crate::load::host_functions()?;
     let Some(first) = functions.first() else {
@@ -550,7 +724,6 @@ fn read_host() -> Result<Runtime, Error> {
         reason: format!("its build identity `{build}` is unreadable: {e}"),
     })?;
     let mut live = HashMap::new();
-    let mut expected_fns = HashMap::new();
     for f in &functions {
         if f.info.build != build {
             return Err(Error::NotUpdateable {
@@ -560,7 +733,6 @@ fn read_host() -> Result<Runtime, Error> {
                 ),
             });
         }
-        expected_fns.insert(f.info.path.to_string(), (f.info.signature, f.info.body));
         live.insert(
             f.info.path.to_string(),
             FnRecord {
@@ -570,18 +742,7 @@ fn read_host() -> Result<Runtime, Error> {
             },
         );
     }
-    Ok(Runtime {
-        current: host.clone(),
-        expected: host.clone(),
-        host,
-        live,
-        expected_fns,
-        expected_cells: HashMap::new(),
-        pending: Vec::new(),
-        stack: Vec::new(),
-        history: Vec::new(),
-        last_refusal: None,
-    })
+    Ok(Runtime::new(host, live))
 }
 
 /// Applies every pending update, in order; called by the update protocol once the program is

@@ -23,7 +23,8 @@
 //!   dropped, fields it removed come from `Default`). A patch without them is not refused; it is
 //!   only not reversible (`Report::types_reversible`, `Report::cells_reversible`);
 //! * transforms every state cell, in any module of any crate of the set, whose type mentions a
-//!   changed type (a cell of the binary may hold a type of the library);
+//!   changed type (a cell of the binary may hold a type of the library), and every field cell
+//!   (`dsu::Cell<T>`) by its value type (`cells.rs`);
 //! * generates the code all this needs (`generate.rs`).
 
 use super::generate::{self, Generated, Site, ToOld};
@@ -128,6 +129,18 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
     }
     let reversible = p.plan_inverses(&planned, &ok);
     let cells = p.plan_cells(&ok, &reversible);
+    super::cells::plan_field_transforms(&mut super::cells::FieldPlan {
+        old,
+        new,
+        old_resolver: &p.old_resolver,
+        new_resolver: &p.new_resolver,
+        changed: &ok,
+        reversible: &reversible,
+        crate_names: &p.crate_names,
+        gen: &mut p.gen,
+        aliases: &mut p.aliases,
+        report: p.report,
+    });
     p.route_functions(&ok, &cells);
     p.compile_selected();
     p.gen.need_aliases(p.aliases);

@@ -245,6 +245,37 @@ pub fn commit_all(dir: &Path, tag: &str) {
     git(dir, &["tag", tag]);
 }
 
+/// A program built from version 1 of a tree fixture, and its patch to version 2.
+pub struct Built {
+    pub binary: PathBuf,
+    /// The patch `v1..v2`'s path.
+    pub patch: String,
+    /// What `cargo dsu patch` reported (its standard error).
+    pub report: String,
+}
+
+/// Commits the tree fixture `fixture`'s `base` and `v2` as the tags `v1` and `v2` in the scratch
+/// repository `scratch-<name>` of the shared target directory, builds `v1` with `cargo dsu
+/// build` and the patch `v1..v2` with `cargo dsu patch`.
+pub fn built_with_patch(name: &str, fixture: &str) -> Built {
+    let target = shared_target_dir();
+    let dir = target.join(format!("scratch-{name}")).join("repo");
+    init_repo(&dir);
+    commit_tree(&dir, fixture, "base", "v1");
+    commit_tree(&dir, fixture, "v2", "v2");
+    git(&dir, &["checkout", "-q", "v1"]);
+    let out = dsu(&dir, &target, &["build"]);
+    assert_success(&out, "cargo dsu build");
+    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let out = dsu(&dir, &target, &["patch", "v1..v2"]);
+    assert_success(&out, "cargo dsu patch v1..v2");
+    Built {
+        binary,
+        patch: String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        report: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Writes release `n` of the `server` fixture into `dir`: its `src/release.rs` is a template of
 /// what changes from release to release.
 pub fn write_server_release(dir: &Path, n: u32) {

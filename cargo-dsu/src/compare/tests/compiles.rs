@@ -28,6 +28,11 @@ impl<T> State<T> {
 impl<T> State<T> {
     pub fn with<R>(&self, _f: impl FnOnce(&T) -> R) -> R { unimplemented!() }
 }
+pub struct Cell<T>(T);
+impl<T> Cell<T> {
+    pub fn new(value: T) -> Self { Cell(value) }
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R { f(&self.0) }
+}
 pub mod __private {
     pub struct TransformError(pub String);
     pub trait Transform<Old>: Sized {
@@ -53,6 +58,14 @@ pub mod __private {
     pub struct CellTransform(&'static str);
     impl CellTransform {
         pub const fn new<Old: 'static, New: Transform<Old> + 'static>(name: &'static str) -> Self { CellTransform(name) }
+        pub const fn field<Old: 'static, New: Transform<Old> + 'static>(ty: &'static str) -> Self { CellTransform(ty) }
+    }
+    pub struct FieldCellInfo<const N: usize>([u8; N]);
+    impl<const N: usize> FieldCellInfo<N> {
+        pub const fn new<T>(place: &str, ty: &str) -> Self {
+            assert!(place.len() + ty.len() == N, "FieldCellInfo length");
+            FieldCellInfo([0; N])
+        }
     }
 }
 "#;
@@ -81,14 +94,17 @@ const TAG_V2: &str =
 
 const STORE: &str = "use std::sync::Mutex;\nuse crate::outer::tags::Tag;\n{ENTRY}\
     static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
-    #[dsu::updateable]\npub fn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n";
+    #[dsu::updateable]\npub fn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n\
+    pub struct Holder { pub cells: dsu::Cell<Mutex<Vec<Entry>>> }\n\
+    #[dsu::updateable]\npub fn held(h: &Holder) -> usize { h.cells.with(|c| c.lock().unwrap().len()) }\n";
 
 const ENTRY_V1: &str = "#[dsu::updateable]\npub struct Entry { pub name: String, pub tag: Tag, hits: u32, at: super::Stamp }\n";
 const ENTRY_V2: &str =
     "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]\n\
     pub struct Entry { pub tag: Tag, pub name: String, hits: u32, pub seen: bool, at: super::Stamp }\n";
 
-const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
+const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\nuse dsu::Cell;\n\
+    pub struct Local { pub c: Cell<Vec<Entry>> }\n\
     static CELLS: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"cells\", Default::default);\n\
     #[dsu::updateable]\nfn total() -> usize { CELLS.with(|c| c.lock().unwrap().len()) + core_logic::count() }\n\
     fn main() { let _ = total(); }\n";
@@ -130,8 +146,10 @@ fn inserted_code_compiles_across_modules_and_crates() {
         [
             "core_logic::inline_cells::TAGS (cell \"tags\")",
             "core_logic::inline_cells::NOTES (cell \"notes\")",
+            "app (field cells `dsu::Cell<Vec<Entry>>`, struct Local, field c)",
             "app::CELLS (cell \"cells\")",
-            "core_logic::store::STORE (cell \"store\")"
+            "core_logic::store::STORE (cell \"store\")",
+            "core_logic::store (field cells `dsu::Cell<Mutex<Vec<Entry>>>`, struct Holder, field cells)"
         ]
     );
 
@@ -149,6 +167,11 @@ fn inserted_code_compiles_across_modules_and_crates() {
         let symbol = format!("#[export_name = \"__dsu_state_{name}\"]");
         assert!(records.contains(&symbol), "{symbol} in {records}");
         assert!(records.contains(&format!("({name:?}, {ty:?})")), "{name}: {records}");
+    }
+    // And one per field-cell type and module, in the module.
+    for (place, ty) in [("core_logic::store", "Mutex<Vec<Entry>>"), ("app", "Vec<Entry>")] {
+        let record = squash(&format!("FieldCellInfo::new::<{ty}>({place:?}, {ty:?})"));
+        assert!(squash(&records).contains(&record), "{place}: {records}");
     }
     let mut all = r.generated.clone();
     for i in cells.insertions {

@@ -2,6 +2,7 @@
 //! pipeline compares them.
 
 mod compiles;
+mod field_cells;
 mod items;
 mod trees;
 mod types;

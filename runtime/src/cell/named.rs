@@ -1,22 +1,15 @@
-//! State cells: values that must survive updates, owned by the runtime.
+//! Named cells: `static` handles to values found by a stable name.
 //!
 //! A plain `static` of the updateable crate does not survive: every patch is a second copy of
 //! the crate with its own statics. A [`State`] static is only a handle; the value lives in the
 //! runtime (one copy per process, in the shared library) and is found by its stable name, so the
-//! host and every patch reach the same value.
-//!
-//! A cell is versioned: it points at its current version (the value and the structural
-//! fingerprint of its type). A patch that changes the type replaces the version with a
-//! transformed value; every access compares the fingerprint the accessing code was compiled for
-//! with the current one, so no code ever sees a value of a layout it was not compiled for.
-//!
-//! Access is scoped ([`State::with`], [`State::access`]): a reference to a value never outlives
-//! the scope it was taken in, and no update applies while a thread is inside one (the update
-//! protocol counts it as running, `quiesce.rs`), so a reference never outlives the next update.
+//! host and every patch reach the same value. Its record is leaked (handles cache its address);
+//! its versions are freed by the update that replaces them (see `mod.rs`).
 
+use super::scope::CellRef;
+use super::{CellRecord, Version, Which};
 use crate::sync::{AtomicPtr, Mutex, Ordering};
 use crate::{Error, Fingerprinted};
-use dsu_abi::Fingerprint;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
@@ -45,38 +38,6 @@ pub struct State<T: 'static> {
     cell: AtomicPtr<CellRecord>,
     _marker: PhantomData<&'static T>,
 }
-
-/// One version of a cell's value. Versions are never freed: code of an earlier version may still
-/// hold references into its value.
-pub(crate) struct CellVersion {
-    pub fingerprint: Fingerprint,
-    pub type_name: &'static str,
-    pub value: *const (),
-}
-
-/// A cell, shared by every handle of the same name.
-pub(crate) struct CellRecord {
-    current: AtomicPtr<CellVersion>,
-}
-
-impl CellRecord {
-    pub fn current(&self) -> &'static CellVersion {
-        // SAFETY: `current` always holds a leaked, never-freed CellVersion (set at creation and
-        // only ever replaced by another leaked one).
-        unsafe { &*self.current.load(Ordering::Acquire) }
-    }
-
-    /// Makes `version` current. The previous version stays allocated.
-    pub fn replace(&self, version: CellVersion) {
-        self.current.store(Box::into_raw(Box::new(version)), Ordering::Release);
-    }
-}
-
-// SAFETY: the value behind a CellVersion is a `T: Send + Sync` (the only way to create one), and
-// records are only read through atomics.
-unsafe impl Send for CellVersion {}
-// SAFETY: as above.
-unsafe impl Sync for CellVersion {}
 
 static CELLS: Mutex<Option<HashMap<String, &'static CellRecord>>> = Mutex::new(None);
 
@@ -129,35 +90,27 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
     /// holds every update up until the update timeout, and the refusal names it.
     #[inline]
     pub fn access(&self) -> CellRef<'_, T> {
-        match self.try_access() {
-            Ok(v) => v,
-            Err(e) => panic!("{e}"),
-        }
+        super::access(|| self.version(), || Which::Named(self.name))
     }
 
     /// The value behind a guard, as [`State::access`] gives it, or [`Error::StateType`] when the
     /// cell's current version has another fingerprint than the one this code was compiled for.
     #[inline]
     pub fn try_access(&self) -> Result<CellRef<'_, T>, Error> {
-        // The scope begins before the version is read: no update replaces it from now on.
-        let scope = Scope::enter();
+        super::try_access(|| self.version(), || Which::Named(self.name))
+    }
+
+    /// The cell's current version. Call it inside a scope, which keeps the version current and
+    /// allocated for as long as the scope lives.
+    #[inline]
+    fn version(&self) -> &Version {
         let mut record = self.cell.load(Ordering::Acquire);
         if record.is_null() {
             record = self.resolve();
         }
-        // SAFETY: records are leaked and never freed.
-        let version = unsafe { &*record }.current();
-        if version.fingerprint == T::FINGERPRINT {
-            // SAFETY: the version's value is a T (its fingerprint is T's), leaked and never freed.
-            let value = unsafe { &*(version.value as *const T) };
-            Ok(CellRef { value, _scope: scope })
-        } else {
-            Err(Error::StateType {
-                name: self.name.to_string(),
-                expected: format!("{} (fingerprint {})", std::any::type_name::<T>(), T::FINGERPRINT),
-                found: format!("{} (fingerprint {})", version.type_name, version.fingerprint),
-            })
-        }
+        // SAFETY: named records are leaked and never freed. The caller is inside a scope: no
+        // update applies, so the version is not replaced or freed, while it uses it.
+        unsafe { (*record).current() }
     }
 
     #[cold]
@@ -166,25 +119,21 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
             Some(r) => r,
             None => {
                 // Initialise outside the lock: `init` may itself use other cells.
-                let fresh = CellVersion {
-                    fingerprint: T::FINGERPRINT,
-                    type_name: std::any::type_name::<T>(),
-                    value: Box::into_raw(Box::new((self.init)())) as *const (),
-                };
-                let mut cells = CELLS.lock().unwrap_or_else(|e| e.into_inner());
-                let cells = cells.get_or_insert_with(HashMap::new);
-                match cells.get(self.name) {
+                let fresh = Version::of((self.init)());
+                let mut guard = CELLS.lock().unwrap_or_else(|e| e.into_inner());
+                let cells = guard.get_or_insert_with(HashMap::new);
+                match cells.get(self.name).copied() {
                     Some(r) => {
-                        // Another thread initialised it first; drop ours.
-                        // SAFETY: `fresh.value` came from Box::into_raw of a T above and was
-                        // never shared.
-                        drop(unsafe { Box::from_raw(fresh.value as *mut T) });
+                        // Another thread initialised it first; drop ours, outside the lock (a
+                        // drop may use other cells).
+                        drop(guard);
+                        // SAFETY: `fresh` was never installed anywhere.
+                        unsafe { fresh.drop_with_value() };
                         r
                     }
                     None => {
-                        let r: &'static CellRecord = Box::leak(Box::new(CellRecord {
-                            current: AtomicPtr::new(Box::into_raw(Box::new(fresh))),
-                        }));
+                        // Leaked: handles in every copy of the crate cache its address.
+                        let r: &'static CellRecord = Box::leak(Box::new(CellRecord::new(fresh)));
                         cells.insert(self.name.to_string(), r);
                         r
                     }
@@ -194,52 +143,6 @@ impl<T: Fingerprinted + Send + Sync + 'static> State<T> {
         let ptr = record as *const CellRecord as *mut CellRecord;
         self.cell.store(ptr, Ordering::Release);
         ptr
-    }
-}
-
-/// One scope on the calling thread (see [`State::access`]): entered when made, left when
-/// dropped, also by a panic. Neither `Send` nor `Sync`: the depth it counts is its thread's.
-struct Scope {
-    _thread: PhantomData<*const ()>,
-}
-
-impl Scope {
-    #[inline]
-    fn enter() -> Scope {
-        crate::quiesce::enter_scope();
-        Scope { _thread: PhantomData }
-    }
-}
-
-impl Drop for Scope {
-    #[inline]
-    fn drop(&mut self) {
-        crate::quiesce::exit_scope();
-    }
-}
-
-/// A state cell's value, for as long as this guard lives on the thread that took it
-/// ([`State::access`]). It dereferences to `&T` borrowed from the guard, so no reference outlives
-/// it; it cannot be sent to another thread or shared with one. While it lives, the thread counts
-/// as running for the update protocol, and no update applies.
-#[must_use = "the value is reachable only through the guard"]
-pub struct CellRef<'a, T: 'static> {
-    value: &'a T,
-    _scope: Scope,
-}
-
-impl<T: 'static> std::ops::Deref for CellRef<'_, T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        self.value
-    }
-}
-
-impl<T: std::fmt::Debug + 'static> std::fmt::Debug for CellRef<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.value.fmt(f)
     }
 }
 
@@ -339,11 +242,10 @@ mod tests {
     fn every_access_sees_the_current_version() {
         assert_eq!(V.with(|v| v.load(Ordering::Relaxed)), 1);
         let record = cell("state-test-v").unwrap();
-        record.replace(CellVersion {
-            fingerprint: String::FINGERPRINT,
-            type_name: "String",
-            value: Box::into_raw(Box::new(String::from("two"))) as *const (),
-        });
+        // As an update would: replace, then free the old version (no scope is open here).
+        let old = record.replace(Version::of(String::from("two")));
+        // SAFETY: `old` is no longer installed, and no scope reaches it.
+        unsafe { old.drop_with_value() };
         assert_eq!(V_NEW.with(|v| v.clone()), "two");
         assert!(V.try_with(|_| ()).is_err(), "old code no longer reaches the cell once it changed type");
     }
