@@ -36,11 +36,12 @@ impl<'data> LibraryFile<'data> {
         // the headers readable.
         for section in file.sections() {
             if let Some((offset, size)) = section.file_range() {
-                if offset.saturating_add(size) > data.len() as u64 {
+                let end = offset.checked_add(size);
+                if end.is_none_or(|end| end > data.len() as u64) {
                     return Err(ElfError::Malformed(format!(
                         "section {} ends at byte {}, the file has {} (truncated)",
                         section.name().unwrap_or("?"),
-                        offset + size,
+                        end.map_or_else(|| format!("{offset} + {size}"), |e| e.to_string()),
                         data.len()
                     )));
                 }

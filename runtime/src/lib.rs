@@ -184,6 +184,13 @@ pub mod __private {
         crate::trust::check_seal(std::path::Path::new("<bytes>"), file, trusted).map(|c| c.library.len())
     }
 
+    /// Reads a patch library's bytes as `dsu::load` does behind the seal, before anything runs
+    /// (the ELF file, the header, the manifest and every record). For fuzzing: a fuzzer that
+    /// had to pass the seal's digest first would never reach these readers.
+    pub fn read_patch_library(library: &[u8]) -> Result<(), crate::Error> {
+        crate::load::read_patch(std::path::Path::new("<bytes>"), library).map(drop)
+    }
+
     /// Opens an update round (or joins the open one) with nothing more queued; its number. For
     /// tests of the update protocol without a patch library.
     pub fn open_round() -> u64 {

@@ -91,38 +91,44 @@ fn load_into_round(path: &Path) -> Result<(LoadReport, u64), Error> {
     result
 }
 
-fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
-    // Read once, through one checked descriptor; the seal (and signature) is checked before any
-    // other byte is interpreted, and what is mapped later is exactly `data` (`trust.rs`).
-    let file_bytes = crate::trust::read_patch_file(&path)?;
-    let trusted = {
-        let mut guard = update::lock();
-        update::runtime(&mut guard)?.trusted_keys()
-    };
-    let checked = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
-    let data = checked.library;
+/// What `load` reads from a patch's library bytes before anything runs: the manifest and every
+/// record, each parsed and checked on its own (against the running program only later).
+pub(crate) struct PatchFile<'a> {
+    manifest: dsu_abi::Manifest,
+    inverse_symbols: Vec<&'a str>,
+    cell_transforms: Vec<(&'a str, Fingerprint, Fingerprint)>,
+    cell_records: HashMap<&'a str, CellRecordOfPatch<'a>>,
+    field_records: Vec<FieldCellInfoView<'a>>,
+    field_inverse_symbols: Vec<&'a str>,
+    field_transforms: Vec<(&'a str, Fingerprint, Fingerprint)>,
+    table: Vec<(&'a str, &'a [u8], FnInfoView<'a>)>,
+}
+
+/// Steps 1 to 2 and the reading half of 4 and 5: parses the library bytes `data` (whose seal
+/// was checked) into a [`PatchFile`]. Reads bytes only; the fuzz target `patch_reader` drives it.
+pub(crate) fn read_patch<'a>(path: &Path, data: &'a [u8]) -> Result<PatchFile<'a>, Error> {
     let elf_err = |e: ElfError| match e {
-        ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.clone(), reason },
-        ElfError::Malformed(reason) => Error::Malformed { path: path.clone(), reason },
+        ElfError::NotALibrary(reason) => Error::NotALibrary { path: path.to_path_buf(), reason },
+        ElfError::Malformed(reason) => Error::Malformed { path: path.to_path_buf(), reason },
     };
     let file = LibraryFile::parse(data).map_err(elf_err)?;
 
     let header = file
         .symbol(HEADER_SYMBOL)
         .map_err(elf_err)?
-        .ok_or(Error::MissingHeader { path: path.clone(), symbol: HEADER_SYMBOL })?;
+        .ok_or(Error::MissingHeader { path: path.to_path_buf(), symbol: HEADER_SYMBOL })?;
     let (header, manifest) = dsu_abi::decode_patch_blob(header.bytes).map_err(|e| match e {
         DecodeError::BadMagic { expected, found } => {
-            Error::BadMagic { path: path.clone(), expected, found }
+            Error::BadMagic { path: path.to_path_buf(), expected, found }
         }
         DecodeError::UnsupportedMajor { expected, found } => {
-            Error::UnsupportedFormat { path: path.clone(), expected, found }
+            Error::UnsupportedFormat { path: path.to_path_buf(), expected, found }
         }
-        other => Error::Malformed { path: path.clone(), reason: format!("header: {other}") },
+        other => Error::Malformed { path: path.to_path_buf(), reason: format!("header: {other}") },
     })?;
     if header.minor < dsu_abi::CELL_RECORDS_MINOR {
         return Err(Error::NoCellRecords {
-            path,
+            path: path.to_path_buf(),
             minor: header.minor,
             needed: dsu_abi::CELL_RECORDS_MINOR,
         });
@@ -137,11 +143,11 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut cell_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
     for sym in file.symbols_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX).map_err(elf_err)? {
         let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
-            Error::Malformed { path: path.clone(), reason: format!("cell transform {}: {e}", sym.name) }
+            Error::Malformed { path: path.to_path_buf(), reason: format!("cell transform {}: {e}", sym.name) }
         })?;
         cell_transforms.push((sym.name, from, to));
     }
-    let cell_records = cell_records(&file, &path).map_err(|e| match e {
+    let cell_records = cell_records(&file, path).map_err(|e| match e {
         RecordError::Elf(e) => elf_err(e),
         RecordError::Other(e) => *e,
     })?;
@@ -149,7 +155,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut field_records: Vec<FieldCellInfoView<'_>> = Vec::new();
     for sym in file.symbols_with_prefix(dsu_abi::FIELD_CELL_PREFIX).map_err(elf_err)? {
         field_records.push(FieldCellInfoView::parse(sym.bytes).map_err(|e| Error::Malformed {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!("field cell record {}: {e}", sym.name),
         })?);
     }
@@ -157,12 +163,12 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut field_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
     for sym in file.symbols_with_prefix(dsu_abi::FIELD_TRANSFORM_PREFIX).map_err(elf_err)? {
         let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
-            Error::Malformed { path: path.clone(), reason: format!("field cell transform {}: {e}", sym.name) }
+            Error::Malformed { path: path.to_path_buf(), reason: format!("field cell transform {}: {e}", sym.name) }
         })?;
         // Field cells are transformed by the old type: two transforms from one type must agree.
         if let Some((other, _, _)) = field_transforms.iter().find(|(_, f, t)| *f == from && *t != to) {
             return Err(Error::Inconsistent {
-                path,
+                path: path.to_path_buf(),
                 reason: format!(
                     "{other} and {} both transform field cells holding fingerprint {from}, to \
                      different types",
@@ -176,11 +182,44 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     let mut table = Vec::new();
     for sym in file.symbols_with_prefix(FN_INFO_PREFIX).map_err(elf_err)? {
         let info = FnInfoView::parse(sym.bytes).map_err(|e| Error::Malformed {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!("function table entry {}: {e}", sym.name),
         })?;
         table.push((sym.name, sym.bytes, info));
     }
+
+    Ok(PatchFile {
+        manifest,
+        inverse_symbols,
+        cell_transforms,
+        cell_records,
+        field_records,
+        field_inverse_symbols,
+        field_transforms,
+        table,
+    })
+}
+
+fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
+    // Read once, through one checked descriptor; the seal (and signature) is checked before any
+    // other byte is interpreted, and what is mapped later is exactly `data` (`trust.rs`).
+    let file_bytes = crate::trust::read_patch_file(&path)?;
+    let trusted = {
+        let mut guard = update::lock();
+        update::runtime(&mut guard)?.trusted_keys()
+    };
+    let checked = crate::trust::check_seal(&path, &file_bytes, &trusted)?;
+    let data = checked.library;
+    let PatchFile {
+        manifest,
+        inverse_symbols,
+        cell_transforms,
+        cell_records,
+        field_records,
+        field_inverse_symbols,
+        field_transforms,
+        table,
+    } = read_patch(&path, data)?;
 
     // The loading thread takes part in the update protocol: a patch never applies behind the back
     // of the code that loaded it, only at its next update point or idle section.
