@@ -9,6 +9,8 @@
 //!   with the part spent waiting for threads to reach an update point or go idle.
 //! * 100 successive patches v1 → v2 → … → v101 under the same load: failed requests (must be 0)
 //!   and the growth of the host's resident memory per patch (each patch library stays mapped).
+//! * 20,000 cycles of loading one patch and rolling it back: the host's resident memory after
+//!   warm-up, per cycle (must be flat).
 //!
 //! Built in the release profile: `cargo bench -p cargo-dsu --bench update_pause`.
 
@@ -242,6 +244,28 @@ fn updates(c: &mut Criterion) {
         patch_bytes as f64 / 1e6 / patches.len() as f64,
     );
     assert_eq!(failed, 0);
+    drop(host);
+
+    // 20,000 cycles of loading one patch and rolling it back, in a row: resident memory stays
+    // flat once warm (the runtime keeps the last `dsu::HISTORY_KEPT` updates, maps one library
+    // per distinct patch, and frees what each cycle makes).
+    let mut host = Host::start(&binary);
+    let mut cycles = 0;
+    let mut rss_warm = 0;
+    while cycles < 20_000 {
+        let reply = host.send(&format!("cycle 1000 {patch}"));
+        assert!(!reply.starts_with("refused"), "{reply}");
+        cycles += 1000;
+        if cycles == 2000 {
+            rss_warm = memory_kib(&mut host, "VmRSS");
+        }
+    }
+    let rss_end = memory_kib(&mut host, "VmRSS");
+    println!(
+        "reload_soak: {cycles} load+rollback cycles of one patch; RSS after 2,000 cycles \
+         {rss_warm} KiB, after {cycles} {rss_end} KiB ({:.1} bytes per cycle after warm-up)",
+        (rss_end as f64 - rss_warm as f64) * 1024.0 / (cycles - 2000) as f64,
+    );
 }
 
 criterion_group!(benches, updates);

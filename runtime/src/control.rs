@@ -270,7 +270,7 @@ fn command(line: &str) -> String {
             format!(
                 "revision={} applied={} pending={} threads={} last_pause_us={} signatures={} trusted_keys={} last_refusal={}",
                 s.revision,
-                s.applied.len(),
+                s.updates,
                 s.pending,
                 s.threads,
                 s.applied.last().map_or(0, |a| a.pause.as_micros()),

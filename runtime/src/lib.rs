@@ -159,7 +159,7 @@ pub use quiesce::{
 };
 pub use update::{
     is_pending, rollback, rollback_and_wait, status, update_point, AppliedPatch, RollbackReport,
-    Status, UpdateKind,
+    Status, UpdateKind, HISTORY_KEPT,
 };
 
 /// The build identity and fingerprint types, for programs that report them.

@@ -114,6 +114,9 @@ pub struct AppliedPatch {
     round: u64,
 }
 
+/// How many updates [`Status::applied`] keeps: the newest.
+pub const HISTORY_KEPT: usize = 1024;
+
 /// What the runtime knows about the running program.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -121,8 +124,10 @@ pub struct Status {
     pub build: BuildIdentity,
     /// The source revision it runs now.
     pub revision: String,
-    /// Updates applied (patches and rollbacks), oldest first.
+    /// Updates applied (patches and rollbacks), oldest first: the last [`HISTORY_KEPT`].
     pub applied: Vec<AppliedPatch>,
+    /// Updates applied since the program started (patches and rollbacks).
+    pub updates: u64,
     /// Patches and rollbacks verified and waiting for an update point.
     pub pending: usize,
     /// The files of the pending patches, in the order they will be applied.
@@ -185,7 +190,10 @@ pub(crate) struct Runtime {
     pending: Vec<Op>,
     /// Patches in effect, oldest first: what a rollback undoes.
     stack: Vec<Undo>,
+    /// The last [`HISTORY_KEPT`] updates applied.
     history: Vec<AppliedPatch>,
+    /// Updates applied since the program started.
+    updates: u64,
     last_refusal: Option<String>,
 }
 
@@ -553,6 +561,12 @@ impl Runtime {
     /// Adds an applied update to the history; its pause is filled in once every parked thread
     /// has resumed.
     fn record(&mut self, kind: UpdateKind, path: PathBuf, changed: Vec<String>, round: u64) {
+        self.updates += 1;
+        if self.history.len() >= HISTORY_KEPT {
+            // A long-running program applies updates for ever; its memory must not grow with
+            // them. The oldest entries go, in batches, so each push stays cheap.
+            self.history.drain(..HISTORY_KEPT / 4);
+        }
         self.history.push(AppliedPatch {
             kind,
             path,
@@ -700,6 +714,7 @@ impl Runtime {
             pending: Vec::new(),
             stack: Vec::new(),
             history: Vec::new(),
+            updates: 0,
             last_refusal: None,
         }
     }
@@ -814,6 +829,7 @@ pub fn status() -> Result<Status, Error> {
         build: rt.host.clone(),
         revision: rt.current.revision.clone(),
         applied: rt.history.clone(),
+        updates: rt.updates,
         pending: rt.pending.len(),
         pending_patches: rt
             .pending

@@ -33,7 +33,7 @@ fn handle(request: &str) -> Option<String> {
             Ok(s) => format!(
                 "revision {} after {} updates, {} requests",
                 &s.revision[..s.revision.len().min(10)],
-                s.applied.len(),
+                s.updates,
                 REQUESTS.with(|c| c.load(Ordering::Relaxed))
             ),
             Err(e) => format!("status unavailable: {e}"),
