@@ -161,8 +161,8 @@ pub mod __private {
     pub use crate::slot::Slot;
     pub use crate::quiesce::Tracked;
     pub use crate::update::update_point;
-    pub use crate::transform::{CellTransform, Transform, TransformError};
-    pub use crate::fingerprint::{Probe, ProbeFallback};
+    pub use crate::transform::{carry, CellTransform, Staged, Transform, TransformError};
+    pub use crate::fingerprint::{field_fingerprint, Probe, ProbeFallback};
     pub use crate::state::CellInfo;
     pub use crate::Fingerprinted;
     pub use dsu_abi::{Fingerprint, FnInfo, FnLink};

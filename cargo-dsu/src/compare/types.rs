@@ -63,6 +63,8 @@ struct Planner<'a> {
     aliases: BTreeSet<ItemKey>,
     /// The transformer functions of each module read so far (its errors reported once).
     transformers: BTreeMap<ModuleId, Vec<Transformer>>,
+    /// Every changed type (derived transformers carry the fields whose types mention none).
+    changed: BTreeSet<ItemKey>,
     report: &'a mut Report,
 }
 
@@ -78,6 +80,7 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
         gen: Generated::default(),
         aliases: BTreeSet::new(),
         transformers: BTreeMap::new(),
+        changed: changed.iter().cloned().collect(),
         report,
     };
     let planned: Vec<Planned<'_>> = changed.iter().filter_map(|k| p.check_type(k)).collect();
@@ -160,7 +163,8 @@ impl<'a> Planner<'a> {
             return None;
         }
         if derived && !by_fn {
-            match generate::derive_default(ident, old, new) {
+            let changed = self.changed.clone();
+            match generate::derive_default(key, old, new, &mut self.old_namer(o.module, n.module, false, &changed)) {
                 Ok(code) => self.gen.code(n.module).impls.push_str(&code),
                 Err(reason) => {
                     self.report.refusals.push(refusal(&n.at, format!("type `{path}`: {reason}")));

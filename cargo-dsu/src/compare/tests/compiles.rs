@@ -7,7 +7,8 @@ use super::*;
 use std::process::Command;
 
 /// `#[dsu::updateable]` and `#[dsu::transform]` leave items as they are: the code under test is
-/// the inserted code, and with derived transformers it is all of what a transform needs.
+/// the inserted code, and with derived transformers it is all of what a transform needs. No type
+/// has an identity transform: fields that keep their type are carried without one.
 const MACROS: &str = r#"
 extern crate proc_macro;
 use proc_macro::TokenStream;
@@ -30,18 +31,24 @@ impl<T> State<T> {
 }
 pub mod __private {
     pub struct TransformError(pub String);
-    pub trait Transform<Old>: Sized {
-        fn transform(old: &Old) -> Result<Self, TransformError>;
+    pub unsafe trait Transform<Old>: Sized {
+        const IDENTITY: bool = false;
+        const FRESH: bool = false;
+        unsafe fn transform(old: &Old) -> Result<Self, TransformError>;
+        unsafe fn release_old(old: *mut Old) { unsafe { std::ptr::drop_in_place(old) } }
+        unsafe fn release_new(new: *mut Self) { unsafe { std::ptr::drop_in_place(new) } }
     }
-    macro_rules! same { ($($t:ty),*) => { $(impl Transform<$t> for $t {
-        fn transform(old: &$t) -> Result<Self, TransformError> { Ok(old.clone()) }
-    })* } }
-    same!(String, u8, u32, bool);
-    impl<T: Transform<U>, U> Transform<Vec<U>> for Vec<T> {
-        fn transform(old: &Vec<U>) -> Result<Self, TransformError> { old.iter().map(T::transform).collect() }
+    pub unsafe fn carry<T>(value: &T) -> T { unsafe { std::ptr::read(value) } }
+    pub struct Staged<Old, New: Transform<Old>>(New, std::marker::PhantomData<Old>);
+    impl<Old, New: Transform<Old>> Staged<Old, New> {
+        pub unsafe fn transform(_: &Old) -> Result<Self, TransformError> { unimplemented!() }
+        pub fn into_inner(self) -> New { self.0 }
     }
-    impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
-        fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
+    unsafe impl<T: Transform<U>, U> Transform<Vec<U>> for Vec<T> {
+        unsafe fn transform(_: &Vec<U>) -> Result<Self, TransformError> { unimplemented!() }
+    }
+    unsafe impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
+        unsafe fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
     }
     pub struct CellInfo<const N: usize>([u8; N]);
     impl<const N: usize> CellInfo<N> {
@@ -64,9 +71,7 @@ const LIB: &str = "mod store;\npub use store::Entry;\n\
     {NOTE}    static NOTES: dsu::State<Mutex<Vec<Note>>> = dsu::State::new(\"notes\", Default::default);\n\
     #[dsu::updateable]\n    pub fn count() -> usize { TAGS.with(|c| c.lock().unwrap().len()) + NOTES.with(|c| c.lock().unwrap().len()) }\n}\n\
     pub fn count() -> usize { inline_cells::count() + store::count() }\n\
-    #[derive(Clone)]\npub struct Stamp(u32);\n\
-    impl dsu::__private::Transform<Stamp> for Stamp {\n\
-        fn transform(old: &Stamp) -> Result<Self, dsu::__private::TransformError> { Ok(old.clone()) }\n}\n";
+    pub struct Stamp(u32);\n";
 
 /// Private, with a private field: its old definition must still be reachable from its module.
 const NOTE_V1: &str = "#[dsu::updateable]\nstruct Note { text: String }\n";
