@@ -14,6 +14,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -75,6 +76,9 @@ where
         return unsafe { fill_serial(src, &get, out) };
     }
     let chunk = src.len().div_ceil(threads);
+    // Set by the first chunk that fails: the others stop at their next entry.
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
     let get = &get;
     let mut outcomes: Vec<Outcome> = std::thread::scope(|scope| {
         let mut parts = src.chunks(chunk).zip(out.chunks_mut(chunk));
@@ -83,12 +87,12 @@ where
             .map(|(src, out)| {
                 std::thread::Builder::new().name("dsu-transform".into()).spawn_scoped(scope, move || {
                     // SAFETY: the caller's contract, for this chunk.
-                    catch_unwind(AssertUnwindSafe(|| unsafe { fill_serial(src, get, out) }))
+                    catch_unwind(AssertUnwindSafe(|| unsafe { fill_until(src, get, out, stop) }))
                 })
             })
             .collect();
         // SAFETY: the caller's contract, for the first chunk.
-        let first = catch_unwind(AssertUnwindSafe(|| unsafe { fill_serial(src0, get, out0) }));
+        let first = catch_unwind(AssertUnwindSafe(|| unsafe { fill_until(src0, get, out0, stop) }));
         std::iter::once(Outcome::from(first))
             .chain(workers.into_iter().map(|w| match w {
                 Ok(handle) => Outcome::from(handle.join().and_then(|r| r)),
@@ -102,7 +106,7 @@ where
             let range = i * chunk..((i + 1) * chunk).min(src.len());
             let (src, out) = (&src[range.clone()], &mut out[range]);
             // SAFETY: the caller's contract, for this chunk.
-            *outcome = Outcome::from(catch_unwind(AssertUnwindSafe(|| unsafe { fill_serial(src, get, out) })));
+            *outcome = Outcome::from(catch_unwind(AssertUnwindSafe(|| unsafe { fill_until(src, get, out, stop) })));
         }
     }
     if outcomes.iter().all(|o| matches!(o, Outcome::Done)) {
@@ -122,28 +126,55 @@ where
     for outcome in outcomes {
         match outcome {
             Outcome::Panicked(payload) => resume_unwind(payload),
-            Outcome::Failed(e) if error.is_none() => error = Some(e),
+            Outcome::Failed(Some(e)) if error.is_none() => error = Some(e),
             _ => {}
         }
     }
-    Err(error.expect("some chunk failed"))
+    Err(error.expect("a chunk failed, and the first to fail did not stop for another"))
 }
 
+/// How one chunk of a [`fill`] ended. A chunk that did not end `Done` released what it made.
 enum Outcome {
     Done,
-    Failed(TransformError),
+    /// An error, or `None`: stopped because another chunk failed.
+    Failed(Option<TransformError>),
     Panicked(Box<dyn Any + Send>),
     NotRun,
 }
 
-impl From<std::thread::Result<Result<(), TransformError>>> for Outcome {
-    fn from(r: std::thread::Result<Result<(), TransformError>>) -> Self {
+impl From<std::thread::Result<Result<(), Option<TransformError>>>> for Outcome {
+    fn from(r: std::thread::Result<Result<(), Option<TransformError>>>) -> Self {
         match r {
             Ok(Ok(())) => Outcome::Done,
             Ok(Err(e)) => Outcome::Failed(e),
             Err(payload) => Outcome::Panicked(payload),
         }
     }
+}
+
+/// [`fill_serial`], stopping (`Err(None)`, everything made released) once `stop` is set; sets
+/// `stop` when it fails, first thing, so the other chunks do not go on while it releases.
+///
+/// # Safety
+/// As [`fill`].
+unsafe fn fill_until<S, A, B: Transform<A>>(
+    src: &[S],
+    get: &impl Fn(&S) -> &A,
+    out: &mut [MaybeUninit<B>],
+    stop: &AtomicBool,
+) -> Result<(), Option<TransformError>> {
+    let mut written = Written::<A, B> { out, len: 0, stop, _old: PhantomData };
+    for s in src {
+        if stop.load(Ordering::Relaxed) {
+            return Err(None);
+        }
+        // SAFETY: the caller's contract; `written` releases it if a later one fails.
+        let b = unsafe { B::transform(get(s)).map_err(Some)? };
+        written.out[written.len].write(b);
+        written.len += 1;
+    }
+    std::mem::forget(written);
+    Ok(())
 }
 
 /// [`fill`] on the calling thread; for element types that cannot go to other threads.
@@ -156,26 +187,23 @@ pub(crate) unsafe fn fill_serial<S, A, B: Transform<A>>(
     out: &mut [MaybeUninit<B>],
 ) -> Result<(), TransformError> {
     debug_assert_eq!(src.len(), out.len());
-    let mut written = Written::<A, B> { out, len: 0, _old: PhantomData };
-    for s in src {
-        // SAFETY: the caller's contract; `written` releases it if a later one fails.
-        let b = unsafe { B::transform(get(s))? };
-        written.out[written.len].write(b);
-        written.len += 1;
-    }
-    std::mem::forget(written);
-    Ok(())
+    // SAFETY: the caller's contract.
+    unsafe { fill_until(src, get, out, &AtomicBool::new(false)) }
+        .map_err(|e| e.expect("only `get` returning `None` stops without an error"))
 }
 
-/// The first `len` slots of `out`, made by `B::transform`: released if the fill stops early.
+/// The first `len` slots of `out`, made by `B::transform`: released if the fill stops early
+/// (after telling the other chunks to stop).
 struct Written<'a, A, B: Transform<A>> {
     out: &'a mut [MaybeUninit<B>],
     len: usize,
+    stop: &'a AtomicBool,
     _old: PhantomData<fn(&A)>,
 }
 
 impl<A, B: Transform<A>> Drop for Written<'_, A, B> {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         for slot in &mut self.out[..self.len] {
             // SAFETY: slots below `len` hold values `B::transform` made; the fill failed, so
             // they are discarded.
