@@ -99,14 +99,68 @@ const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\n\
     fn main() { let _ = total(); }\n";
 
 fn rustc(dir: &Path, args: &[&str]) {
+    let out = rustc_output(dir, args);
+    assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn rustc_output(dir: &Path, args: &[&str]) -> std::process::Output {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(rustc)
+    Command::new(rustc)
         .current_dir(dir)
         .args(["--edition", "2021", "--out-dir", "out", "-L", "out"])
         .args(args)
         .output()
+        .unwrap()
+}
+
+/// The stand-in `dsu` crate, built in `dir/out`.
+fn stand_in(dir: &Path) {
+    std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
+    std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
+    rustc(dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
+    let macros = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
         .unwrap();
-    assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+    let macros = format!("dsu_stand_in_macros={}", macros.display());
+    rustc(dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+}
+
+/// A derived transformer takes values of the new type apart (moves fields out of it, builds it
+/// from parts): a `Drop` impl, which would then never run or run on parts the old value still
+/// owns, is refused by the compiler where the inserted code takes a value apart.
+#[test]
+fn a_type_with_a_drop_impl_has_no_derived_transformer() {
+    let v1 = "use std::sync::Mutex;\n\
+        #[dsu::updateable]\npub struct Entry { pub name: String }\n\
+        static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+        #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n\
+        fn main() { let _ = count(); }\n";
+    let v2 = v1.replace(
+        "pub struct Entry { pub name: String }",
+        "#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub name: String, pub n: u8 }\n\
+         #[dsu::updateable]\n\
+         impl Drop for Entry { fn drop(&mut self) {} }",
+    );
+    let r = cmp_main("drop-impl", v1, &v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    let dir = checkout("drop-impl-build", &[("src/main.rs", &v2)]);
+    for (file, text) in apply(&dir, &r.generated) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    stand_in(&dir);
+    let out = rustc_output(
+        &dir,
+        &["--crate-type", "bin", "--emit", "metadata", "src/main.rs", "--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error[E0509]: cannot move out of type `Entry`, which implements the `Drop` trait"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -167,16 +221,7 @@ fn inserted_code_compiles_across_modules_and_crates() {
     for (file, text) in apply(&dir, &all) {
         std::fs::write(dir.join(file), text).unwrap();
     }
-    std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
-    std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
-    rustc(&dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
-    let macros = std::fs::read_dir(dir.join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
-        .unwrap();
-    let macros = format!("dsu_stand_in_macros={}", macros.display());
-    rustc(&dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+    stand_in(&dir);
     let patch = ["--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"];
     rustc(
         &dir,
