@@ -213,7 +213,7 @@ impl<A, B: Transform<A>> Drop for Written<'_, A, B> {
 }
 
 /// `n` uninitialised slots.
-pub(crate) fn slots<B>(n: usize) -> Vec<MaybeUninit<B>> {
+fn slots<B>(n: usize) -> Vec<MaybeUninit<B>> {
     let mut v = Vec::with_capacity(n);
     // SAFETY: `MaybeUninit` needs no initialisation, and the capacity is `n`.
     unsafe { v.set_len(n) };
@@ -224,11 +224,41 @@ pub(crate) fn slots<B>(n: usize) -> Vec<MaybeUninit<B>> {
 ///
 /// # Safety
 /// Every slot is initialised.
-pub(crate) unsafe fn assume_init<B>(slots: Vec<MaybeUninit<B>>) -> Vec<B> {
+unsafe fn assume_init<B>(slots: Vec<MaybeUninit<B>>) -> Vec<B> {
     let mut slots = ManuallyDrop::new(slots);
     // SAFETY: `MaybeUninit<B>` has `B`'s layout, so the allocation is a `Vec<B>`'s of the same
     // capacity; every element is initialised (the caller's contract).
     unsafe { Vec::from_raw_parts(slots.as_mut_ptr() as *mut B, slots.len(), slots.capacity()) }
+}
+
+/// The transforms of `old`'s elements, in order: on several threads when there are many, all or
+/// nothing as [`fill`].
+///
+/// # Safety
+/// As [`Transform::transform`] for each element.
+pub(crate) unsafe fn transform_slice<A: Sync, B: Transform<A> + Send>(old: &[A]) -> Result<Vec<B>, TransformError> {
+    let mut made = slots::<B>(old.len());
+    // SAFETY: the caller's contract; on success every slot is initialised.
+    unsafe {
+        fill(old, |a| a, &mut made, threads_for(old.len()))?;
+        Ok(assume_init(made))
+    }
+}
+
+/// [`transform_slice`] of the elements a collection yields by reference.
+///
+/// # Safety
+/// As [`Transform::transform`] for each element.
+pub(crate) unsafe fn transform_each<'a, A: Sync + 'a, B: Transform<A> + Send>(
+    old: impl IntoIterator<Item = &'a A>,
+) -> Result<Vec<B>, TransformError> {
+    let refs: Vec<&A> = old.into_iter().collect();
+    let mut made = slots::<B>(refs.len());
+    // SAFETY: the caller's contract; on success every slot is initialised.
+    unsafe {
+        fill(&refs, |a| *a, &mut made, threads_for(refs.len()))?;
+        Ok(assume_init(made))
+    }
 }
 
 /// Aborts the process if dropped while a panic unwinds through a std call that owns carried
@@ -277,16 +307,35 @@ pub(crate) fn insert_carried<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<
     }
 }
 
-/// Empties `map` without dropping its keys (carried parts, owned elsewhere) and hands each value
-/// to `release`; then frees the table. A panic in `release` leaks the rest instead of dropping it.
-pub(crate) fn release_map<K, V, S>(map: HashMap<K, V, S>, mut release: impl FnMut(*mut V)) {
+/// Runs `collection` to its end by value, handing each element to `release`, then frees the
+/// collection's memory (its exhausted iterator's drop). A panic in `release` leaks the rest
+/// instead of dropping it.
+///
+/// # Safety
+/// `release` may be called on each element.
+pub(crate) unsafe fn release_each<C: IntoIterator>(collection: C, release: impl Fn(*mut C::Item)) {
+    let mut items = ManuallyDrop::new(collection.into_iter());
+    for item in &mut *items {
+        let mut item = ManuallyDrop::new(item);
+        release(&mut *item);
+    }
+    // SAFETY: taken once; exhausted, so dropping it drops no element.
+    unsafe { ManuallyDrop::drop(&mut items) };
+}
+
+/// [`release_each`] for a map whose keys belong to someone else (carried): keys are forgotten,
+/// values handed to `release`.
+///
+/// # Safety
+/// `release` may be called on each value.
+pub(crate) unsafe fn release_entries<K, V, M: IntoIterator<Item = (K, V)>>(map: M, release: impl Fn(*mut V)) {
     let mut entries = ManuallyDrop::new(map.into_iter());
     for (key, value) in &mut *entries {
         std::mem::forget(key);
         let mut value = ManuallyDrop::new(value);
         release(&mut *value);
     }
-    // SAFETY: the iterator is exhausted: dropping it frees the table and drops no entry.
+    // SAFETY: taken once; exhausted, so dropping it drops no entry.
     unsafe { ManuallyDrop::drop(&mut entries) };
 }
 
@@ -369,8 +418,9 @@ impl<K, A, B: Transform<A>, S> Drop for NewMap<K, A, B, S> {
     fn drop(&mut self) {
         // SAFETY: taken once, here; the map is being discarded.
         let map = unsafe { ManuallyDrop::take(&mut self.map) };
-        // SAFETY: every value was made by `B::transform` and is discarded with the map.
-        release_map(map, |b| unsafe { B::release_new(b) });
+        // SAFETY: every value was made by `B::transform` and is discarded with the map; the
+        // keys are the old map's.
+        unsafe { release_entries(map, |b| B::release_new(b)) };
     }
 }
 

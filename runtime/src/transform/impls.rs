@@ -4,7 +4,7 @@
 //! Every container first asks whether its elements are [`Transform::IDENTITY`]: then the whole
 //! container is the same type on both sides and moves as one bitwise copy.
 
-use super::build::{self, abort_on_unwind, NewMap};
+use super::build::{self, abort_on_unwind};
 use super::{carry, Staged, Transform, TransformError};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
@@ -60,17 +60,73 @@ identity!(
 #[cfg(feature = "bytes")]
 identity!(bytes::Bytes, bytes::BytesMut);
 
-/// Releases every element of `v` in place with `release`, then frees its buffer. A panic in
-/// `release` leaks the rest instead of dropping it.
-fn release_vec<T>(v: Vec<T>, mut release: impl FnMut(*mut T)) {
-    let mut v = ManuallyDrop::new(v);
-    for item in v.iter_mut() {
-        release(item);
+/// `release_old` and `release_new` of a container of `B`s made from one of `A`s
+/// (`Transform<$old> for …<B>`): `$release` takes the container apart, handing each element to
+/// the element type's release, and frees its memory. An unchanged container moved whole: nothing
+/// to release.
+macro_rules! releases {
+    ($old:ty, $release:path) => {
+        unsafe fn release_old(old: *mut $old) {
+            if !B::IDENTITY {
+                // SAFETY: the caller's contract: `*old` is gone after this, and each element was
+                // transformed into one of the kept value (a map's keys were carried).
+                unsafe { $release(ptr::read(old), |a| B::release_old(a)) }
+            }
+        }
+
+        unsafe fn release_new(new: *mut Self) {
+            if !B::IDENTITY {
+                // SAFETY: the caller's contract: `*new` is gone after this, and each element was
+                // made by `B::transform` (a map's keys are the old map's).
+                unsafe { $release(ptr::read(new), |b| B::release_new(b)) }
+            }
+        }
+    };
+}
+
+/// A wrapper around one value, which it gives up whole.
+trait Wrapper {
+    type Content;
+    /// The content, moved out; the wrapper's own memory freed.
+    fn into_content(self) -> Self::Content;
+}
+
+impl<T> Wrapper for Box<T> {
+    type Content = T;
+    fn into_content(self) -> T {
+        *self
     }
-    // SAFETY: every element was released; the buffer alone is left to free.
-    unsafe { v.set_len(0) };
-    // SAFETY: taken once; with length 0 it frees the buffer and drops nothing.
-    unsafe { ManuallyDrop::drop(&mut v) };
+}
+
+// A transform carries a poisoned lock's last value over.
+impl<T> Wrapper for Mutex<T> {
+    type Content = T;
+    fn into_content(self) -> T {
+        self.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T> Wrapper for RwLock<T> {
+    type Content = T;
+    fn into_content(self) -> T {
+        self.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T> Wrapper for RefCell<T> {
+    type Content = T;
+    fn into_content(self) -> T {
+        self.into_inner()
+    }
+}
+
+/// Takes a wrapper's content out and hands it to `release`.
+///
+/// # Safety
+/// `release` may be called on the content.
+unsafe fn release_content<W: Wrapper>(wrapper: W, release: impl FnOnce(*mut W::Content)) {
+    let mut content = ManuallyDrop::new(wrapper.into_content());
+    release(&mut *content);
 }
 
 // SAFETY: elements are transformed one by one (`build::fill`: released if any fails) into a new
@@ -85,37 +141,15 @@ unsafe impl<A: Sync, B: Transform<A> + Send> Transform<Vec<A>> for Vec<B> {
             // SAFETY: `B` is `A`, so this is a move of the vector, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let mut new = Vec::with_capacity(old.len());
-        // SAFETY: the caller's contract; `spare_capacity_mut` has at least `old.len()` slots.
-        unsafe {
-            build::fill(old, |a| a, &mut new.spare_capacity_mut()[..old.len()], build::threads_for(old.len()))?;
-            new.set_len(old.len());
-        }
-        Ok(new)
+        // SAFETY: the caller's contract.
+        unsafe { build::transform_slice(old) }
     }
 
-    unsafe fn release_old(old: *mut Vec<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this, so it is taken.
-            let old = unsafe { ptr::read(old) };
-            // SAFETY: each element was transformed into one of the kept value.
-            release_vec(old, |a| unsafe { B::release_old(a) });
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = unsafe { ptr::read(new) };
-            // SAFETY: each element was made by `B::transform` and is discarded.
-            release_vec(new, |b| unsafe { B::release_new(b) });
-        }
-    }
+    releases!(Vec<A>, build::release_each);
 }
 
 // SAFETY: as `Vec`'s; the new deque is built as a vector (contiguous) and converted, which moves
-// nothing; the releases convert the deque back to a vector first (moving elements, never
-// dropping them).
+// nothing.
 unsafe impl<A: Sync, B: Transform<A> + Send> Transform<VecDeque<A>> for VecDeque<B> {
     const IDENTITY: bool = B::IDENTITY;
     const FRESH: bool = B::FRESH;
@@ -125,36 +159,15 @@ unsafe impl<A: Sync, B: Transform<A> + Send> Transform<VecDeque<A>> for VecDeque
             // SAFETY: `B` is `A`: a move of the deque, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let refs: Vec<&A> = old.iter().collect();
-        let mut new = build::slots::<B>(refs.len());
-        // SAFETY: the caller's contract; on success every slot is initialised.
-        unsafe {
-            build::fill(&refs, |a| *a, &mut new, build::threads_for(refs.len()))?;
-            Ok(VecDeque::from(build::assume_init(new)))
-        }
+        // SAFETY: the caller's contract.
+        unsafe { build::transform_each(old) }.map(VecDeque::from)
     }
 
-    unsafe fn release_old(old: *mut VecDeque<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let old = Vec::from(unsafe { ptr::read(old) });
-            // SAFETY: each element was transformed into one of the kept value.
-            release_vec(old, |a| unsafe { B::release_old(a) });
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = Vec::from(unsafe { ptr::read(new) });
-            // SAFETY: each element was made by `B::transform` and is discarded.
-            release_vec(new, |b| unsafe { B::release_new(b) });
-        }
-    }
+    releases!(VecDeque<A>, build::release_each);
 }
 
-// SAFETY: a list is built node by node; a failure releases the nodes made. Releases pop every
-// node (freeing it) and release its element, leaking the rest of the list on a panic.
+// SAFETY: a list is built node by node; a failure releases the nodes made. Releases take every
+// element out (freeing its node) and release it.
 unsafe impl<A, B: Transform<A>> Transform<LinkedList<A>> for LinkedList<B> {
     const IDENTITY: bool = B::IDENTITY;
     const FRESH: bool = B::FRESH;
@@ -168,7 +181,7 @@ unsafe impl<A, B: Transform<A>> Transform<LinkedList<A>> for LinkedList<B> {
         impl<A, B: Transform<A>> Drop for Partial<A, B> {
             fn drop(&mut self) {
                 // SAFETY: every element was made by `B::transform`; the list is discarded.
-                unsafe { release_list(std::mem::take(&mut self.0), |b| B::release_new(b)) }
+                unsafe { build::release_each(std::mem::take(&mut self.0), |b| B::release_new(b)) }
             }
         }
         let mut new = Partial::<A, B>(LinkedList::new(), std::marker::PhantomData);
@@ -179,34 +192,9 @@ unsafe impl<A, B: Transform<A>> Transform<LinkedList<A>> for LinkedList<B> {
         Ok(std::mem::take(&mut new.0))
     }
 
-    unsafe fn release_old(old: *mut LinkedList<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this; each element was
-            // transformed into one of the kept value.
-            unsafe { release_list(ptr::read(old), |a| B::release_old(a)) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this; each element was made
-            // by `B::transform`.
-            unsafe { release_list(ptr::read(new), |b| B::release_new(b)) }
-        }
-    }
+    releases!(LinkedList<A>, build::release_each);
 }
 
-/// Frees every node of `list`, releasing its element with `release`.
-///
-/// # Safety
-/// `release` may be called on each element once.
-unsafe fn release_list<T>(list: LinkedList<T>, release: impl Fn(*mut T)) {
-    let mut list = ManuallyDrop::new(list);
-    while let Some(item) = list.pop_front() {
-        let mut item = ManuallyDrop::new(item);
-        release(&mut *item);
-    }
-}
 
 // SAFETY: a heap is a vector in heap order: transformed as one (new order by the new `Ord`,
 // restored by `BinaryHeap::from`, aborting if that panics with carried parts inside).
@@ -219,33 +207,12 @@ unsafe impl<A: Sync, B: Transform<A> + Send + Ord> Transform<BinaryHeap<A>> for 
             // SAFETY: `B` is `A`: a move of the heap, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let old = old.as_slice();
-        let mut new = build::slots::<B>(old.len());
-        // SAFETY: the caller's contract; on success every slot is initialised.
-        let new = unsafe {
-            build::fill(old, |a| a, &mut new, build::threads_for(old.len()))?;
-            build::assume_init(new)
-        };
+        // SAFETY: the caller's contract.
+        let new = unsafe { build::transform_slice(old.as_slice())? };
         Ok(abort_on_unwind("an `Ord` panicked while a transformed heap was built", || BinaryHeap::from(new)))
     }
 
-    unsafe fn release_old(old: *mut BinaryHeap<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let old = unsafe { ptr::read(old) }.into_vec();
-            // SAFETY: each element was transformed into one of the kept value.
-            release_vec(old, |a| unsafe { B::release_old(a) });
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = unsafe { ptr::read(new) }.into_vec();
-            // SAFETY: each element was made by `B::transform`.
-            release_vec(new, |b| unsafe { B::release_new(b) });
-        }
-    }
+    releases!(BinaryHeap<A>, build::release_each);
 }
 
 // SAFETY: `None` stays `None`; a `Some` holds its element's transform, settled with it.
@@ -310,8 +277,7 @@ unsafe impl<A, B: Transform<A>, E, F: Transform<E>> Transform<Result<A, E>> for 
 }
 
 // SAFETY: an unchanged box moves whole (its pointer). Otherwise the new box is a new allocation
-// holding the transform of the old content; a release frees the box's allocation without
-// dropping its content (a `ManuallyDrop` box has the same layout) after releasing the content.
+// holding the transform of the old content.
 unsafe impl<A, B: Transform<A>> Transform<Box<A>> for Box<B> {
     const IDENTITY: bool = B::IDENTITY;
     const FRESH: bool = B::FRESH;
@@ -326,30 +292,9 @@ unsafe impl<A, B: Transform<A>> Transform<Box<A>> for Box<B> {
         Ok(Box::new(unsafe { B::transform(old)? }))
     }
 
-    unsafe fn release_old(old: *mut Box<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            unsafe { release_box(ptr::read(old), |a| B::release_old(a)) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            unsafe { release_box(ptr::read(new), |b| B::release_new(b)) }
-        }
-    }
+    releases!(Box<A>, release_content);
 }
 
-/// Releases a box's content with `release` and frees the box.
-///
-/// # Safety
-/// `release` may be called on the content.
-unsafe fn release_box<T>(b: Box<T>, release: impl FnOnce(*mut T)) {
-    // SAFETY: `ManuallyDrop<T>` has `T`'s layout: the same allocation, freed without dropping `T`.
-    let mut b = unsafe { Box::from_raw(Box::into_raw(b) as *mut ManuallyDrop<T>) };
-    release(&mut **b);
-}
 
 /// Why an `Arc` or `Rc` cannot give its parts to the new value.
 fn shared(kind: &str, of: &str, strong: usize, weak: usize) -> TransformError {
@@ -438,22 +383,27 @@ const LOCKED: &str = "a lock inside the cell is held by a thread that is at an u
                       idle, reached outside the cell's scope (an `Arc` cloned out of the cell, or \
                       a leaked guard); release such locks before update points and idle sections";
 
+/// The guard of a lock tried at an update. Updates run while every thread is at an update point
+/// or idle; a thread may hold the lock there. Waiting for it would never end: the update fails
+/// instead (nothing changes). A poisoned lock still holds the last value written: it is carried
+/// over.
+fn unheld<G>(tried: std::sync::TryLockResult<G>) -> Result<G, TransformError> {
+    match tried {
+        Ok(g) => Ok(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => Err(LOCKED.into()),
+    }
+}
+
 // SAFETY: the lock is tried, never waited for, and released before the result is returned: an
 // unchanged lock then moves whole; a changed one's content is transformed under the guard into a
-// new lock. Releases take the content out (`into_inner`, which moves it) and release it.
+// new lock.
 unsafe impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
     const IDENTITY: bool = B::IDENTITY;
     const FRESH: bool = B::FRESH;
 
     unsafe fn transform(old: &Mutex<A>) -> Result<Self, TransformError> {
-        // Updates run while every thread is at an update point or idle; a thread may hold this
-        // lock there. Waiting for it would never end: fail the update instead (nothing changes).
-        // A poisoned lock still holds the last value written; carry it over.
-        let guard = match old.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
-        };
+        let guard = unheld(old.try_lock())?;
         if B::IDENTITY {
             drop(guard);
             // SAFETY: `B` is `A`: a move of the unlocked mutex, settled by no-op releases.
@@ -470,25 +420,7 @@ unsafe impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
         }
     }
 
-    unsafe fn release_old(old: *mut Mutex<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let a = unsafe { ptr::read(old) }.into_inner().unwrap_or_else(|e| e.into_inner());
-            let mut a = ManuallyDrop::new(a);
-            // SAFETY: the content was transformed into the kept value's.
-            unsafe { B::release_old(&mut *a) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let b = unsafe { ptr::read(new) }.into_inner().unwrap_or_else(|e| e.into_inner());
-            let mut b = ManuallyDrop::new(b);
-            // SAFETY: the content was made by `B::transform`.
-            unsafe { B::release_new(&mut *b) }
-        }
-    }
+    releases!(Mutex<A>, release_content);
 }
 
 // SAFETY: as `Mutex`'s, with a read lock (readers do not block it).
@@ -497,11 +429,7 @@ unsafe impl<A, B: Transform<A>> Transform<RwLock<A>> for RwLock<B> {
     const FRESH: bool = B::FRESH;
 
     unsafe fn transform(old: &RwLock<A>) -> Result<Self, TransformError> {
-        let guard = match old.try_read() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
-        };
+        let guard = unheld(old.try_read())?;
         if B::IDENTITY {
             drop(guard);
             // SAFETY: `B` is `A`: a move of the unlocked lock, settled by no-op releases.
@@ -511,25 +439,7 @@ unsafe impl<A, B: Transform<A>> Transform<RwLock<A>> for RwLock<B> {
         unsafe { B::transform(&guard) }.map(RwLock::new)
     }
 
-    unsafe fn release_old(old: *mut RwLock<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let a = unsafe { ptr::read(old) }.into_inner().unwrap_or_else(|e| e.into_inner());
-            let mut a = ManuallyDrop::new(a);
-            // SAFETY: the content was transformed into the kept value's.
-            unsafe { B::release_old(&mut *a) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let b = unsafe { ptr::read(new) }.into_inner().unwrap_or_else(|e| e.into_inner());
-            let mut b = ManuallyDrop::new(b);
-            // SAFETY: the content was made by `B::transform`.
-            unsafe { B::release_new(&mut *b) }
-        }
-    }
+    releases!(RwLock<A>, release_content);
 }
 
 // SAFETY: a `Copy` content owns nothing: the new cell holds the transform of a copy of it, and
@@ -554,8 +464,7 @@ unsafe impl<A: Copy, B: Transform<A>> Transform<Cell<A>> for Cell<B> {
     }
 }
 
-// SAFETY: the content is read under a shared borrow (a mutable one elsewhere fails the update)
-// and settled in place through `as_ptr`.
+// SAFETY: the content is read under a shared borrow (a mutable one elsewhere fails the update).
 unsafe impl<A, B: Transform<A>> Transform<RefCell<A>> for RefCell<B> {
     const IDENTITY: bool = B::IDENTITY;
     const FRESH: bool = B::FRESH;
@@ -566,19 +475,11 @@ unsafe impl<A, B: Transform<A>> Transform<RefCell<A>> for RefCell<B> {
         unsafe { B::transform(&guard) }.map(RefCell::new)
     }
 
-    unsafe fn release_old(old: *mut RefCell<A>) {
-        // SAFETY: the caller's contract; nothing borrows a value being released.
-        unsafe { B::release_old((*old).as_ptr()) }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        // SAFETY: the caller's contract; nothing borrows a value being released.
-        unsafe { B::release_new((*new).as_ptr()) }
-    }
+    releases!(RefCell<A>, release_content);
 }
 
 // SAFETY: keys are carried (`build::transform_map`), values transformed; a partly built map is
-// released by `NewMap`. Releases empty the map without dropping keys and release each value.
+// released by `build::NewMap`. Releases empty the map, forgetting keys and releasing values.
 unsafe impl<K, A, B, S> Transform<HashMap<K, A, S>> for HashMap<K, B, S>
 where
     K: Eq + Hash,
@@ -597,26 +498,12 @@ where
         unsafe { build::transform_map(old) }
     }
 
-    unsafe fn release_old(old: *mut HashMap<K, A, S>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this; its keys were carried,
-            // its values transformed into the kept map's.
-            build::release_map(unsafe { ptr::read(old) }, |a| unsafe { B::release_old(a) });
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this; its keys are the old
-            // map's, its values made by `B::transform`.
-            drop(NewMap::<K, A, B, S>::from_map(unsafe { ptr::read(new) }));
-        }
-    }
+    releases!(HashMap<K, A, S>, build::release_entries);
 }
 
 // SAFETY: keys are carried and values transformed into a vector (released if any fails); the
 // map is built from the sorted pairs, aborting if that unwinds with carried parts inside.
-// Releases empty the map without dropping keys and release each value.
+// Releases empty the map, forgetting keys and releasing values.
 unsafe impl<K: Ord, A: Sync, B: Transform<A> + Send> Transform<BTreeMap<K, A>> for BTreeMap<K, B> {
     const IDENTITY: bool = B::IDENTITY;
 
@@ -625,13 +512,9 @@ unsafe impl<K: Ord, A: Sync, B: Transform<A> + Send> Transform<BTreeMap<K, A>> f
             // SAFETY: `B` is `A`: a move of the map, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let (keys, values): (Vec<&K>, Vec<&A>) = old.iter().unzip();
-        let mut made = build::slots::<B>(values.len());
-        // SAFETY: the caller's contract; on success every slot is initialised.
-        let made = unsafe {
-            build::fill(&values, |a| *a, &mut made, build::threads_for(values.len()))?;
-            build::assume_init(made)
-        };
+        // SAFETY: the caller's contract.
+        let made: Vec<B> = unsafe { build::transform_each(old.values())? };
+        let keys: Vec<&K> = old.keys().collect();
         let len = keys.len();
         abort_on_unwind("a key's Ord panicked while a transformed map was built", || {
             // SAFETY: the keys are carried: the new map takes them, settled with the old one.
@@ -644,41 +527,9 @@ unsafe impl<K: Ord, A: Sync, B: Transform<A> + Send> Transform<BTreeMap<K, A>> f
         })
     }
 
-    unsafe fn release_old(old: *mut BTreeMap<K, A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let old = unsafe { ptr::read(old) };
-            // SAFETY: keys were carried, values transformed into the kept map's.
-            unsafe { release_pairs(old.into_iter(), |a| B::release_old(a)) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = unsafe { ptr::read(new) };
-            // SAFETY: keys are the old map's, values made by `B::transform`.
-            unsafe { release_pairs(new.into_iter(), |b| B::release_new(b)) }
-        }
-    }
+    releases!(BTreeMap<K, A>, build::release_entries);
 }
 
-/// Runs an owning iterator of a map to its end, forgetting each key and releasing each value;
-/// then drops the iterator (which frees what is left of the map's memory). A panic in `release`
-/// leaks the rest.
-///
-/// # Safety
-/// `release` may be called on each value, and each key belongs to someone else.
-unsafe fn release_pairs<K, V, I: Iterator<Item = (K, V)>>(entries: I, release: impl Fn(*mut V)) {
-    let mut entries = ManuallyDrop::new(entries);
-    for (key, value) in &mut *entries {
-        std::mem::forget(key);
-        let mut value = ManuallyDrop::new(value);
-        release(&mut *value);
-    }
-    // SAFETY: exhausted: dropping it drops no entry.
-    unsafe { ManuallyDrop::drop(&mut entries) };
-}
 
 /// Why a transformed set would lose an element.
 fn duplicate(of: &str) -> TransformError {
@@ -690,8 +541,7 @@ fn duplicate(of: &str) -> TransformError {
 
 // SAFETY: elements are transformed into a vector (released if any fails), then moved into the
 // new set one by one, each checked absent first (a duplicate fails the transform, releasing the
-// set and the rest); `insert` runs under an abort guard. Releases empty the set and release each
-// element.
+// set and the rest); `insert` runs under an abort guard.
 unsafe impl<A, B, S> Transform<HashSet<A, S>> for HashSet<B, S>
 where
     A: Sync,
@@ -706,13 +556,8 @@ where
             // SAFETY: `B` is `A`: a move of the set, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let refs: Vec<&A> = old.iter().collect();
-        let mut made = build::slots::<B>(refs.len());
-        // SAFETY: the caller's contract; on success every slot is initialised.
-        let made = unsafe {
-            build::fill(&refs, |a| *a, &mut made, build::threads_for(refs.len()))?;
-            build::assume_init(made)
-        };
+        // SAFETY: the caller's contract.
+        let made = unsafe { build::transform_each(old)? };
         let mut rest = Released::<A, B>::new(made);
         let mut new = ReleasedSet::<A, B, S>(
             ManuallyDrop::new(HashSet::with_capacity_and_hasher(old.capacity(), old.hasher().clone())),
@@ -735,23 +580,7 @@ where
         Ok(unsafe { ManuallyDrop::take(&mut new.0) })
     }
 
-    unsafe fn release_old(old: *mut HashSet<A, S>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let old = unsafe { ptr::read(old) };
-            // SAFETY: each element was transformed into one of the kept set's.
-            unsafe { release_elements(old.into_iter(), |a| B::release_old(a)) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = unsafe { ptr::read(new) };
-            // SAFETY: each element was made by `B::transform`.
-            unsafe { release_elements(new.into_iter(), |b| B::release_new(b)) }
-        }
-    }
+    releases!(HashSet<A, S>, build::release_each);
 }
 
 // SAFETY: elements are transformed into a vector (released if any fails), sorted by the new
@@ -766,13 +595,8 @@ unsafe impl<A: Sync, B: Transform<A> + Send + Ord> Transform<BTreeSet<A>> for BT
             // SAFETY: `B` is `A`: a move of the set, settled by no-op releases.
             return Ok(unsafe { moved(old) });
         }
-        let refs: Vec<&A> = old.iter().collect();
-        let mut made = build::slots::<B>(refs.len());
-        // SAFETY: the caller's contract; on success every slot is initialised.
-        let made = unsafe {
-            build::fill(&refs, |a| *a, &mut made, build::threads_for(refs.len()))?;
-            build::assume_init(made)
-        };
+        // SAFETY: the caller's contract.
+        let made = unsafe { build::transform_each(old)? };
         let mut sorted = Released::<A, B>::new(made);
         sorted.items.sort();
         if sorted.items.windows(2).any(|w| w[0].cmp(&w[1]).is_eq()) {
@@ -789,38 +613,7 @@ unsafe impl<A: Sync, B: Transform<A> + Send + Ord> Transform<BTreeSet<A>> for BT
         })
     }
 
-    unsafe fn release_old(old: *mut BTreeSet<A>) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*old` is gone after this.
-            let old = unsafe { ptr::read(old) };
-            // SAFETY: each element was transformed into one of the kept set's.
-            unsafe { release_elements(old.into_iter(), |a| B::release_old(a)) }
-        }
-    }
-
-    unsafe fn release_new(new: *mut Self) {
-        if !B::IDENTITY {
-            // SAFETY: the caller's contract: `*new` is gone after this.
-            let new = unsafe { ptr::read(new) };
-            // SAFETY: each element was made by `B::transform`.
-            unsafe { release_elements(new.into_iter(), |b| B::release_new(b)) }
-        }
-    }
-}
-
-/// Runs an owning iterator to its end, releasing each element; then drops it (freeing what is
-/// left of the collection's memory). A panic in `release` leaks the rest.
-///
-/// # Safety
-/// `release` may be called on each element.
-unsafe fn release_elements<T, I: Iterator<Item = T>>(items: I, release: impl Fn(*mut T)) {
-    let mut items = ManuallyDrop::new(items);
-    for item in &mut *items {
-        let mut item = ManuallyDrop::new(item);
-        release(&mut *item);
-    }
-    // SAFETY: exhausted: dropping it drops no element.
-    unsafe { ManuallyDrop::drop(&mut items) };
+    releases!(BTreeSet<A>, build::release_each);
 }
 
 /// Values made by `B::transform`, not yet part of a whole: released if dropped.
@@ -848,7 +641,7 @@ impl<A, B: Transform<A>> Released<A, B> {
 impl<A, B: Transform<A>> Drop for Released<A, B> {
     fn drop(&mut self) {
         // SAFETY: each value was made by `B::transform` and is discarded.
-        release_vec(std::mem::take(&mut self.items), |b| unsafe { B::release_new(b) });
+        unsafe { build::release_each(std::mem::take(&mut self.items), |b| B::release_new(b)) };
     }
 }
 
@@ -860,7 +653,7 @@ impl<A, B: Transform<A>, S> Drop for ReleasedSet<A, B, S> {
         // SAFETY: taken once, here.
         let set = unsafe { ManuallyDrop::take(&mut self.0) };
         // SAFETY: each element was made by `B::transform` and is discarded.
-        unsafe { release_elements(set.into_iter(), |b| B::release_new(b)) }
+        unsafe { build::release_each(set, |b| B::release_new(b)) }
     }
 }
 
