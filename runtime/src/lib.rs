@@ -64,7 +64,8 @@
 //!   patch changes a type, `#[dsu::transform(from = dsu_old::Entry)]` functions ([`Transform`])
 //!   move the values of every state cell that holds it, through containers; `cargo dsu patch`
 //!   supplies the old definitions as `dsu_old`. An update is transactional: all transformers
-//!   succeed, or nothing changes.
+//!   succeed, or nothing changes. What keeps its type (map keys, unchanged fields, whole
+//!   unchanged containers) moves into the new value instead of being copied.
 //!
 //! # Using it
 //!
