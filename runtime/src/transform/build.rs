@@ -283,7 +283,7 @@ pub(crate) fn abort(what: &str) -> ! {
 }
 
 /// Runs `f`, aborting if it unwinds (see [`AbortOnUnwind`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn abort_on_unwind<R>(what: &'static str, f: impl FnOnce() -> R) -> R {
     let bomb = AbortOnUnwind(what);
     let r = f();
@@ -297,7 +297,7 @@ const DUPLICATE_KEY: &str =
      disagrees with the old map's)";
 
 /// Inserts `key` (carried from a map where it was unique) and `value` into `map`.
-#[inline]
+#[inline(always)]
 pub(crate) fn insert_carried<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V, S>, key: K, value: V) {
     // `insert` drops the key it is given when the map holds an equal one, and unwinding through
     // it drops both: either would free a part the old map still owns.
@@ -344,8 +344,8 @@ pub(crate) const PREFETCH_AHEAD: usize = 16;
 
 /// Asks the CPU to fetch the memory `key`'s hash reads: a large map's keys lie in table order,
 /// which is random against the order their bytes were allocated in, so rehashing them one by one
-/// waits for memory on every key (a map of 1,000,000 `String` keys: about 250 ms without, 100
-/// with). The key's own `Hash` impl is run against a hasher that prefetches every slice it is
+/// waits for memory on every key (a map of 1,000,000 `String` keys, on the machine of
+/// docs/PERFORMANCE.md: about 250 ms of CPU time without, 90 with). The key's own `Hash` impl is run against a hasher that prefetches every slice it is
 /// given and reads nothing.
 #[inline]
 pub(crate) fn prefetch_key<K: Hash>(key: &K) {
