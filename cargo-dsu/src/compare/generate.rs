@@ -315,18 +315,24 @@ enum Make {
     Default,
 }
 
-/// One side of a derived transformer: the struct's path as the impl names it, and its fields
-/// with their types as the impl names them.
-struct Side {
+/// The struct a derived transformer builds: its path as the impl names it, and its fields with
+/// their types as the impl names them.
+struct Target {
     path: String,
     fields: Vec<(String, String)>,
+}
+
+/// The struct it reads: its path, and its fields' names.
+struct Source {
+    path: String,
+    fields: Vec<String>,
 }
 
 /// The code of `unsafe impl Transform<source> for target`, building each field of `target` as
 /// `make` says, reading the source value as `param`; fields only the source has are dropped on
 /// commit. `checked` is the newer revision's type (a `Drop` impl of it is refused: a derived
 /// transformer moves parts out of it or into it, never drops it whole).
-fn derived_code(target: &Side, source: &Side, make: &[Make], param: &str, checked: (&str, &[String])) -> String {
+fn derived_code(target: &Target, source: &Source, make: &[Make], param: &str, checked: (&str, &[String])) -> String {
     let mut staged = String::new();
     let mut fields = String::new();
     let (mut release_source, mut release_target) = (String::new(), String::new());
@@ -351,7 +357,7 @@ fn derived_code(target: &Side, source: &Side, make: &[Make], param: &str, checke
                 );
             }
             Make::Default => {
-                let _ = writeln!(staged, "            let __dsu_f{i}: {ty} = ::core::default::Default::default();");
+                let _ = writeln!(staged, "            let __dsu_f{i} = ::core::default::Default::default();");
                 let _ = write!(fields, "{name}: __dsu_f{i}, ");
                 let _ = writeln!(
                     release_target,
@@ -360,7 +366,7 @@ fn derived_code(target: &Side, source: &Side, make: &[Make], param: &str, checke
             }
         }
     }
-    for (name, _) in source.fields.iter().filter(|(n, _)| !target.fields.iter().any(|(t, _)| t == n)) {
+    for name in source.fields.iter().filter(|n| !target.fields.iter().any(|(t, _)| t == *n)) {
         let _ = writeln!(
             release_source,
             "            ::core::ptr::drop_in_place(::core::ptr::addr_of_mut!((*{param}).{name}));"
@@ -473,13 +479,14 @@ pub fn derive_default(key: &ItemKey, old: &Item, new: &Item, to_old: &mut ToOld<
             )
         },
     )?;
-    let target = Side { path: ident.to_string(), fields: texts(&new_fields) };
-    let source = Side {
-        path: format!("dsu_old::{ident}"),
-        fields: old_fields.iter().map(|(n, t)| (n.clone(), qualified(t, to_old))).collect(),
-    };
-    let checked: Vec<String> = new_fields.iter().map(|(n, _)| n.clone()).collect();
-    Ok(derived_code(&target, &source, &make, "old", (ident, &checked)))
+    let target = Target { path: ident.to_string(), fields: texts(&new_fields) };
+    let source = Source { path: format!("dsu_old::{ident}"), fields: names(&old_fields) };
+    Ok(derived_code(&target, &source, &make, "old", (ident, &names(&new_fields))))
+}
+
+/// The names of fields.
+fn names(fields: &[(String, &syn::Type)]) -> Vec<String> {
+    fields.iter().map(|(n, _)| n.clone()).collect()
 }
 
 /// `(name, type text)` of fields.
@@ -538,13 +545,18 @@ pub fn derive_inverse(
         },
     )?;
     needs.remove(key);
-    let target = Side {
-        path: format!("dsu_old::{ident}"),
-        fields: old_fields.iter().map(|(n, t)| (n.clone(), qualified(t, to_old))).collect(),
-    };
-    let source = Side { path: ident.to_string(), fields: texts(&new_fields) };
-    let checked: Vec<String> = new_fields.iter().map(|(n, _)| n.clone()).collect();
-    let code = derived_code(&target, &source, &make, "new", (ident, &checked));
+    // Only transformed fields name their (old) type.
+    let fields = old_fields
+        .iter()
+        .zip(&make)
+        .map(|((n, t), make)| match make {
+            Make::Transformed { .. } => (n.clone(), qualified(t, to_old)),
+            _ => (n.clone(), String::new()),
+        })
+        .collect();
+    let target = Target { path: format!("dsu_old::{ident}"), fields };
+    let source = Source { path: ident.to_string(), fields: names(&new_fields) };
+    let code = derived_code(&target, &source, &make, "new", (ident, &names(&new_fields)));
     Ok(InverseCode { code, needs })
 }
 
