@@ -12,6 +12,7 @@ use crate::valid::{self, Errors, PlainMethod};
 use dsu_syntax::{tokens_text, AsyncLifetimes, FnOwner};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
     FnArg, Ident, ImplItem, ImplItemFn, Item, ItemImpl, Lifetime, Pat, PatIdent, ReturnType,
@@ -143,9 +144,10 @@ enum TypeShape<'a> {
 }
 
 /// A struct or enum: the item unchanged, plus its structural fingerprint and its identity
-/// transform (so it composes, unchanged, inside containers whose element types change). Each
-/// field's type must have both; its tokens keep the field's span, so a missing one is reported
-/// at the field.
+/// transform (so it composes, unchanged, inside containers whose element types change: it moves
+/// whole). A field's type needs neither: one without a fingerprint of its own (a channel, a
+/// handle, a type of another crate) is fingerprinted by its name, layout and the fingerprints of
+/// the types it is made of ([`field_fingerprint`]).
 fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
     let ident = match syn::parse2::<Item>(item.to_token_stream()) {
         Ok(Item::Struct(s)) => s.ident,
@@ -157,75 +159,84 @@ fn expand_type(item: &impl ToTokens, shape: TypeShape<'_>) -> TokenStream {
         for (i, f) in fs.iter().enumerate() {
             let name = f.ident.as_ref().map_or_else(|| i.to_string(), |id| id.to_string());
             let label = format!("{prefix}field {name}");
-            let ty = &f.ty;
+            let fingerprint = field_fingerprint(&f.ty);
             parts.push(quote! {
                 .with(::dsu::__private::Fingerprint::of_text(#label))
-                .with(<#ty as ::dsu::__private::Fingerprinted>::FINGERPRINT)
+                .with(#fingerprint)
             });
         }
     };
-    // `Self { a: T::transform(&old.a)?, .. }` for one set of fields, read from `old` or from
-    // bindings of a match arm.
-    let rebuild = |path: TokenStream, fs: &syn::Fields, bound: bool| -> TokenStream {
-        let each = fs.iter().enumerate().map(|(i, f)| {
-            let ty = &f.ty;
-            let member: syn::Member = match &f.ident {
-                Some(id) => syn::Member::Named(id.clone()),
-                None => syn::Member::Unnamed(i.into()),
-            };
-            let source = if bound {
-                let b = format_ident!("__dsu_f{}", i);
-                quote!(#b)
-            } else {
-                quote!(&old.#member)
-            };
-            quote!(#member: <#ty as ::dsu::__private::Transform<#ty>>::transform(#source)?)
-        });
-        quote!(#path { #(#each),* })
-    };
-    let pattern = |path: TokenStream, fs: &syn::Fields| -> TokenStream {
-        let each = fs.iter().enumerate().map(|(i, f)| {
-            let member: syn::Member = match &f.ident {
-                Some(id) => syn::Member::Named(id.clone()),
-                None => syn::Member::Unnamed(i.into()),
-            };
-            let b = format_ident!("__dsu_f{}", i);
-            quote!(#member: #b)
-        });
-        quote!(#path { #(#each),* })
-    };
-    let (kind, identity) = match &shape {
+    let kind = match &shape {
         TypeShape::Struct(fs) => {
             fields(String::new(), fs, &mut parts);
-            ("struct", rebuild(quote!(Self), fs, false))
+            "struct"
         }
         TypeShape::Enum(variants) => {
-            let mut arms = Vec::new();
             for v in variants.iter() {
                 let label = format!("variant {}", v.ident);
                 parts.push(quote!(.with(::dsu::__private::Fingerprint::of_text(#label))));
                 fields(format!("{} ", v.ident), &v.fields, &mut parts);
-                let name = &v.ident;
-                let pat = pattern(quote!(Self::#name), &v.fields);
-                let body = rebuild(quote!(Self::#name), &v.fields, true);
-                arms.push(quote!(#pat => #body));
             }
-            ("enum", quote!(match old { #(#arms,)* }))
+            "enum"
         }
     };
     quote! {
         #item
         impl ::dsu::__private::Fingerprinted for #ident {
-            const FINGERPRINT: ::dsu::__private::Fingerprint =
+            const FINGERPRINT: ::dsu::__private::Fingerprint = {
+                #[allow(unused_imports)]
+                use ::dsu::__private::ProbeFallback as _;
                 ::dsu::__private::Fingerprint::of_text(#kind)
                 #(#parts)*
-                .with_layout(::core::mem::size_of::<Self>(), ::core::mem::align_of::<Self>());
+                .with_layout(::core::mem::size_of::<Self>(), ::core::mem::align_of::<Self>())
+            };
         }
-        impl ::dsu::__private::Transform<#ident> for #ident {
-            fn transform(old: &Self) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
-                ::core::result::Result::Ok(#identity)
+        // SAFETY: `Old` is `Self`: the value moves whole, one bitwise copy that either side keeps
+        // and neither releases.
+        unsafe impl ::dsu::__private::Transform<#ident> for #ident {
+            const IDENTITY: bool = true;
+            #[inline(always)]
+            unsafe fn transform(old: &Self) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
+                // SAFETY: the caller settles the move (the releases below do nothing).
+                ::core::result::Result::Ok(unsafe { ::dsu::__private::carry(old) })
             }
+            #[inline(always)]
+            unsafe fn release_old(_: *mut Self) {}
+            #[inline(always)]
+            unsafe fn release_new(_: *mut Self) {}
         }
+    }
+}
+
+/// The fingerprint of a field of type `ty`: the type's own when it has one (`Probe`); otherwise
+/// (a type dsu does not know, which cannot change in a patch since dependencies cannot) its last
+/// path segment's name, its size and alignment, and the fingerprints of the types it is made of
+/// (`Sender<Event>` changes when `Event` does). Its tokens keep the field's span.
+fn field_fingerprint(ty: &Type) -> TokenStream {
+    struct Inner<'a>(Vec<&'a Type>);
+    impl<'a> syn::visit::Visit<'a> for Inner<'a> {
+        fn visit_type(&mut self, t: &'a Type) {
+            self.0.push(t);
+            syn::visit::visit_type(self, t);
+        }
+    }
+    let mut inner = Inner(Vec::new());
+    syn::visit::visit_type(&mut inner, ty);
+    let name = match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().map_or_else(|| tokens_text(ty), |s| s.ident.to_string())
+        }
+        _ => tokens_text(ty),
+    };
+    let inner = inner.0;
+    quote_spanned! {ty.span()=>
+        ::dsu::__private::field_fingerprint(
+            ::dsu::__private::Probe::<#ty>::FP,
+            #name,
+            ::core::mem::size_of::<#ty>(),
+            ::core::mem::align_of::<#ty>(),
+            &[#(::dsu::__private::Probe::<#inner>::FP),*],
+        )
     }
 }
 

@@ -2,7 +2,9 @@
 //! `#[dsu::transform(to = dsu_old::Entry)]`: its inverse, for rolling a patch back.
 //!
 //! On a function `fn f(old: &dsu_old::Entry) -> Entry` (or `-> Result<Entry, E>` with
-//! `E: Display`), `from` implements `Transform<dsu_old::Entry> for Entry` through `f`. On a
+//! `E: Display`), `from` implements `Transform<dsu_old::Entry> for Entry` through `f`, whose
+//! values are fresh: safe code cannot take parts of the old value, so the old value is dropped
+//! whole when the update commits and the new one when it aborts. On a
 //! function `fn g(new: &Entry) -> dsu_old::Entry` (or `-> Result<dsu_old::Entry, E>`), `to`
 //! implements `Transform<Entry> for dsu_old::Entry` through `g`: the old value made from the new
 //! one, which a rollback of the patch runs. A function goes one way: `from` or `to`, not both.
@@ -188,7 +190,9 @@ fn expand_from(args: &TransformArgs, t: &Transformer, f: syn::ItemFn) -> syn::Re
 }
 
 /// `f` and `impl Transform<source> for target` calling it with the source value as `param`, both
-/// compiled only in the patches that need this transformer, then `check` in every build.
+/// compiled only in the patches that need this transformer, then `check` in every build. The
+/// value `f` returns is fresh (`Transform::FRESH`): it owns nothing the old value owns, so both
+/// are dropped whole when the update settles.
 ///
 /// `cargo dsu patch` sets `dsu_patch`, and `dsu_transform = "<old type>::<function>"`
 /// (`Transformer::cfg_value`) for each transformer of a type the patch changes that is new or
@@ -213,9 +217,12 @@ fn patch_only_transform(
         const _: () = {
             #[cfg(all(#patch, #transformer = #key))]
             #f
+            // SAFETY: a safe function builds the value from a shared reference, so it takes no
+            // part of the old value: each side is dropped whole (the default releases).
             #[cfg(all(#patch, #transformer = #key))]
-            impl ::dsu::__private::Transform<#source> for #target {
-                fn transform(#param: &#source) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
+            unsafe impl ::dsu::__private::Transform<#source> for #target {
+                const FRESH: bool = true;
+                unsafe fn transform(#param: &#source) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {
                     #call
                 }
             }

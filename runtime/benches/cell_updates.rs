@@ -54,14 +54,20 @@ mod b {
     }
 }
 
-impl Transform<a::Blob> for b::Blob {
-    fn transform(old: &a::Blob) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<a::Blob> for b::Blob {
+    const FRESH: bool = true;
+    unsafe fn transform(old: &a::Blob) -> Result<Self, TransformError> {
         Ok(b::Blob { bytes: old.bytes.clone(), generation: 1 })
     }
 }
 
-impl Transform<b::Blob> for a::Blob {
-    fn transform(old: &b::Blob) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<b::Blob> for a::Blob {
+    const FRESH: bool = true;
+    unsafe fn transform(old: &b::Blob) -> Result<Self, TransformError> {
         Ok(a::Blob { bytes: old.bytes.clone() })
     }
 }

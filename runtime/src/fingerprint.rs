@@ -147,6 +147,42 @@ impl<T: Fingerprinted + ?Sized> Probe<T> {
     pub const FP: Fingerprint = T::FINGERPRINT;
 }
 
+/// The fingerprint of a field of an updateable type (`#[dsu::updateable]` computes it): `own`,
+/// the field type's fingerprint, when it has one (not zero, see [`Probe`]). Otherwise the type is
+/// one dsu does not know (a channel, a handle, a type of another crate), which no patch changes
+/// (dependencies cannot change in one), so it is named by `name` (its last path segment), its
+/// size and alignment, and `inner`, the fingerprints of the types written inside it: a
+/// `Sender<Event>` changes when `Event` does.
+pub const fn field_fingerprint(
+    own: Fingerprint,
+    name: &str,
+    size: usize,
+    align: usize,
+    inner: &[Fingerprint],
+) -> Fingerprint {
+    if !is_zero(&own) {
+        return own;
+    }
+    let mut fp = Fingerprint::of_text("other").with(Fingerprint::of_text(name)).with_layout(size, align);
+    let mut i = 0;
+    while i < inner.len() {
+        fp = fp.with(inner[i]);
+        i += 1;
+    }
+    fp
+}
+
+const fn is_zero(fp: &Fingerprint) -> bool {
+    let mut i = 0;
+    while i < fp.0.len() {
+        if fp.0[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cfg(feature = "bytes")]
 impl Fingerprinted for bytes::Bytes {
     const FINGERPRINT: Fingerprint = leaf::<bytes::Bytes>("bytes::Bytes");

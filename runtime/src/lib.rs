@@ -67,7 +67,9 @@
 //!   move the values of every state cell that holds it, through containers: each named cell, and
 //!   every live field cell whose value's type changes; `cargo dsu patch` supplies the old
 //!   definitions as `dsu_old`. An update is transactional: all transformers succeed, or nothing
-//!   changes. Once it has committed, the old values are freed.
+//!   changes. What keeps its type (map keys, unchanged fields, whole unchanged containers) moves
+//!   into the new value instead of being copied, and once the update has committed, what is left
+//!   of the old values is freed.
 //!
 //! # Using it
 //!
@@ -171,8 +173,8 @@ pub mod __private {
     pub use crate::slot::Slot;
     pub use crate::quiesce::Tracked;
     pub use crate::update::update_point;
-    pub use crate::transform::{CellTransform, Transform, TransformError};
-    pub use crate::fingerprint::{Probe, ProbeFallback};
+    pub use crate::transform::{carry, CellTransform, Staged, Transform, TransformError};
+    pub use crate::fingerprint::{field_fingerprint, Probe, ProbeFallback};
     pub use crate::cell::field::FieldCellInfo;
     pub use crate::cell::named::CellInfo;
     pub use crate::Fingerprinted;

@@ -1,20 +1,46 @@
-//! State transformers: how a value of an old type becomes a value of the new one.
+//! State transformers: how a value of an old type becomes a value of the new one, moving what
+//! did not change.
 //!
-//! [`Transform<Old>`] is implemented by the new type. It reads the old value by reference, so the
-//! old value stays untouched and a failed update changes nothing. Containers compose: when
-//! `Entry: Transform<dsu_old::Entry>`, a `HashMap<String, Entry>`, a `Vec<Entry>` or an
-//! `Option<Box<Entry>>` transforms from its old counterpart with no extra code. Types that do not
-//! change transform to themselves: std leaves by copying, `#[dsu::updateable]` types field by
-//! field.
+//! [`Transform<Old>`] is implemented by the new type. An update is all or nothing, so the old
+//! value must survive a transform that fails; and an update of a million entries must not copy a
+//! million keys. Both hold because a transform *moves without taking*: it builds the new value
+//! with bitwise copies of the parts that keep their type (*carried* parts: keys, unchanged
+//! fields, whole unchanged subtrees), while the old value stays intact and valid. Until the
+//! update settles, a carried part has two owners on paper, and the update decides which one
+//! keeps it:
+//!
+//! * **commit** ([`Transform::release_old`]): the new value keeps everything; the old one frees
+//!   only what was not carried (removed fields, values a transformer replaced, the old
+//!   containers' own memory);
+//! * **abort** ([`Transform::release_new`]): the old value keeps everything; the new one frees
+//!   only what it made.
+//!
+//! Containers compose: when `Entry: Transform<dsu_old::Entry>`, a `HashMap<String, Entry>`, a
+//! `Vec<Entry>` or a `Mutex<Option<Box<Entry>>>` transforms from its old counterpart with no
+//! extra code, its keys carried and its entries transformed (on several threads for large
+//! collections, `transform/build.rs`). A type that did not change transforms to itself as one
+//! bitwise copy ([`Transform::IDENTITY`]), so an unchanged `Vec<String>` inside a changed struct
+//! costs one copy of three words, whatever its length.
+//!
+//! Who writes transformers: `#[dsu::transform(from = dsu_old::T)] fn(&dsu_old::T) -> T` (safe
+//! code; its values are fresh and both sides are dropped whole), `cargo dsu patch` (derived
+//! transformers of trivial changes, which carry the fields that keep their type), and
+//! `#[dsu::updateable]` (the identity of an unchanged type). The trait is `unsafe` to implement
+//! by hand.
 //!
 //! A patch carries one [`CellTransform`] per state cell whose type changes; the runtime runs them
-//! all before anything switches (see `update.rs`).
+//! all before anything switches (see `update.rs`), and settles each one: every new value
+//! installed and every old value retired, or every new value discarded.
 
 use crate::Fingerprinted;
 use dsu_abi::Fingerprint;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::hash::Hash;
-use std::sync::{Arc, Mutex, RwLock};
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+
+mod build;
+mod impls;
+#[cfg(test)]
+mod tests;
 
 /// Why a transformer could not produce the new value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,237 +66,137 @@ impl From<&str> for TransformError {
     }
 }
 
-/// Makes a value of `Self` from a value of the old type `Old`, leaving the old value untouched.
+/// Makes a value of `Self` from a value of the old type `Old`, moving the parts that keep their
+/// type and leaving the old value intact until the update settles.
 ///
-/// Transformers run while the update is being applied, with the runtime locked: they must not
-/// call into the dsu runtime themselves (`dsu::load`, `dsu::status`, update points).
+/// Write transformers with `#[dsu::transform(from = dsu_old::T)]` on a function (or
+/// `#[dsu::transform(from = dsu_old::T, default)]` on the type, which `cargo dsu patch` derives);
+/// both implement this trait soundly.
+///
+/// # The protocol
+///
+/// [`transform`](Transform::transform) reads `old` and returns a new value that may own parts of
+/// `old` bitwise. When it returns `Ok(new)`, the caller settles the pair exactly once:
+///
+/// * commit: [`release_old`](Transform::release_old) on the old value, after which it is gone
+///   (neither used nor dropped again); `new` is then an ordinary value;
+/// * abort: [`release_new`](Transform::release_new) on `new`, after which it is gone; `old` is
+///   then an ordinary value again.
+///
+/// Until then neither is dropped or changed. When `transform` returns an error or panics, it has
+/// released what it made: `old` is as it was and there is nothing to settle.
+///
+/// Transformers run while the update is being applied, with the runtime locked, perhaps on
+/// several threads at once for entries of one collection: they must not call into the dsu runtime
+/// themselves (`dsu::load`, `dsu::status`, update points, cells).
+///
+/// # Safety
+///
+/// An implementation promises that, for every `old`, each way of settling frees every part of
+/// the pair exactly once: what `transform` made is freed by `release_new` on abort and kept on
+/// commit; what it carried is kept by the new value on commit and left to the old one on abort;
+/// what it neither carried nor replaced is freed by `release_old` on commit. Which parts are
+/// carried must follow from `old` alone (its type and its contents), since `release_old` sees
+/// nothing else; a partial release never runs a `Drop` impl of the value as a whole (so a type
+/// with one is carried whole or not at all). [`IDENTITY`](Transform::IDENTITY) and
+/// [`FRESH`](Transform::FRESH) must be true only as they say.
 #[diagnostic::on_unimplemented(
     message = "no dsu transformer makes a `{Self}` from a `{Old}`",
     label = "no transformer for this type",
     note = "unchanged types: mark them `#[dsu::updateable]`; changed ones: write `#[dsu::transform(from = dsu_old::T)] fn(&dsu_old::T) -> T`"
 )]
-pub trait Transform<Old: ?Sized>: Sized {
-    fn transform(old: &Old) -> Result<Self, TransformError>;
-}
+pub unsafe trait Transform<Old>: Sized {
+    /// `Self` is `Old`, and `transform` moves the value whole: one bitwise copy, and nothing to
+    /// release either way. Containers of such values move whole too.
+    const IDENTITY: bool = false;
 
-macro_rules! same_by_clone {
-    ($($t:ty),* $(,)?) => {
-        $(impl Transform<$t> for $t {
-            #[inline]
-            fn transform(old: &$t) -> Result<Self, TransformError> {
-                Ok(old.clone())
-            }
-        })*
-    };
-}
+    /// The new value shares nothing with the old one that the old one frees: both are dropped
+    /// whole (`release_old` and `release_new` drop). An `Arc` whose other holders keep the old
+    /// value can be transformed only into such values.
+    const FRESH: bool = false;
 
-same_by_clone!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, (),
-    String, std::time::Duration, std::time::Instant, std::time::SystemTime, std::path::PathBuf,
-);
+    /// Makes the new value from `old`, which stays intact and valid.
+    ///
+    /// # Safety
+    /// The caller settles an `Ok` result as the trait's protocol says, and keeps `old` in place
+    /// and unchanged until then.
+    unsafe fn transform(old: &Old) -> Result<Self, TransformError>;
 
-macro_rules! same_atomic {
-    ($($t:ident),* $(,)?) => {
-        $(impl Transform<std::sync::atomic::$t> for std::sync::atomic::$t {
-            fn transform(old: &std::sync::atomic::$t) -> Result<Self, TransformError> {
-                Ok(Self::new(old.load(std::sync::atomic::Ordering::Acquire)))
-            }
-        })*
-    };
-}
+    /// Commit: frees what of `old` the new value made from it did not take.
+    ///
+    /// # Safety
+    /// `old` was transformed into a value that is kept; `*old` is not used or dropped afterwards.
+    unsafe fn release_old(old: *mut Old) {
+        // SAFETY: the caller's contract; by default the new value took nothing (`FRESH`).
+        unsafe { std::ptr::drop_in_place(old) }
+    }
 
-same_atomic!(
-    AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, AtomicI8, AtomicI16,
-    AtomicI32, AtomicI64, AtomicIsize,
-);
-
-impl<A, B: Transform<A>> Transform<Vec<A>> for Vec<B> {
-    fn transform(old: &Vec<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
+    /// Abort: frees what of `new` its transform made, leaving the parts it carried to the old
+    /// value.
+    ///
+    /// # Safety
+    /// `new` was made by [`Transform::transform`] and is discarded; `*new` is not used or dropped
+    /// afterwards.
+    unsafe fn release_new(new: *mut Self) {
+        // SAFETY: the caller's contract; by default the new value carried nothing (`FRESH`).
+        unsafe { std::ptr::drop_in_place(new) }
     }
 }
 
-impl<A, B: Transform<A>> Transform<VecDeque<A>> for VecDeque<B> {
-    fn transform(old: &VecDeque<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
+/// A bitwise copy of `value`: the carried part of a new value (generated transformers use it for
+/// the fields that keep their type).
+///
+/// # Safety
+/// Inside [`Transform::transform`] only: the copy becomes part of the new value, and the pair is
+/// settled as [`Transform`] says (whoever does not keep the part must not drop it).
+#[inline(always)]
+pub unsafe fn carry<T>(value: &T) -> T {
+    // SAFETY: `value` is a valid, aligned `T`; the caller's contract keeps one owner in the end.
+    unsafe { std::ptr::read(value) }
+}
+
+/// A value made by `New::transform`, held until the value it is part of is whole: dropped, it is
+/// released as an abort does (`release_new`), never dropped whole, so a later field's failure or
+/// panic leaves the old value's parts alone.
+pub struct Staged<Old, New: Transform<Old>> {
+    new: ManuallyDrop<New>,
+    _old: PhantomData<fn(&Old)>,
+}
+
+impl<Old, New: Transform<Old>> Staged<Old, New> {
+    /// `New::transform(old)`, staged.
+    ///
+    /// # Safety
+    /// As [`Transform::transform`]: the value it holds carries parts of `old`, which must stay in
+    /// place and unchanged until the whole is settled.
+    #[inline]
+    pub unsafe fn transform(old: &Old) -> Result<Self, TransformError> {
+        // SAFETY: the caller's contract; if this `Staged` is dropped instead of taken, `Drop`
+        // settles it as an abort.
+        let new = unsafe { New::transform(old)? };
+        Ok(Staged { new: ManuallyDrop::new(new), _old: PhantomData })
+    }
+
+    /// The value, now part of a whole that is settled as one.
+    #[inline]
+    pub fn into_inner(self) -> New {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the value is taken exactly once.
+        unsafe { ManuallyDrop::take(&mut this.new) }
     }
 }
 
-impl<A, B: Transform<A>> Transform<Option<A>> for Option<B> {
-    fn transform(old: &Option<A>) -> Result<Self, TransformError> {
-        old.as_ref().map(B::transform).transpose()
+impl<Old, New: Transform<Old>> Drop for Staged<Old, New> {
+    fn drop(&mut self) {
+        // SAFETY: the value was made by `New::transform` and not taken: the whole it was to be
+        // part of failed, so it is discarded and the old value keeps what it carried.
+        unsafe { New::release_new(&mut *self.new) }
     }
 }
-
-impl<A, B: Transform<A>> Transform<Box<A>> for Box<B> {
-    fn transform(old: &Box<A>) -> Result<Self, TransformError> {
-        B::transform(old).map(Box::new)
-    }
-}
-
-impl<A, B: Transform<A>> Transform<Arc<A>> for Arc<B> {
-    fn transform(old: &Arc<A>) -> Result<Self, TransformError> {
-        B::transform(old).map(Arc::new)
-    }
-}
-
-impl<A, B: Transform<A>, E, F: Transform<E>> Transform<Result<A, E>> for Result<B, F> {
-    fn transform(old: &Result<A, E>) -> Result<Self, TransformError> {
-        Ok(match old {
-            Ok(a) => Ok(B::transform(a)?),
-            Err(e) => Err(F::transform(e)?),
-        })
-    }
-}
-
-/// Why a lock inside a state cell could not be transformed.
-const LOCKED: &str = "a lock inside the cell is held by a thread that is at an update point or \
-                      idle, reached outside the cell's scope (an `Arc` cloned out of the cell, or \
-                      a leaked guard); release such locks before update points and idle sections";
-
-impl<A, B: Transform<A>> Transform<Mutex<A>> for Mutex<B> {
-    fn transform(old: &Mutex<A>) -> Result<Self, TransformError> {
-        // Updates run while every thread is at an update point or idle; a thread may hold this
-        // lock there. Waiting for it would never end: fail the update instead (nothing changes).
-        // A poisoned lock still holds the last value written; carry it over.
-        let guard = match old.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
-        };
-        // A panicking transformer must not poison the old value's lock on its way out: the old
-        // value stays in use when the update is abandoned. Release the guard, then unwind.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| B::transform(&guard)));
-        drop(guard);
-        match result {
-            Ok(r) => r.map(Mutex::new),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-impl<A, B: Transform<A>> Transform<RwLock<A>> for RwLock<B> {
-    fn transform(old: &RwLock<A>) -> Result<Self, TransformError> {
-        let guard = match old.try_read() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(LOCKED.into()),
-        };
-        B::transform(&guard).map(RwLock::new)
-    }
-}
-
-impl<K, A, B, S> Transform<HashMap<K, A, S>> for HashMap<K, B, S>
-where
-    K: Clone + Eq + Hash,
-    B: Transform<A>,
-    S: std::hash::BuildHasher + Clone,
-{
-    fn transform(old: &HashMap<K, A, S>) -> Result<Self, TransformError> {
-        // The old map's hasher at the old map's capacity: every key lands in the bucket it had,
-        // and the old map is walked in bucket order, so the new table fills front to back
-        // instead of at random (a large map's inserts would otherwise each miss the cache).
-        let mut new = HashMap::with_capacity_and_hasher(old.capacity(), old.hasher().clone());
-        for (k, v) in old {
-            new.insert(k.clone(), B::transform(v)?);
-        }
-        Ok(new)
-    }
-}
-
-impl<K: Clone + Ord, A, B: Transform<A>> Transform<BTreeMap<K, A>> for BTreeMap<K, B> {
-    fn transform(old: &BTreeMap<K, A>) -> Result<Self, TransformError> {
-        old.iter().map(|(k, v)| Ok((k.clone(), B::transform(v)?))).collect()
-    }
-}
-
-impl<A, B: Transform<A> + Eq + Hash> Transform<HashSet<A>> for HashSet<B> {
-    fn transform(old: &HashSet<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
-    }
-}
-
-impl<A, B: Transform<A> + Ord> Transform<BTreeSet<A>> for BTreeSet<B> {
-    fn transform(old: &BTreeSet<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
-    }
-}
-
-impl<A, B: Transform<A>> Transform<std::rc::Rc<A>> for std::rc::Rc<B> {
-    fn transform(old: &std::rc::Rc<A>) -> Result<Self, TransformError> {
-        B::transform(old).map(std::rc::Rc::new)
-    }
-}
-
-impl<A: Copy, B: Transform<A> + Copy> Transform<std::cell::Cell<A>> for std::cell::Cell<B> {
-    fn transform(old: &std::cell::Cell<A>) -> Result<Self, TransformError> {
-        B::transform(&old.get()).map(std::cell::Cell::new)
-    }
-}
-
-impl<A, B: Transform<A>> Transform<std::cell::RefCell<A>> for std::cell::RefCell<B> {
-    fn transform(old: &std::cell::RefCell<A>) -> Result<Self, TransformError> {
-        B::transform(&old.borrow()).map(std::cell::RefCell::new)
-    }
-}
-
-impl<A, B: Transform<A>> Transform<std::collections::LinkedList<A>> for std::collections::LinkedList<B> {
-    fn transform(old: &std::collections::LinkedList<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
-    }
-}
-
-impl<A, B: Transform<A> + Ord> Transform<std::collections::BinaryHeap<A>> for std::collections::BinaryHeap<B> {
-    fn transform(old: &std::collections::BinaryHeap<A>) -> Result<Self, TransformError> {
-        old.iter().map(B::transform).collect()
-    }
-}
-
-impl<A, B: Transform<A>, const N: usize> Transform<[A; N]> for [B; N] {
-    fn transform(old: &[A; N]) -> Result<Self, TransformError> {
-        let v: Vec<B> = old.iter().map(B::transform).collect::<Result<_, _>>()?;
-        Ok(v.try_into().unwrap_or_else(|_| unreachable!("N elements in, N out")))
-    }
-}
-
-#[cfg(feature = "bytes")]
-impl Transform<bytes::Bytes> for bytes::Bytes {
-    fn transform(old: &bytes::Bytes) -> Result<Self, TransformError> {
-        Ok(old.clone())
-    }
-}
-
-#[cfg(feature = "bytes")]
-impl Transform<bytes::BytesMut> for bytes::BytesMut {
-    fn transform(old: &bytes::BytesMut) -> Result<Self, TransformError> {
-        Ok(old.clone())
-    }
-}
-
-macro_rules! tuples {
-    ($(($($a:ident $b:ident $i:tt),+)),* $(,)?) => {
-        $(impl<$($a, $b: Transform<$a>),+> Transform<($($a,)+)> for ($($b,)+) {
-            fn transform(old: &($($a,)+)) -> Result<Self, TransformError> {
-                Ok(($($b::transform(&old.$i)?,)+))
-            }
-        })*
-    };
-}
-
-tuples!(
-    (A0 B0 0),
-    (A0 B0 0, A1 B1 1),
-    (A0 B0 0, A1 B1 1, A2 B2 2),
-    (A0 B0 0, A1 B1 1, A2 B2 2, A3 B3 3),
-    (A0 B0 0, A1 B1 1, A2 B2 2, A3 B3 3, A4 B4 4),
-    (A0 B0 0, A1 B1 1, A2 B2 2, A3 B3 3, A4 B4 4, A5 B5 5),
-    (A0 B0 0, A1 B1 1, A2 B2 2, A3 B3 3, A4 B4 4, A5 B5 5, A6 B6 6),
-    (A0 B0 0, A1 B1 1, A2 B2 2, A3 B3 3, A4 B4 4, A5 B5 5, A6 B6 6, A7 B7 7),
-);
 
 /// A state cell's change of type, carried by a patch: the cell's name, the fingerprints of the
-/// old and new types, and the monomorphised code that transforms one into the other.
+/// old and new types, and the monomorphised code that transforms one into the other and settles
+/// the pair.
 ///
 /// `repr(C)` with the two fingerprints first: they hold no address, so the loader reads them
 /// from the patch file before mapping it (`dsu_abi::cell_transform_fingerprints`).
@@ -284,8 +210,8 @@ pub struct CellTransform {
     to_type: fn() -> &'static str,
     run: unsafe fn(*const ()) -> Result<*const (), TransformError>,
     drop_new: unsafe fn(*const ()),
-    /// Frees an old value once the update that transformed it has committed (`retire`).
-    drop_old: unsafe fn(*const ()),
+    /// Commit: frees an old value without the parts the installed new value took (`retire`).
+    retire: unsafe fn(*const ()),
     /// Drops and frees a new value that was installed, when its cell goes away: stored with the
     /// cell's version, so a value is always dropped by code compiled for its type.
     free_new: unsafe fn(*const ()),
@@ -326,9 +252,9 @@ impl CellTransform {
             from_type: std::any::type_name::<Old>,
             to_type: std::any::type_name::<New>,
             run: run::<Old, New>,
-            drop_new: drop_new::<New>,
-            drop_old: drop_old::<Old>,
-            free_new: drop_new::<New>,
+            drop_new: drop_new::<Old, New>,
+            retire: retire::<Old, New>,
+            free_new: free_value::<New>,
             kind: CellKind::Named,
         }
     }
@@ -364,137 +290,96 @@ impl CellTransform {
     }
 
     /// Transforms the cell value at `old`, which must be an `Old`; returns the new value, boxed
-    /// and leaked, to be installed or handed to [`CellTransform::discard`]. A panic in the
-    /// transformer is caught and returned as an error.
+    /// and leaked, to be installed (then the old one [retired](CellTransform::retire)) or
+    /// [discarded](CellTransform::discard). A panic in the transformer is caught and returned as
+    /// an error; the old value is then as it was.
     ///
     /// # Safety
     /// `old` must point at a live value of this transform's `Old` type (the runtime checks the
-    /// cell's current fingerprint equals `from` first).
+    /// cell's current fingerprint equals `from` first), which stays in place and unchanged until
+    /// the result is retired or discarded.
     pub(crate) unsafe fn run(&self, old: *const ()) -> Result<*const (), TransformError> {
         let run = self.run;
         // SAFETY: the caller's contract.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { run(old) })) {
             Ok(r) => r,
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "a panic".into());
-                Err(TransformError(format!("panicked: {msg}")))
-            }
+            Err(payload) => Err(TransformError(format!("panicked: {}", panic_message(&*payload)))),
         }
     }
 
-    /// Drops a value made by [`CellTransform::run`] that will not be installed.
+    /// Abort: frees a value made by [`CellTransform::run`] that will not be installed, leaving
+    /// the old value whole.
     ///
     /// # Safety
     /// `new` must come from this transform's `run` and not be installed or discarded yet.
     pub(crate) unsafe fn discard(&self, new: *const ()) {
+        let drop_new = self.drop_new;
         // SAFETY: the caller's contract.
-        unsafe { (self.drop_new)(new) }
+        settle("discarding a transformed value", || unsafe { drop_new(new) });
     }
-}
 
-impl CellTransform {
-    /// Frees the old value `old` once the update that transformed it has committed: nothing
-    /// reaches it any more (see `update.rs`).
+    /// Commit: frees the old value `old` once the value `run` made from it is installed and no
+    /// code can reach `old`, without the parts the new value took.
     ///
     /// # Safety
-    /// `old` must be the value this transform's `run` read, a `Box` of the `Old` type, no longer
-    /// installed in any cell, and not used after this call.
+    /// `old` is the value a call of this transform's `run` read, boxed as cells box their values
+    /// (`Box<Old>`), and that call's result is installed; `old` is not used afterwards.
     pub(crate) unsafe fn retire(&self, old: *const ()) {
+        let retire = self.retire;
         // SAFETY: the caller's contract.
-        unsafe { (self.drop_old)(old) }
+        settle("retiring an old value", || unsafe { retire(old) });
     }
 }
 
-unsafe fn drop_old<Old>(old: *const ()) {
-    // SAFETY: `CellTransform::retire`'s contract: `old` came from `Box::into_raw` of an `Old`.
-    drop(unsafe { Box::from_raw(old as *mut Old) });
+/// Runs a release: a panic there (a `Drop` impl of a removed field) cannot undo the update, so it
+/// is reported and what was left is leaked rather than freed twice.
+fn settle(what: &str, release: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(release)) {
+        tracing::warn!(
+            target: "dsu",
+            panic = %panic_message(&*payload),
+            "a drop panicked while {what}; the rest of that value is leaked"
+        );
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Drops and frees an installed value whole, when its cell goes away (`new_value_drop`).
+unsafe fn free_value<New>(value: *const ()) {
+    // SAFETY: the cell's version contract: `value` came from `Box::into_raw` of a `New` (made by
+    // `run`, or by the cell's own code) and is no longer reachable.
+    drop(unsafe { Box::from_raw(value as *mut New) });
 }
 
 unsafe fn run<Old, New: Transform<Old>>(old: *const ()) -> Result<*const (), TransformError> {
-    // SAFETY: `CellTransform::run`'s contract: `old` is a live `Old`.
+    // SAFETY: `CellTransform::run`'s contract: `old` is a live `Old`, left in place until the
+    // result is settled by `drop_new` or `retire`.
     let old = unsafe { &*(old as *const Old) };
-    New::transform(old).map(|new| Box::into_raw(Box::new(new)) as *const ())
+    // SAFETY: as above; `Box::new` cannot unwind (allocation failure aborts), so the value is
+    // never dropped whole.
+    unsafe { New::transform(old) }.map(|new| Box::into_raw(Box::new(new)) as *const ())
 }
 
-unsafe fn drop_new<New>(new: *const ()) {
-    // SAFETY: `CellTransform::discard`'s contract: `new` came from `Box::into_raw` of a `New`.
-    drop(unsafe { Box::from_raw(new as *mut New) });
+unsafe fn drop_new<Old, New: Transform<Old>>(new: *const ()) {
+    // SAFETY: `CellTransform::discard`'s contract: `new` came from `Box::into_raw` of a `New`
+    // in `run`. `ManuallyDrop<New>` has `New`'s layout, so the box frees the same allocation and
+    // drops nothing.
+    let mut boxed = unsafe { Box::from_raw(new as *mut ManuallyDrop<New>) };
+    // SAFETY: the transform's result is discarded; `boxed` only frees memory afterwards.
+    unsafe { New::release_new(&mut **boxed) };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Old {
-        name: String,
-        hits: u32,
-    }
-    #[derive(Debug, PartialEq)]
-    struct New {
-        name: String,
-        hits: u64,
-        seen: bool,
-    }
-    impl Transform<Old> for New {
-        fn transform(old: &Old) -> Result<Self, TransformError> {
-            if old.name.is_empty() {
-                return Err("empty name".into());
-            }
-            Ok(New { name: old.name.clone(), hits: old.hits.into(), seen: false })
-        }
-    }
-
-    struct Bomb;
-    impl Transform<Old> for Bomb {
-        fn transform(_: &Old) -> Result<Self, TransformError> {
-            panic!("boom")
-        }
-    }
-
-    #[test]
-    fn a_panicking_transformer_does_not_poison_the_old_value() {
-        let old = Mutex::new(Old { name: "a".into(), hits: 1 });
-        let r = std::panic::catch_unwind(|| <Mutex<Bomb>>::transform(&old));
-        assert!(r.is_err());
-        assert!(!old.is_poisoned());
-        assert_eq!(old.lock().unwrap().hits, 1);
-    }
-
-    #[test]
-    fn containers_compose() {
-        let mut old = HashMap::new();
-        old.insert("a".to_string(), Old { name: "a".into(), hits: 3 });
-        let new = <Mutex<HashMap<String, New>>>::transform(&Mutex::new(old)).unwrap();
-        let new = new.into_inner().unwrap();
-        assert_eq!(new["a"], New { name: "a".into(), hits: 3, seen: false });
-        let v = <Vec<Option<Box<New>>>>::transform(&vec![None, Some(Box::new(Old { name: "b".into(), hits: 1 }))]).unwrap();
-        assert_eq!(v[1].as_ref().unwrap().hits, 1);
-        let err = <Vec<New>>::transform(&vec![Old { name: "".into(), hits: 1 }]).unwrap_err();
-        assert_eq!(err.0, "empty name");
-    }
-
-    /// A thread at an update point may hold a lock inside a state cell that it reached outside
-    /// the cell's scope (through an `Arc` cloned out of it, or a leaked guard): the transform
-    /// fails the update instead of waiting for a lock that is released only after the update.
-    #[test]
-    fn a_held_lock_fails_the_transform_instead_of_deadlocking() {
-        let old = Mutex::new(Old { name: "a".into(), hits: 1 });
-        let held = old.lock().unwrap();
-        let err = <Mutex<New>>::transform(&old).unwrap_err();
-        assert!(err.0.contains("held by a thread"), "{err}");
-        drop(held);
-        assert_eq!(<Mutex<New>>::transform(&old).unwrap().into_inner().unwrap().hits, 1);
-
-        let old = RwLock::new(Old { name: "b".into(), hits: 2 });
-        let held = old.write().unwrap();
-        assert!(<RwLock<New>>::transform(&old).is_err());
-        drop(held);
-        let reading = old.read().unwrap();
-        assert_eq!(<RwLock<New>>::transform(&old).unwrap().into_inner().unwrap().hits, 2, "readers do not block it");
-        drop(reading);
-    }
+unsafe fn retire<Old, New: Transform<Old>>(old: *const ()) {
+    // SAFETY: `CellTransform::retire`'s contract: `old` is a `Box<Old>`'s pointer; as in
+    // `drop_new`, the `ManuallyDrop` box frees the allocation and drops nothing.
+    let mut boxed = unsafe { Box::from_raw(old as *mut ManuallyDrop<Old>) };
+    // SAFETY: the value made from it is installed: the commit releases the old one.
+    unsafe { New::release_old(&mut **boxed) };
 }

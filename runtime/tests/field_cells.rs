@@ -78,8 +78,11 @@ mod v2 {
     }
 }
 
-impl Transform<v1::Store> for v2::Store {
-    fn transform(old: &v1::Store) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<v1::Store> for v2::Store {
+    const FRESH: bool = true;
+    unsafe fn transform(old: &v1::Store) -> Result<Self, TransformError> {
         Ok(v2::Store {
             entries: old
                 .entries
@@ -91,8 +94,11 @@ impl Transform<v1::Store> for v2::Store {
     }
 }
 
-impl Transform<v2::Store> for v1::Store {
-    fn transform(new: &v2::Store) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<v2::Store> for v1::Store {
+    const FRESH: bool = true;
+    unsafe fn transform(new: &v2::Store) -> Result<Self, TransformError> {
         Ok(v1::Store {
             entries: new
                 .entries
@@ -213,8 +219,11 @@ mod item_v2 {
     }
 }
 
-impl Transform<item_v1::Item> for item_v2::Item {
-    fn transform(old: &item_v1::Item) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<item_v1::Item> for item_v2::Item {
+    const FRESH: bool = true;
+    unsafe fn transform(old: &item_v1::Item) -> Result<Self, TransformError> {
         if old.name == "poison" {
             return Err("cannot upgrade poison".into());
         }
@@ -228,10 +237,14 @@ static ITEM_UP: CellTransform = CellTransform::field::<item_v1::Item, item_v2::I
 static COUNTER: dsu::State<AtomicU64> = dsu::State::new("field-cells-counter", || AtomicU64::new(5));
 
 #[dsu::updateable]
+#[allow(dead_code)] // Made by the transform; the test reads the cell's type, not the value.
 struct Wide(u128);
 
-impl Transform<AtomicU64> for Wide {
-    fn transform(old: &AtomicU64) -> Result<Self, TransformError> {
+// SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+// both sides are dropped whole (`FRESH`).
+unsafe impl Transform<AtomicU64> for Wide {
+    const FRESH: bool = true;
+    unsafe fn transform(old: &AtomicU64) -> Result<Self, TransformError> {
         Ok(Wide(u128::from(old.load(SeqCst))))
     }
 }

@@ -299,38 +299,211 @@ pub fn named_fields(item: &Item) -> Option<Vec<(String, String)>> {
     )
 }
 
-/// The derived transformer of a trivial change, or why the change is not trivial.
-pub fn derive_default(ident: &str, old: &Item, new: &Item) -> Result<String, String> {
-    let (Some(old_fields), Some(new_fields)) = (named_fields(old), named_fields(new)) else {
+/// A struct's named fields, each with its type, or `None` for tuple or unit structs and enums.
+fn struct_fields(item: &Item) -> Option<Vec<(String, &syn::Type)>> {
+    let Item::Struct(s) = item else { return None };
+    let Fields::Named(f) = &s.fields else { return None };
+    Some(f.named.iter().map(|f| (f.ident.as_ref().expect("named").to_string(), &f.ty)).collect())
+}
+
+/// How a derived transformer makes one field of the value it builds.
+enum Make {
+    /// Moved bitwise from the source field of the same name and type, which mentions no changed
+    /// type: the same type on both sides, whatever it is (a `tokio` channel, a handle), so no
+    /// `Transform` or fingerprint of it is needed.
+    Carried,
+    /// Transformed from the source field of the same name, whose type mentions a changed type:
+    /// `Transform<source type>`.
+    Transformed { source_ty: String },
+    /// New: `Default::default()`.
+    Default,
+}
+
+/// The struct a derived transformer builds: its path as the impl names it, and its fields with
+/// their types as the impl names them.
+struct Target {
+    path: String,
+    fields: Vec<(String, String)>,
+}
+
+/// The struct it reads: its path, and its fields' names.
+struct Source {
+    path: String,
+    fields: Vec<String>,
+}
+
+/// The code of `unsafe impl Transform<source> for target`, building each field of `target` as
+/// `make` says, reading the source value as `param`; fields only the source has are dropped on
+/// commit. `checked` is the newer revision's type (a `Drop` impl of it is refused: a derived
+/// transformer moves parts out of it or into it, never drops it whole).
+fn derived_code(target: &Target, source: &Source, make: &[Make], param: &str, checked: (&str, &[String])) -> String {
+    let mut staged = String::new();
+    let mut fields = String::new();
+    let (mut release_source, mut release_target) = (String::new(), String::new());
+    for (i, ((name, ty), make)) in target.fields.iter().zip(make).enumerate() {
+        match make {
+            Make::Carried => {
+                let _ = write!(fields, "{name}: ::dsu::__private::carry(&{param}.{name}), ");
+            }
+            Make::Transformed { source_ty } => {
+                let _ = writeln!(
+                    staged,
+                    "            let __dsu_f{i} = ::dsu::__private::Staged::<{source_ty}, {ty}>::transform(&{param}.{name})?;"
+                );
+                let _ = write!(fields, "{name}: __dsu_f{i}.into_inner(), ");
+                let _ = writeln!(
+                    release_source,
+                    "            <{ty} as ::dsu::__private::Transform<{source_ty}>>::release_old(::core::ptr::addr_of_mut!((*{param}).{name}));"
+                );
+                let _ = writeln!(
+                    release_target,
+                    "            <{ty} as ::dsu::__private::Transform<{source_ty}>>::release_new(::core::ptr::addr_of_mut!((*value).{name}));"
+                );
+            }
+            Make::Default => {
+                let _ = writeln!(staged, "            let __dsu_f{i} = ::core::default::Default::default();");
+                let _ = write!(fields, "{name}: __dsu_f{i}, ");
+                let _ = writeln!(
+                    release_target,
+                    "            ::core::ptr::drop_in_place(::core::ptr::addr_of_mut!((*value).{name}));"
+                );
+            }
+        }
+    }
+    for name in source.fields.iter().filter(|n| !target.fields.iter().any(|(t, _)| t == *n)) {
+        let _ = writeln!(
+            release_source,
+            "            ::core::ptr::drop_in_place(::core::ptr::addr_of_mut!((*{param}).{name}));"
+        );
+    }
+    let (checked_path, checked_fields) = checked;
+    let drop_check = if checked_fields.is_empty() {
+        String::new()
+    } else {
+        let bindings: Vec<String> =
+            checked_fields.iter().enumerate().map(|(i, f)| format!("{f}: __dsu_f{i}")).collect();
+        format!(
+            "        // Refuses a `Drop` impl of `{checked_path}` (E0509): its values are taken apart here.\n        \
+             let _ = |__dsu_v: {checked_path}| {{ let {checked_path} {{ {} }} = __dsu_v; }};\n",
+            bindings.join(", ")
+        )
+    };
+    let release = |body: &str, what: &str| {
+        if body.is_empty() {
+            format!("        let _ = {what};\n")
+        } else {
+            format!("        unsafe {{\n{body}        }}\n")
+        }
+    };
+    let (tgt, src) = (&target.path, &source.path);
+    format!(
+        "#[doc(hidden)]\n\
+         // SAFETY: fields that keep their type are carried (moved bitwise), the others are made;\n\
+         // `release_old` frees what of the source the new value does not take (what transformed\n\
+         // fields left, fields it drops), `release_new` what was made; neither drops a value whole.\n\
+         unsafe impl ::dsu::__private::Transform<{src}> for {tgt} {{\n    \
+             #[allow(unused_unsafe)] // when every field is new\n    \
+             unsafe fn transform({param}: &{src}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n\
+         {drop_check}        \
+                 // SAFETY: the caller settles the result; until then each made field is staged (released,\n        \
+                 // not dropped, if a later one fails), and carried fields are copied last, when nothing\n        \
+                 // can fail.\n        \
+                 unsafe {{\n\
+         {staged}            ::core::result::Result::Ok({tgt} {{ {fields}}})\n        \
+                 }}\n    \
+             }}\n    \
+             unsafe fn release_old({param}: *mut {src}) {{\n        \
+                 // SAFETY: the caller's contract: the value made from `{param}` is kept.\n\
+         {}    \
+             }}\n    \
+             unsafe fn release_new(value: *mut Self) {{\n        \
+                 // SAFETY: the caller's contract: `value` is discarded; the source keeps what it carried.\n\
+         {}    \
+             }}\n\
+         }}\n",
+        release(&release_source, param),
+        release(&release_target, "value"),
+    )
+}
+
+/// How each field of `target` is made from `source`'s (both given as written), or why the change
+/// is not trivial. For a field both have, with the same type, `changed_ty(target's, source's)`
+/// says whether that type mentions a changed type, and `source_ty` names the source's as the impl
+/// does.
+fn plan_fields(
+    target: &[(String, &syn::Type)],
+    source: &[(String, &syn::Type)],
+    changed_ty: &mut dyn FnMut(&syn::Type, &syn::Type) -> bool,
+    source_ty: &mut dyn FnMut(&syn::Type) -> String,
+    not_trivial: &dyn Fn(&str, &str, &str) -> String,
+) -> Result<Vec<Make>, String> {
+    let mut make = Vec::new();
+    for (name, ty) in target {
+        let text = ty.to_token_stream().to_string();
+        make.push(match source.iter().find(|(n, _)| n == name) {
+            Some((_, source)) => {
+                let source_text = source.to_token_stream().to_string();
+                if source_text != text {
+                    return Err(not_trivial(name, &source_text, &text));
+                }
+                if changed_ty(ty, source) {
+                    Make::Transformed { source_ty: source_ty(source) }
+                } else {
+                    Make::Carried
+                }
+            }
+            None => Make::Default,
+        });
+    }
+    Ok(make)
+}
+
+/// The derived transformer of a trivial change (fields added with `Default`, removed, or
+/// reordered), or why the change is not trivial. Fields that keep their type are carried, or
+/// transformed when their type mentions another changed type. `to_old` names old types from the
+/// type's module, outside `dsu_old`.
+pub fn derive_default(key: &ItemKey, old: &Item, new: &Item, to_old: &mut ToOld<'_>) -> Result<String, String> {
+    let ident = key.ident();
+    let (Some(old_fields), Some(new_fields)) = (struct_fields(old), struct_fields(new)) else {
         return Err("a derived (`default`) transformer needs a struct with named fields in both \
                     revisions; write a transformer function"
             .into());
     };
-    let mut body = String::new();
-    for (name, ty) in &new_fields {
-        match old_fields.iter().find(|(n, _)| n == name) {
-            Some((_, old_ty)) if old_ty != ty => {
-                return Err(format!(
-                    "field `{name}` changed type (`{old_ty}` to `{ty}`), which is not a trivial \
-                     change; write a transformer function"
-                ));
-            }
-            Some(_) => {
-                let _ = write!(
-                    body,
-                    "{name}: <{ty} as ::dsu::__private::Transform<_>>::transform(&old.{name})?, "
-                );
-            }
-            None => {
-                let _ = write!(body, "{name}: ::core::default::Default::default(), ");
-            }
-        }
-    }
-    Ok(format!(
-        "#[doc(hidden)]\nimpl ::dsu::__private::Transform<dsu_old::{ident}> for {ident} {{\n    \
-         fn transform(old: &dsu_old::{ident}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n        \
-         ::core::result::Result::Ok({ident} {{ {body}}})\n    }}\n}}\n"
-    ))
+    let (resolver, written_in, changed) = (to_old.resolver, to_old.written_in, to_old.changed);
+    let make = plan_fields(
+        &new_fields,
+        &old_fields,
+        // The old field's type, resolved where the old revision wrote it.
+        &mut |_, old_ty| !mentioned(resolver, written_in, old_ty, changed).is_empty(),
+        &mut |ty| qualified(ty, to_old),
+        &|name, old_ty, ty| {
+            format!(
+                "field `{name}` changed type (`{old_ty}` to `{ty}`), which is not a trivial change; \
+                 write a transformer function"
+            )
+        },
+    )?;
+    let target = Target { path: ident.to_string(), fields: texts(&new_fields) };
+    let source = Source { path: format!("dsu_old::{ident}"), fields: names(&old_fields) };
+    Ok(derived_code(&target, &source, &make, "old", (ident, &names(&new_fields))))
+}
+
+/// The names of fields.
+fn names(fields: &[(String, &syn::Type)]) -> Vec<String> {
+    fields.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// `(name, type text)` of fields.
+fn texts(fields: &[(String, &syn::Type)]) -> Vec<(String, String)> {
+    fields.iter().map(|(n, t)| (n.clone(), t.to_token_stream().to_string())).collect()
+}
+
+/// A type of the older revision as code in the type's module names it: changed types are their
+/// old definitions.
+fn qualified(ty: &syn::Type, to_old: &mut ToOld<'_>) -> String {
+    let mut ty = ty.clone();
+    to_old.visit_type_mut(&mut ty);
+    ty.to_token_stream().to_string()
 }
 
 /// A derived inverse transformer's code, and the other changed types its kept fields mention
@@ -340,9 +513,10 @@ pub struct InverseCode {
     pub needs: BTreeSet<ItemKey>,
 }
 
-/// The derived inverse of a trivial change, new value to old: kept fields transformed back,
-/// fields only the old type has from `Default`, fields only the new one has dropped; or why the
-/// change is not trivial. `to_old` names old types from the type's module, outside `dsu_old`.
+/// The derived inverse of a trivial change, new value to old: kept fields carried back (or
+/// transformed back when their type mentions a changed type), fields only the old type has from
+/// `Default`, fields only the new one has dropped; or why the change is not trivial. `to_old`
+/// names old types from the type's module, outside `dsu_old`.
 pub fn derive_inverse(
     key: &ItemKey,
     old: &Item,
@@ -350,48 +524,43 @@ pub fn derive_inverse(
     to_old: &mut ToOld<'_>,
 ) -> Result<InverseCode, String> {
     let ident = key.ident();
-    let (Item::Struct(old_s), Some(new_fields)) = (old, named_fields(new)) else {
+    let (Some(old_fields), Some(new_fields)) = (struct_fields(old), struct_fields(new)) else {
         return Err(inverse_needs_named_fields());
     };
-    let Fields::Named(old_named) = &old_s.fields else {
-        return Err(inverse_needs_named_fields());
-    };
-    let mut body = String::new();
+    let (resolver, written_in, changed) = (to_old.resolver, to_old.written_in, to_old.changed);
     let mut needs = BTreeSet::new();
-    for f in &old_named.named {
-        let name = f.ident.as_ref().expect("named").to_string();
-        let old_ty = f.ty.to_token_stream().to_string();
-        match new_fields.iter().find(|(n, _)| *n == name) {
-            Some((_, ty)) if *ty != old_ty => {
-                return Err(format!(
-                    "field `{name}` changed type (`{old_ty}` to `{ty}`), which is not a trivial \
-                     change; write an inverse transformer function \
-                     `#[dsu::transform(to = dsu_old::{ident})] fn(&{ident}) -> dsu_old::{ident}`"
-                ));
-            }
-            Some(_) => {
-                // The old field's type as the old revision means it: changed types are their
-                // old definitions.
-                let mut qualified = f.ty.clone();
-                needs.extend(mentioned(to_old.resolver, to_old.written_in, &f.ty, to_old.changed));
-                to_old.visit_type_mut(&mut qualified);
-                let _ = write!(
-                    body,
-                    "{name}: <{} as ::dsu::__private::Transform<_>>::transform(&new.{name})?, ",
-                    qualified.to_token_stream()
-                );
-            }
-            None => {
-                let _ = write!(body, "{name}: ::core::default::Default::default(), ");
-            }
-        }
-    }
+    // The target is the old type: its kept fields' types as the old revision means them.
+    let make = plan_fields(
+        &old_fields,
+        &new_fields,
+        &mut |old_ty, _| {
+            let mentions = mentioned(resolver, written_in, old_ty, changed);
+            let any = !mentions.is_empty();
+            needs.extend(mentions);
+            any
+        },
+        &mut |ty| ty.to_token_stream().to_string(),
+        &|name, new_ty, old_ty| {
+            format!(
+                "field `{name}` changed type (`{old_ty}` to `{new_ty}`), which is not a trivial \
+                 change; write an inverse transformer function \
+                 `#[dsu::transform(to = dsu_old::{ident})] fn(&{ident}) -> dsu_old::{ident}`"
+            )
+        },
+    )?;
     needs.remove(key);
-    let code = format!(
-        "#[doc(hidden)]\nimpl ::dsu::__private::Transform<{ident}> for dsu_old::{ident} {{\n    \
-         fn transform(new: &{ident}) -> ::core::result::Result<Self, ::dsu::__private::TransformError> {{\n        \
-         ::core::result::Result::Ok(dsu_old::{ident} {{ {body}}})\n    }}\n}}\n"
-    );
+    // Only transformed fields name their (old) type.
+    let fields = old_fields
+        .iter()
+        .zip(&make)
+        .map(|((n, t), make)| match make {
+            Make::Transformed { .. } => (n.clone(), qualified(t, to_old)),
+            _ => (n.clone(), String::new()),
+        })
+        .collect();
+    let target = Target { path: format!("dsu_old::{ident}"), fields };
+    let source = Source { path: ident.to_string(), fields: names(&new_fields) };
+    let code = derived_code(&target, &source, &make, "new", (ident, &names(&new_fields)));
     Ok(InverseCode { code, needs })
 }
 

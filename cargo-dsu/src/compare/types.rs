@@ -101,6 +101,8 @@ struct Planner<'a> {
     transformers: BTreeMap<ModuleId, Vec<TransformerFn>>,
     /// The transformer functions the patch compiles.
     selected: Vec<TransformerFn>,
+    /// Every changed type (derived transformers carry the fields whose types mention none).
+    changed: BTreeSet<ItemKey>,
     report: &'a mut Report,
 }
 
@@ -117,6 +119,7 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
         aliases: BTreeSet::new(),
         transformers: BTreeMap::new(),
         selected: Vec::new(),
+        changed: changed.iter().cloned().collect(),
         report,
     };
     let planned: Vec<Planned<'_>> = changed.iter().filter_map(|k| p.check_type(k)).collect();
@@ -311,7 +314,12 @@ impl<'a> Planner<'a> {
                 return None;
             }
             Ok(Choice::Function(f)) => self.selected.push(f),
-            Ok(Choice::Derived) => match generate::derive_default(ident, old, new) {
+            Ok(Choice::Derived) => match generate::derive_default(
+                key,
+                old,
+                new,
+                &mut self.old_namer(o.module, n.module, false, &self.changed.clone()),
+            ) {
                 Ok(code) => self.gen.code(n.module).impls.push_str(&code),
                 Err(reason) => {
                     self.report.refusals.push(refusal(&n.at, format!("type `{path}`: {reason}")));

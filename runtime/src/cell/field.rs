@@ -158,19 +158,25 @@ impl<T: 'static> Fingerprinted for Cell<T> {
         .with_layout(std::mem::size_of::<Cell<T>>(), std::mem::align_of::<Cell<T>>());
 }
 
-/// A value holding a cell transforms into a value holding a new cell, registered as any other,
-/// with the transformed value; the old cell goes when the old value is freed. (The live cells
-/// themselves are transformed in place by the patch's field transforms; this is for a value that
-/// is transformed as a whole, such as a state cell holding cells.)
-impl<A, B> Transform<Cell<A>> for Cell<B>
-where
-    A: Fingerprinted + Send + Sync + 'static,
-    B: Transform<A> + Fingerprinted + Send + Sync + 'static,
-{
-    fn transform(old: &Cell<A>) -> Result<Self, TransformError> {
-        let new = old.try_with(B::transform).map_err(|e| TransformError(e.to_string()))??;
-        Ok(Cell::new(new))
+/// A value holding a cell moves it whole: a cell is a pointer to its record, and its value is
+/// transformed in place, by the patch's field transforms, whatever holds the cell (its
+/// fingerprint does not depend on `T`, so a value holding one keeps its own).
+// SAFETY: `Old` is `Self`, and the value moves whole: one bitwise copy of the pointer, released
+// by nobody (the record stays the one cell's, owned by whichever value is kept).
+unsafe impl<T: 'static> Transform<Cell<T>> for Cell<T> {
+    const IDENTITY: bool = true;
+
+    #[inline(always)]
+    unsafe fn transform(old: &Cell<T>) -> Result<Self, TransformError> {
+        // SAFETY: the caller settles the move (both releases below do nothing).
+        Ok(unsafe { crate::transform::carry(old) })
     }
+
+    #[inline(always)]
+    unsafe fn release_old(_: *mut Cell<T>) {}
+
+    #[inline(always)]
+    unsafe fn release_new(_: *mut Cell<T>) {}
 }
 
 /// The address of a field cell's record, as the registry keeps it.
@@ -513,15 +519,21 @@ mod tests {
 
     counted!(Listed LISTED_DROPS, Before BEFORE_DROPS, After AFTER_DROPS, Held HELD_DROPS, Late LATE_DROPS, Later LATER_DROPS);
 
-    impl Transform<Before> for After {
-        fn transform(old: &Before) -> Result<Self, TransformError> {
+    // SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+    // both sides are dropped whole (`FRESH`).
+    unsafe impl Transform<Before> for After {
+        const FRESH: bool = true;
+        unsafe fn transform(old: &Before) -> Result<Self, TransformError> {
             Ok(After(old.0 * 10))
         }
     }
     static BEFORE_TO_AFTER: CellTransform = CellTransform::field::<Before, After>("After");
 
-    impl Transform<Late> for Later {
-        fn transform(old: &Late) -> Result<Self, TransformError> {
+    // SAFETY: builds a fresh value from a shared reference and takes nothing of the old one:
+    // both sides are dropped whole (`FRESH`).
+    unsafe impl Transform<Late> for Later {
+        const FRESH: bool = true;
+        unsafe fn transform(old: &Late) -> Result<Self, TransformError> {
             Ok(Later(old.0 + 1))
         }
     }

@@ -7,7 +7,8 @@ use super::*;
 use std::process::Command;
 
 /// `#[dsu::updateable]` and `#[dsu::transform]` leave items as they are: the code under test is
-/// the inserted code, and with derived transformers it is all of what a transform needs.
+/// the inserted code, and with derived transformers it is all of what a transform needs. No type
+/// has an identity transform: fields that keep their type are carried without one.
 const MACROS: &str = r#"
 extern crate proc_macro;
 use proc_macro::TokenStream;
@@ -35,18 +36,24 @@ impl<T> Cell<T> {
 }
 pub mod __private {
     pub struct TransformError(pub String);
-    pub trait Transform<Old>: Sized {
-        fn transform(old: &Old) -> Result<Self, TransformError>;
+    pub unsafe trait Transform<Old>: Sized {
+        const IDENTITY: bool = false;
+        const FRESH: bool = false;
+        unsafe fn transform(old: &Old) -> Result<Self, TransformError>;
+        unsafe fn release_old(old: *mut Old) { unsafe { std::ptr::drop_in_place(old) } }
+        unsafe fn release_new(new: *mut Self) { unsafe { std::ptr::drop_in_place(new) } }
     }
-    macro_rules! same { ($($t:ty),*) => { $(impl Transform<$t> for $t {
-        fn transform(old: &$t) -> Result<Self, TransformError> { Ok(old.clone()) }
-    })* } }
-    same!(String, u8, u32, bool);
-    impl<T: Transform<U>, U> Transform<Vec<U>> for Vec<T> {
-        fn transform(old: &Vec<U>) -> Result<Self, TransformError> { old.iter().map(T::transform).collect() }
+    pub unsafe fn carry<T>(value: &T) -> T { unsafe { std::ptr::read(value) } }
+    pub struct Staged<Old, New: Transform<Old>>(New, std::marker::PhantomData<Old>);
+    impl<Old, New: Transform<Old>> Staged<Old, New> {
+        pub unsafe fn transform(_: &Old) -> Result<Self, TransformError> { unimplemented!() }
+        pub fn into_inner(self) -> New { self.0 }
     }
-    impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
-        fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
+    unsafe impl<T: Transform<U>, U> Transform<Vec<U>> for Vec<T> {
+        unsafe fn transform(_: &Vec<U>) -> Result<Self, TransformError> { unimplemented!() }
+    }
+    unsafe impl<T: Transform<U>, U> Transform<std::sync::Mutex<U>> for std::sync::Mutex<T> {
+        unsafe fn transform(_: &std::sync::Mutex<U>) -> Result<Self, TransformError> { unimplemented!() }
     }
     pub struct CellInfo<const N: usize>([u8; N]);
     impl<const N: usize> CellInfo<N> {
@@ -77,9 +84,7 @@ const LIB: &str = "mod store;\npub use store::Entry;\n\
     {NOTE}    static NOTES: dsu::State<Mutex<Vec<Note>>> = dsu::State::new(\"notes\", Default::default);\n\
     #[dsu::updateable]\n    pub fn count() -> usize { TAGS.with(|c| c.lock().unwrap().len()) + NOTES.with(|c| c.lock().unwrap().len()) }\n}\n\
     pub fn count() -> usize { inline_cells::count() + store::count() }\n\
-    #[derive(Clone)]\npub struct Stamp(u32);\n\
-    impl dsu::__private::Transform<Stamp> for Stamp {\n\
-        fn transform(old: &Stamp) -> Result<Self, dsu::__private::TransformError> { Ok(old.clone()) }\n}\n";
+    pub struct Stamp(u32);\n";
 
 /// Private, with a private field: its old definition must still be reachable from its module.
 const NOTE_V1: &str = "#[dsu::updateable]\nstruct Note { text: String }\n";
@@ -110,14 +115,68 @@ const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\nuse dsu::Cell
     fn main() { let _ = total(); }\n";
 
 fn rustc(dir: &Path, args: &[&str]) {
+    let out = rustc_output(dir, args);
+    assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn rustc_output(dir: &Path, args: &[&str]) -> std::process::Output {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(rustc)
+    Command::new(rustc)
         .current_dir(dir)
         .args(["--edition", "2021", "--out-dir", "out", "-L", "out"])
         .args(args)
         .output()
+        .unwrap()
+}
+
+/// The stand-in `dsu` crate, built in `dir/out`.
+fn stand_in(dir: &Path) {
+    std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
+    std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
+    rustc(dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
+    let macros = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
         .unwrap();
-    assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+    let macros = format!("dsu_stand_in_macros={}", macros.display());
+    rustc(dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+}
+
+/// A derived transformer takes values of the new type apart (moves fields out of it, builds it
+/// from parts): a `Drop` impl, which would then never run or run on parts the old value still
+/// owns, is refused by the compiler where the inserted code takes a value apart.
+#[test]
+fn a_type_with_a_drop_impl_has_no_derived_transformer() {
+    let v1 = "use std::sync::Mutex;\n\
+        #[dsu::updateable]\npub struct Entry { pub name: String }\n\
+        static STORE: dsu::State<Mutex<Vec<Entry>>> = dsu::State::new(\"store\", Default::default);\n\
+        #[dsu::updateable]\nfn count() -> usize { STORE.with(|c| c.lock().unwrap().len()) }\n\
+        fn main() { let _ = count(); }\n";
+    let v2 = v1.replace(
+        "pub struct Entry { pub name: String }",
+        "#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub name: String, pub n: u8 }\n\
+         #[dsu::updateable]\n\
+         impl Drop for Entry { fn drop(&mut self) {} }",
+    );
+    let r = cmp_main("drop-impl", v1, &v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    let dir = checkout("drop-impl-build", &[("src/main.rs", &v2)]);
+    for (file, text) in apply(&dir, &r.generated) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    stand_in(&dir);
+    let out = rustc_output(
+        &dir,
+        &["--crate-type", "bin", "--emit", "metadata", "src/main.rs", "--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error[E0509]: cannot move out of type `Entry`, which implements the `Drop` trait"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -185,16 +244,7 @@ fn inserted_code_compiles_across_modules_and_crates() {
     for (file, text) in apply(&dir, &all) {
         std::fs::write(dir.join(file), text).unwrap();
     }
-    std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
-    std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
-    rustc(&dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
-    let macros = std::fs::read_dir(dir.join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
-        .unwrap();
-    let macros = format!("dsu_stand_in_macros={}", macros.display());
-    rustc(&dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+    stand_in(&dir);
     let patch = ["--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"];
     rustc(
         &dir,

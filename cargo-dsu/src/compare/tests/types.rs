@@ -60,7 +60,20 @@ fn derived_transformer_only_for_trivial_changes() {
         "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, default)]\npub struct Entry { pub hits: u32, pub name: String, pub seen: bool }");
     let r = cmp_main("trivial", V1, &trivial);
     assert!(r.refusals.is_empty(), "{:?}", r.refusals);
-    assert!(generated(&r).contains("seen: ::core::default::Default::default()"), "{}", generated(&r));
+    let g = squash(&generated(&r));
+    // The new field from `Default`; the kept ones carried (moved, not copied or transformed).
+    assert!(g.contains("let__dsu_f2=::core::default::Default::default();"), "{}", generated(&r));
+    assert!(
+        g.contains(
+            "Ok(Entry{hits:::dsu::__private::carry(&old.hits),name:::dsu::__private::carry(&old.name),\
+             seen:__dsu_f2,})"
+        ),
+        "{}",
+        generated(&r)
+    );
+    // On abort only the new field is released; nothing of the old entry is left on commit.
+    assert!(g.contains("drop_in_place(::core::ptr::addr_of_mut!((*value).seen));"), "{}", generated(&r));
+    assert!(g.contains("unsafefnrelease_old(old:*mutdsu_old::Entry){//SAFETY:thecaller'scontract:thevaluemadefrom`old`iskept.let_=old;}"), "{}", generated(&r));
     let widened = trivial.replace("pub hits: u32,", "pub hits: u64,");
     let r = cmp_main("nontrivial", V1, &widened);
     assert_eq!(r.refusals.len(), 1);
@@ -179,21 +192,23 @@ fn derived_inverse_in_one_attribute_or_two() {
         assert_eq!(r.cells_reversible.len(), 1, "{attrs}");
         let g = squash(&generated(&r));
         // Forward: the new field from Default. Inverse: the removed one from Default, the
-        // added one dropped, kept ones transformed back.
-        assert!(g.contains("impl::dsu::__private::Transform<dsu_old::Entry>forEntry"), "{}", generated(&r));
-        assert!(g.contains("score:::core::default::Default::default()"), "{}", generated(&r));
-        assert!(g.contains("impl::dsu::__private::Transform<Entry>fordsu_old::Entry"), "{}", generated(&r));
+        // added one dropped on commit, kept ones carried back.
+        assert!(g.contains("unsafeimpl::dsu::__private::Transform<dsu_old::Entry>forEntry"), "{}", generated(&r));
+        assert!(g.contains("let__dsu_f1=::core::default::Default::default();"), "{}", generated(&r));
+        assert!(g.contains("unsafeimpl::dsu::__private::Transform<Entry>fordsu_old::Entry"), "{}", generated(&r));
         assert!(
             g.contains(
                 "::core::result::Result::Ok(dsu_old::Entry{\
-                 name:<Stringas::dsu::__private::Transform<_>>::transform(&new.name)?,\
-                 hits:<u32as::dsu::__private::Transform<_>>::transform(&new.hits)?,\
-                 legacy:::core::default::Default::default(),})"
+                 name:::dsu::__private::carry(&new.name),\
+                 hits:::dsu::__private::carry(&new.hits),\
+                 legacy:__dsu_f2,})"
             ),
             "{}",
             generated(&r)
         );
-        assert!(!g.contains("new.score"), "{}", generated(&r));
+        assert!(g.contains("drop_in_place(::core::ptr::addr_of_mut!((*new).score));"), "{}", generated(&r));
+        // Neither side's `Drop` impl could be skipped: the new type is taken apart by value.
+        assert!(g.contains("let_=|__dsu_v:Entry|{letEntry{hits:__dsu_f0,score:__dsu_f1,name:__dsu_f2}=__dsu_v;};"), "{}", generated(&r));
         assert!(g.contains("__dsu_uncell_store"), "{}", generated(&r));
     }
 }
@@ -262,12 +277,17 @@ fn a_derived_inverse_needs_the_inverses_of_the_changed_types_it_keeps() {
     assert_eq!(paths(&r.types_reversible), ["app::Tag", "app::Entry"]);
     assert_eq!(r.cells_reversible.len(), 2);
     let g = squash(&generated(&r));
-    // The kept field's type is the old revision's `Tag`.
-    assert!(
-        g.contains("tag:<dsu_old::Tagas::dsu::__private::Transform<_>>::transform(&new.tag)?"),
-        "{}",
-        generated(&r)
-    );
+    // The kept field's type mentions a changed type: transformed (forward and back, to and from
+    // the old revision's `Tag`), staged, and released on commit; `name` is carried.
+    for needle in [
+        "let__dsu_f0=::dsu::__private::Staged::<dsu_old::Tag,Tag>::transform(&old.tag)?;",
+        "let__dsu_f1=::dsu::__private::Staged::<Tag,dsu_old::Tag>::transform(&new.tag)?;",
+        "<Tagas::dsu::__private::Transform<dsu_old::Tag>>::release_old(::core::ptr::addr_of_mut!((*old).tag));",
+        "<dsu_old::Tagas::dsu::__private::Transform<Tag>>::release_new(::core::ptr::addr_of_mut!((*value).tag));",
+        "name:::dsu::__private::carry(&old.name)",
+    ] {
+        assert!(g.contains(needle), "{needle} in {}", generated(&r));
+    }
 }
 
 #[test]

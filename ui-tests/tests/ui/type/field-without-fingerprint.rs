@@ -1,7 +1,0 @@
-#[dsu::updateable]
-pub struct Entry {
-    pub name: String,
-    pub socket: std::net::TcpStream,
-}
-
-fn main() {}
