@@ -3,6 +3,7 @@
 
 mod compiles;
 mod items;
+mod statics;
 mod trees;
 mod types;
 mod units;
