@@ -16,4 +16,5 @@ pub mod patch;
 pub mod patch_build;
 pub mod report;
 pub mod recipe;
+pub mod shadow;
 pub mod wrapper;
