@@ -1,6 +1,6 @@
 //! Plain statics end to end: a program keeps state in a `static` counter, a `LazyLock` that
-//! registers a metric once, a `thread_local!`, a `lazy_static!` and a static of a function, all in
-//! its library crate; patches of the updateable function that uses them share the program's
+//! registers a metric once, a `thread_local!`, a `lazy_static!` and statics of functions (of the
+//! updateable one, and of a plain one it calls), all in its library crate; patches of the updateable function that uses them share the program's
 //! instances. A patch that would need another type of one is refused, naming it.
 
 mod common;
@@ -62,7 +62,7 @@ fn patched_code_counts_in_the_programs_statics() {
     assert_eq!(host.read_line(), "ready");
     for n in 1..=3 {
         let counts = format!("hits={n} total={n} requests={n} counters=1 calls={n} greeting=hello");
-        assert_eq!(host.send("hit"), format!("v1 #{n} {counts}"));
+        assert_eq!(host.send("hit"), format!("v1 #{n}/{n} {counts}"));
     }
     assert_eq!(host.send("read"), "hits=3 total=3 requests=3 counters=1 calls=3 greeting=hello");
 
@@ -71,13 +71,13 @@ fn patched_code_counts_in_the_programs_statics() {
     // thread-local, the program's `lazy_static!` and its function's serial numbers; the
     // program's own code (`read`, never patched) sees every increment.
     assert_eq!(host.send(&format!("load {}", built_patch("v1..v2"))), "applied statics::hit");
-    assert_eq!(host.send("hit"), "v2 #4 hits=4 total=4 requests=4 counters=1 calls=4 greeting=hello!");
-    assert_eq!(host.send("hit"), "v2 #5 hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
+    assert_eq!(host.send("hit"), "v2 #4/4 hits=4 total=4 requests=4 counters=1 calls=4 greeting=hello!");
+    assert_eq!(host.send("hit"), "v2 #5/5 hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
     assert_eq!(host.send("read"), "hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
 
     // A static the newer revision adds is the patch's own, starting from its initial value.
     assert_eq!(host.send(&format!("load {}", built_patch("v2..v3"))), "applied statics::hit");
-    assert_eq!(host.send("hit"), "v3 #6 since=1 hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
+    assert_eq!(host.send("hit"), "v3 #6/6 since=1 hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
     assert_eq!(host.send("read"), "hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
 
     // A later patch cannot reach the instance that patch holds: refused, naming it, rather than
@@ -86,7 +86,7 @@ fn patched_code_counts_in_the_programs_statics() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("src/lib.rs:") && err.contains("static `statics::SINCE_V3` was added by a patch"), "{err}");
-    assert_eq!(host.send("hit"), "v3 #7 since=2 hits=7 total=7 requests=7 counters=1 calls=7 greeting=hello!!!!");
+    assert_eq!(host.send("hit"), "v3 #7/7 since=2 hits=7 total=7 requests=7 counters=1 calls=7 greeting=hello!!!!");
 }
 
 #[test]
