@@ -51,8 +51,12 @@
 //!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`] and
 //!   [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
-//! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
-//!   must survive lives in a [`State`] cell, owned by the runtime and found by name. Access is
+//! * **Statics.** A patch shares every `static`, `static mut`, `OnceLock`/`LazyLock`,
+//!   `thread_local!` and `lazy_static!` of the program's crates with the running program (the
+//!   program exports them, a patch declares them): its code counts in the program's counters and
+//!   finds what the program initialised. Their types cannot change.
+//! * **State cells.** State whose type changes lives in a [`State`] cell, owned by the runtime
+//!   and found by name, whose values a transformer moves to the new type. Access is
 //!   scoped, as a `thread_local!`'s is: [`State::with`] runs a closure with `&T`, and
 //!   [`State::access`] returns a guard ([`CellRef`]) that stays on its thread. A reference to the
 //!   value never outlives its scope, and a thread inside one counts as running: an update waits
