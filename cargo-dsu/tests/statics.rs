@@ -18,7 +18,8 @@ struct Repo {
 }
 
 /// Tags: v1, v2 (`hit`'s body), v3 (adds a static), v4 (`hit` again, using v3's static); from
-/// v1: bad-type (a static's type changes), bad-alias (the type behind a static's type alias).
+/// v1: bad-type (a static's type changes), bad-alias (v2's `hit`, and the type behind a static's
+/// alias changes).
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
@@ -70,13 +71,13 @@ fn patched_code_counts_in_the_programs_statics() {
     // metric the program registered (a second registration would panic), the main thread's
     // thread-local, the program's `lazy_static!` and its function's serial numbers; the
     // program's own code (`read`, never patched) sees every increment.
-    assert_eq!(host.send(&format!("load {}", built_patch("v1..v2"))), "applied statics::hit");
+    assert_eq!(host.send(&format!("load {}", built_patch("v1..v2"))), "applied statics::hit::hit");
     assert_eq!(host.send("hit"), "v2 #4/4 hits=4 total=4 requests=4 counters=1 calls=4 greeting=hello!");
     assert_eq!(host.send("hit"), "v2 #5/5 hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
     assert_eq!(host.send("read"), "hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
 
     // A static the newer revision adds is the patch's own, starting from its initial value.
-    assert_eq!(host.send(&format!("load {}", built_patch("v2..v3"))), "applied statics::hit");
+    assert_eq!(host.send(&format!("load {}", built_patch("v2..v3"))), "applied statics::hit::hit");
     assert_eq!(host.send("hit"), "v3 #6/6 since=1 hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
     assert_eq!(host.send("read"), "hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
 
@@ -85,7 +86,7 @@ fn patched_code_counts_in_the_programs_statics() {
     let out = patch("v3..v4");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(err.contains("src/lib.rs:") && err.contains("static `statics::SINCE_V3` was added by a patch"), "{err}");
+    assert!(err.contains("src/hit.rs:") && err.contains("static `statics::hit::SINCE_V3` was added by a patch"), "{err}");
     assert_eq!(host.send("hit"), "v3 #7/7 since=2 hits=7 total=7 requests=7 counters=1 calls=7 greeting=hello!!!!");
 }
 
@@ -94,8 +95,8 @@ fn a_static_whose_type_changes_is_refused_naming_it() {
     let out = patch("v1..bad-type");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(err.contains("src/lib.rs:9"), "{err}");
-    assert!(err.contains("static `statics::HITS` changed type (`AtomicU64` to `std::sync::atomic::AtomicU32`)"), "{err}");
+    assert!(err.contains("src/counters.rs:6"), "{err}");
+    assert!(err.contains("static `statics::counters::HITS` changed type (`AtomicU64` to `std::sync::atomic::AtomicU32`)"), "{err}");
 
     // Built without the compare step, the patch build refuses it too: the program's build
     // recorded the static's type.
@@ -106,7 +107,7 @@ fn a_static_whose_type_changes_is_refused_naming_it() {
     let out = r.target.join("scratch-statics").join("bad-type.so");
     let e = recipe::build_patch(&record, &PatchOptions::new(&src, record.identity(), &out).unwrap()).unwrap_err();
     let text = format!("{e:#}");
-    assert!(text.contains("src/lib.rs:9: static `statics::HITS` changed type"), "{text}");
+    assert!(text.contains("src/counters.rs:6: static `statics::counters::HITS` changed type"), "{text}");
 }
 
 #[test]
@@ -116,5 +117,5 @@ fn a_type_changed_behind_an_alias_does_not_compile_into_a_patch() {
     let out = patch("v1..bad-alias");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("dsu: static `statics::TOTAL` has another type in this patch than in the running program (size 8, alignment 8 there)"), "{err}");
+    assert!(err.contains("dsu: static `statics::counters::TOTAL` has another type in this patch than in the running program (size 8, alignment 8 there)"), "{err}");
 }

@@ -195,7 +195,7 @@ fn a_patch_declares_what_the_program_has_and_keeps_what_it_adds() {
     }
     assert_eq!(out.lines().count(), new.lines().count(), "lines keep their numbers:\n{out}");
     let s = squash(&out);
-    assert!(s.contains("#[doc=\"Counted.\"]#[allow(unsafe_code)]unsafeextern\"Rust\"{#[link_name=\"__dsu_static_app::HITS\"]pubsafestaticHITS:AtomicU64;}"), "{out}");
+    assert!(s.contains("#[allow(unsafe_code)]unsafeextern\"Rust\"{#[link_name=\"__dsu_static_app::HITS\"]#[doc=\"Counted.\"]pubsafestaticHITS:AtomicU64;}"), "{out}");
     assert!(s.contains("unsafeextern\"Rust\"{#[link_name=\"__dsu_static_app::FLAG\"]staticmutFLAG:bool;}"), "{out}");
     assert!(s.contains("#[link_name=\"NAMED\"]safestaticNAMED:AtomicU64;"), "{out}");
     assert!(s.contains("safestaticTABLE:std::sync::Mutex<Vec<&'staticstr>>;"), "elided lifetimes made 'static: {out}");
