@@ -133,6 +133,10 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     run_rustc(cmd, &record.bin_crate().invocation)?;
 
     let built = work.out.join(format!("lib{}.so", record.bin_crate().krate.crate_name));
+    let set: Vec<&str> = record.crates.iter().map(|c| c.krate.crate_name.as_str()).collect();
+    for name in statics::unseen_in(&built, &set, &statics.known)? {
+        crate::cli::status("Per copy", format!("{name}: a static a macro writes, which the patch has its own copy of"));
+    }
     if let Some(parent) = opts.output.parent() {
         std::fs::create_dir_all(parent)?;
     }

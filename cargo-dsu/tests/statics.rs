@@ -63,22 +63,30 @@ fn patched_code_counts_in_the_programs_statics() {
     assert_eq!(host.read_line(), "ready");
     for n in 1..=3 {
         let counts = format!("hits={n} total={n} requests={n} counters=1 calls={n} greeting=hello");
-        assert_eq!(host.send("hit"), format!("v1 #{n}/{n} {counts}"));
+        assert_eq!(host.send("hit"), format!("v1 #{n}/{n} here={n} {counts}"));
     }
     assert_eq!(host.send("read"), "hits=3 total=3 requests=3 counters=1 calls=3 greeting=hello");
 
     // Only `hit`'s body changes. Its patched code increments the program's counter, finds the
     // metric the program registered (a second registration would panic), the main thread's
-    // thread-local, the program's `lazy_static!` and its function's serial numbers; the
-    // program's own code (`read`, never patched) sees every increment.
-    assert_eq!(host.send(&format!("load {}", built_patch("v1..v2"))), "applied statics::hit::hit");
-    assert_eq!(host.send("hit"), "v2 #4/4 hits=4 total=4 requests=4 counters=1 calls=4 greeting=hello!");
-    assert_eq!(host.send("hit"), "v2 #5/5 hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
+    // thread-local, the program's `lazy_static!` and the statics of its functions; the
+    // program's own code (`read`, never patched) sees every increment. Only the static that a
+    // macro writes (`here`) starts again in the patch's own copy.
+    let out = patch("v1..v2");
+    assert_success(&out, "cargo dsu patch v1..v2");
+    // A static a macro writes is not seen: the patch has its own copy, and says so.
+    let err = stderr(&out);
+    assert!(err.contains("Per copy statics::hit::hit::HERE: a static a macro writes"), "{err}");
+    assert_eq!(err.matches("Per copy").count(), 1, "{err}");
+    let v2 = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(host.send(&format!("load {}", v2.trim())), "applied statics::hit::hit");
+    assert_eq!(host.send("hit"), "v2 #4/4 here=1 hits=4 total=4 requests=4 counters=1 calls=4 greeting=hello!");
+    assert_eq!(host.send("hit"), "v2 #5/5 here=2 hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
     assert_eq!(host.send("read"), "hits=5 total=5 requests=5 counters=1 calls=5 greeting=hello!!");
 
     // A static the newer revision adds is the patch's own, starting from its initial value.
     assert_eq!(host.send(&format!("load {}", built_patch("v2..v3"))), "applied statics::hit::hit");
-    assert_eq!(host.send("hit"), "v3 #6/6 since=1 hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
+    assert_eq!(host.send("hit"), "v3 #6/6 here=1 since=1 hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
     assert_eq!(host.send("read"), "hits=6 total=6 requests=6 counters=1 calls=6 greeting=hello!!!");
 
     // A later patch cannot reach the instance that patch holds: refused, naming it, rather than
@@ -87,7 +95,7 @@ fn patched_code_counts_in_the_programs_statics() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("src/hit.rs:") && err.contains("static `statics::hit::SINCE_V3` was added by a patch"), "{err}");
-    assert_eq!(host.send("hit"), "v3 #7/7 since=2 hits=7 total=7 requests=7 counters=1 calls=7 greeting=hello!!!!");
+    assert_eq!(host.send("hit"), "v3 #7/7 here=2 since=2 hits=7 total=7 requests=7 counters=1 calls=7 greeting=hello!!!!");
 }
 
 #[test]

@@ -713,6 +713,8 @@ pub struct PatchPlan {
     pub refusals: Vec<Refusal>,
     /// The paths of the statics it shares.
     pub shared: Vec<String>,
+    /// The paths of every static of the newer source, shared or not.
+    pub known: Vec<String>,
 }
 
 /// Which statics of the newer source (`units` under `root`) a patch shares with `program`, and
@@ -720,7 +722,7 @@ pub struct PatchPlan {
 pub fn patch_plan(units: &[CrateUnit], root: &Path, program: &Program<'_>) -> Result<PatchPlan> {
     let tree = Tree::read(units, root)?;
     let statics = Statics::find(&tree, units, root)?;
-    let mut plan = PatchPlan::default();
+    let mut plan = PatchPlan { known: statics.found.iter().map(|f| f.path.clone()).collect(), ..PatchPlan::default() };
     let mut group_entries: BTreeMap<usize, Vec<(&Found, Option<String>)>> = BTreeMap::new();
     for f in &statics.found {
         let decl = if f.shared_kind() { shared_decl(f, program, &mut plan.refusals) } else { None };
@@ -1013,4 +1015,41 @@ pub fn refuse_unreachable(
         }
     }
     Ok(())
+}
+
+/// The statics of the set's crates (`crates`) that the built library `file` defines in writable
+/// memory although the source does not show them (`known`: every static the source has):
+/// statics written inside other macros' input, such as `tracing`'s callsites or a crate's own
+/// `macro_rules!`, which the patch has copies of its own of. Read from the symbol table (none
+/// when the library was stripped); the statics dsu's own macros generate, one set per copy by
+/// design, are left out.
+pub fn unseen_in(file: &Path, crates: &[&str], known: &[String]) -> Result<Vec<String>> {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let obj = object::File::parse(&*data).with_context(|| format!("reading {} as ELF", file.display()))?;
+    let writable = |sym: &object::Symbol<'_, '_>| {
+        sym.section_index().and_then(|i| obj.section_by_index(i).ok()).is_some_and(|s| {
+            matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_WRITE) != 0)
+        })
+    };
+    let mut unseen = BTreeSet::new();
+    for sym in obj.symbols() {
+        if !matches!(sym.kind(), SymbolKind::Data | SymbolKind::Tls) || sym.is_undefined() || !writable(&sym) {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        let Ok(demangled) = rustc_demangle::try_demangle(name) else { continue };
+        // Without the hash; `<T as Trait>::…` read from `T`; the macros' hidden `__dsu_impl`
+        // functions are the function they belong to.
+        let path = format!("{demangled:#}").trim_start_matches('<').replace("::__dsu_impl", "").replace("::__dsu_body", "");
+        let in_set = path.split("::").next().is_some_and(|c| crates.contains(&c));
+        let dsu_own = path.contains("__DSU_") || path.contains("__dsu_");
+        let seen = known.iter().any(|k| {
+            path.strip_prefix(k.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with(' '))
+        });
+        if in_set && !dsu_own && !seen {
+            unseen.insert(path);
+        }
+    }
+    Ok(unseen.into_iter().collect())
 }
