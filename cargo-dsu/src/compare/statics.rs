@@ -24,7 +24,8 @@
 //! references of those), which a patch may give a new value as it would a `const`.
 //!
 //! A static written inside another macro's input (a crate's own `macro_rules!`, `tracing`'s
-//! callsites) is not seen: such statics stay per copy. The symbols of a static in a function body
+//! callsites) is not seen: such statics stay per copy, and the patch build names each one it
+//! finds in the built patch's symbol table ([`unseen_in`]). The symbols of a static in a function body
 //! name the function (`app::handle::HITS`); two statics of one name in one function are told
 //! apart by their order (`#2`).
 
