@@ -100,6 +100,11 @@ impl WorkDir {
 
 /// Builds a patch: the updateable set compiled from newer source, in the exact build context
 /// of `record`.
+///
+/// The statics it shares are those the program's build exported (the record lists them). A
+/// static that an earlier patch added is not among them and cannot be told from one the newer
+/// source adds: `cargo dsu patch`, which reads the running revision too, refuses such a patch
+/// (`compare::statics::refuse_unreachable`); built here directly, it would have its own copy.
 pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf> {
     let work = WorkDir::open(record, &opts.source_root)?;
     let cells = cell_records(record, &opts.source_root)?;

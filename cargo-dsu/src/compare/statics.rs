@@ -203,11 +203,6 @@ impl Statics {
         }
         Ok(statics)
     }
-
-    /// Those of unit `unit`.
-    pub fn of_unit(&self, unit: usize) -> impl Iterator<Item = &Found> {
-        self.found.iter().filter(move |f| f.unit == unit)
-    }
 }
 
 fn static_symbol(path: &str) -> String {
@@ -797,7 +792,7 @@ fn shared_decl(f: &Found, program: &Program<'_>, refusals: &mut Vec<Refusal>) ->
         refusals.push(Refusal { file: f.file.display().to_string(), line: f.line, reason });
         None
     };
-    let Some(host) = program.statics.get(f.unit).copied() else { return None };
+    let host = program.statics.get(f.unit).copied()?;
     let Some(host) = host else {
         let why = match program.not_read.get(f.unit).cloned().flatten() {
             Some(e) => format!("the program's build could not read the statics of its crate ({e})"),
@@ -923,10 +918,10 @@ fn declaration(f: &Found, layout: &Layout, has_dsu: bool) -> String {
 }
 
 /// What the compare step refuses and reports about statics, between revisions `old` and `new`
-/// of `units`: a static the program shares whose kind or type changed, or whose type mentions a
-/// type whose layout changes (`changed`), unless it is a state cell; a state cell whose type or
-/// name changed. A static whose initial value changed keeps the running program's value:
-/// reported. Added and removed statics need nothing.
+/// of `units`: a static whose kind or type changed (unless neither revision's holds state),
+/// or whose type mentions a type whose layout changes (`changed`), unless it is a state cell; a
+/// state cell whose type or name changed. A shared static whose initial value changed keeps the
+/// running program's value: reported. Added and removed statics need nothing.
 pub(crate) fn compare(
     units: &[CrateUnit],
     old: (&super::Revision, &Path),
@@ -943,6 +938,8 @@ pub(crate) fn compare(
             report.refusals.push(Refusal { file: f.file.display().to_string(), line: f.line, reason })
         };
         match (o.not_shared, f.not_shared) {
+            // Neither holds state: the patch's code sees its own value.
+            (Some(NotShared::Constant), Some(NotShared::Constant)) => {}
             (Some(NotShared::StateCell), Some(NotShared::StateCell)) => {
                 if o.type_text != f.type_text || o.init_text != f.init_text {
                     refuse(
@@ -956,11 +953,12 @@ pub(crate) fn compare(
                     );
                 }
             }
-            (None, None) => {
-                if o.kind != f.kind || o.type_text != f.type_text {
-                    refuse(report, changed_type_reason(&f.path, o.kind, &o.type_text, f.kind, &f.type_text));
-                    continue;
-                }
+            // Another type, a cell made a plain static, a constant made one that holds state:
+            // the program's instance would not be what the patch's code expects.
+            _ if o.kind != f.kind || o.type_text != f.type_text => {
+                refuse(report, changed_type_reason(&f.path, o.kind, &o.type_text, f.kind, &f.type_text));
+            }
+            _ => {
                 let mentioned = super::generate::mentioned(&resolver, f.module, &f.ty, changed);
                 if let Some(t) = mentioned.iter().next() {
                     refuse(
@@ -977,8 +975,6 @@ pub(crate) fn compare(
                     report.statics_kept.push(f.item_ref());
                 }
             }
-            // Added, or no longer shared (a constant): the patch's own.
-            _ => {}
         }
     }
     Ok(())

@@ -14,7 +14,8 @@ const OLD: &str = "use std::cell::Cell;\nuse std::sync::atomic::{AtomicBool, Ato
     static START: AtomicU64 = AtomicU64::new(0);\n\
     static GONE: AtomicU64 = AtomicU64::new(0);\n\
     thread_local! { static CALLS: Cell<u32> = Cell::new(0); static DEPTH: Cell<u32> = Cell::new(0); }\n\
-    fn handle() { static LOCAL: AtomicU64 = AtomicU64::new(0); }\n";
+    fn handle() { static LOCAL: AtomicU64 = AtomicU64::new(0); }\n\
+    static MODE: u32 = 1;\n";
 
 #[test]
 fn a_changed_type_or_kind_is_refused_and_everything_else_is_not() {
@@ -26,15 +27,18 @@ fn a_changed_type_or_kind_is_refused_and_everything_else_is_not() {
         static START: AtomicU64 = AtomicU64::new(5);\n\
         static ADDED: AtomicU64 = AtomicU64::new(0);\n\
         thread_local! { static CALLS: Cell<u64> = Cell::new(0); static DEPTH: Cell<u32> = Cell::new(0); }\n\
-        fn handle() { static LOCAL: AtomicU32 = AtomicU32::new(0); }\n";
+        fn handle() { static LOCAL: AtomicU32 = AtomicU32::new(0); }\n\
+        static MODE: AtomicU32 = AtomicU32::new(1);\n";
     let r = cmp_main("statics-changes", OLD, new);
     let found: Vec<(usize, &str)> = r.refusals.iter().map(|x| (x.line, x.reason.as_str())).collect();
-    assert_eq!(r.refusals.len(), 4, "{found:#?}");
+    assert_eq!(r.refusals.len(), 5, "{found:#?}");
     assert!(found[0].0 == 5 && found[0].1.contains("static `app::SEEN` changed type (`AtomicU32` to `AtomicU64`)"), "{found:#?}");
     assert!(found[0].1.contains("dsu::State cell"), "{found:#?}");
     assert!(found[1].0 == 6 && found[1].1.contains("static `app::FLAG` changed from a `static mut` to a `static`"), "{found:#?}");
     assert!(found[2].0 == 9 && found[2].1.contains("static `app::CALLS` changed type (`Cell<u32>` to `Cell<u64>`)"), "{found:#?}");
     assert!(found[3].0 == 10 && found[3].1.contains("static `app::handle::LOCAL` changed type"), "{found:#?}");
+    // A constant that becomes a static holding state: the program never exported it.
+    assert!(found[4].0 == 11 && found[4].1.contains("static `app::MODE` changed type (`u32` to `AtomicU32`)"), "{found:#?}");
     // A constant may change (the patch's code sees the new value); the initial value of a
     // shared static may change too, and the report says the program keeps its own.
     assert_eq!(paths(&r.statics_kept), ["app::START"]);
