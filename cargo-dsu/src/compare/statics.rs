@@ -886,8 +886,10 @@ fn declaration(f: &Found, layout: &Layout, has_dsu: bool) -> String {
         ),
         Kind::LazyStatic => format!(
             "{cfgs}#[allow(unsafe_code)] unsafe extern \"Rust\" {{ #[link_name = {sym:?}] safe fn __dsu_shared_{ident}() -> &'static {ty}; }} \
-             {cfgs}{attrs}#[allow(non_camel_case_types)] {vis} struct {ident} {{ __private_field: () }} \
-             {cfgs}#[doc(hidden)] {vis} static {ident}: {ident} = {ident} {{ __private_field: () }}; \
+             {cfgs}{attrs}#[allow(missing_copy_implementations, non_camel_case_types, dead_code)] \
+             {vis} struct {ident} {{ __private_field: () }} \
+             {cfgs}#[doc(hidden)] #[allow(non_upper_case_globals)] {vis} static {ident}: {ident} = \
+             {ident} {{ __private_field: () }}; \
              {cfgs}impl ::core::ops::Deref for {ident} {{ type Target = {ty}; \
              fn deref(&self) -> &{ty} {{ __dsu_shared_{ident}() }} }}",
             sym = f.symbol
