@@ -323,8 +323,8 @@ fn rebase(p: &Path, cwd: &Path, old_root: &Path, new_root: &Path) -> PathBuf {
 }
 
 /// The crate root argument of an invocation (cargo passes it relative to the working directory).
-fn root_arg(inv: &RustcInvocation) -> Result<&String> {
-    inv.args.iter().find(|a| a.ends_with(".rs") && !a.starts_with('-')).context("recorded invocation names no crate root")
+fn root_arg(inv: &RustcInvocation) -> Result<&str> {
+    wrapper::root_arg(&inv.args).context("recorded invocation names no crate root")
 }
 
 /// The recorded invocation's arguments, rewritten for the patch build: outputs into the work

@@ -124,9 +124,13 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
         std::fs::create_dir_all(&config.record_dir)?;
         std::fs::write(&record, serde_json::to_vec_pretty(&invocation)?)
             .with_context(|| format!("recording to {}", record.display()))?;
-        let (facts, rewritten) = crate_facts(&config, &invocation)?;
+        let (mut facts, rewritten) = crate_facts(&config, &invocation)?;
         let mut rustc_args = rewrite_extern_dsu(&args, deps);
-        if let (false, Some(dir), Some(source_root)) = (rewritten.is_empty(), &config.shadow_dir, &config.source_root) {
+        if !rewritten.is_empty() && config.shadow_dir.is_none() {
+            // Nowhere to put the exports: compiled as it is, exporting nothing.
+            facts.statics = None;
+            facts.statics_error = Some("the wrapper was not told where to put shadow trees".into());
+        } else if let (false, Some(dir), Some(source_root)) = (rewritten.is_empty(), &config.shadow_dir, &config.source_root) {
             let sh = Shadow::prepare(&dir.join(format!("{crate_name}.{}", kind.as_str())), source_root, &rewritten)?;
             cmd.current_dir(sh.map(&cwd));
             let root = root_arg(&args).map(str::to_string);
