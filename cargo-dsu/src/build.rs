@@ -11,7 +11,8 @@
 use crate::deps_library::{DepsCrate, RUSTFLAGS};
 use crate::identity::{self, SourceState};
 use crate::locate::{self, BuildOptions, Program, SetCrate, Target};
-use crate::wrapper::{self, RustcInvocation, WrapperConfig};
+use crate::compare::statics::HostStatic;
+use crate::wrapper::{self, CrateFacts, RustcInvocation, WrapperConfig};
 use anyhow::{Context, Result};
 use cargo_metadata::{Artifact, Message};
 use dsu_abi::BuildIdentity;
@@ -55,13 +56,28 @@ pub struct RecordedCrate {
     /// [`RecordedCrate::cfg`]).
     #[serde(default)]
     pub print_cfg: Option<String>,
+    /// The statics the build exports (`compare::statics`): a patch shares each of them with the
+    /// program instead of having a copy of its own. `None` for a build that did not export them
+    /// (made by an older cargo dsu, or whose statics could not be read: `statics_error`), which
+    /// no patch with statics can be built for.
+    #[serde(default)]
+    pub statics: Option<Vec<HostStatic>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statics_error: Option<String>,
 }
 
 impl RecordedCrate {
-    /// A crate of the set with its invocation and its configuration.
-    fn new(krate: SetCrate, invocation: RustcInvocation) -> Result<Self> {
-        let mut recorded = RecordedCrate { krate, invocation, print_cfg: None };
-        recorded.print_cfg = Some(recorded.print_cfg_text()?);
+    /// A crate of the set with its invocation and what the wrapper learnt of it.
+    fn new(krate: SetCrate, invocation: RustcInvocation, facts: Option<CrateFacts>) -> Result<Self> {
+        let mut recorded = RecordedCrate { krate, invocation, print_cfg: None, statics: None, statics_error: None };
+        match facts {
+            Some(f) => {
+                recorded.print_cfg = Some(f.print_cfg);
+                recorded.statics = f.statics;
+                recorded.statics_error = f.statics_error;
+            }
+            None => recorded.print_cfg = Some(recorded.print_cfg_text()?),
+        }
         Ok(recorded)
     }
 
@@ -76,35 +92,40 @@ impl RecordedCrate {
     }
 
     fn print_cfg_text(&self) -> Result<String> {
-        let inv = &self.invocation;
-        let mut args = Vec::new();
-        let mut it = inv.args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--target" | "--cfg" | "-C" => {
-                    let value = it.next().cloned().unwrap_or_default();
-                    if !value.starts_with("incremental=") {
-                        args.extend([a.clone(), value]);
-                    }
-                }
-                s if s.starts_with("--target=") || s.starts_with("--cfg=") => args.push(a.clone()),
-                s if s.starts_with("-C") && !s.starts_with("-Cincremental") => args.push(a.clone()),
-                _ => {}
-            }
-        }
-        let out = Command::new(&inv.rustc)
-            .args(["--print", "cfg"])
-            .args(&args)
-            .output()
-            .with_context(|| format!("running {} --print cfg", inv.rustc.display()))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{} --print cfg failed: {}",
-            inv.rustc.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        print_cfg(&self.invocation.rustc, &self.invocation.args)
     }
+}
+
+/// `rustc --print cfg` under the target, codegen flags and `--cfg`s of a crate's rustc
+/// arguments `args`.
+pub fn print_cfg(rustc: &Path, args: &[String]) -> Result<String> {
+    let mut flags = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" | "--cfg" | "-C" => {
+                let value = it.next().cloned().unwrap_or_default();
+                if !value.starts_with("incremental=") {
+                    flags.extend([a.clone(), value]);
+                }
+            }
+            s if s.starts_with("--target=") || s.starts_with("--cfg=") => flags.push(a.clone()),
+            s if s.starts_with("-C") && !s.starts_with("-Cincremental") => flags.push(a.clone()),
+            _ => {}
+        }
+    }
+    let out = Command::new(rustc)
+        .args(["--print", "cfg"])
+        .args(&flags)
+        .output()
+        .with_context(|| format!("running {} --print cfg", rustc.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} --print cfg failed: {}",
+        rustc.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// [`BuildIdentity`] in a serialisable form.
@@ -226,6 +247,8 @@ fn build_library(target: &Target, opts: &BuildOptions, record_dir: &Path) -> Res
             .flat_map(|p| p.crates.iter().map(|c| (c.crate_name.clone(), c.kind)))
             .collect(),
         record_dir: record_dir.to_path_buf(),
+        source_root: Some(target.source_root.clone()),
+        shadow_dir: Some(target.dsu_dir.join("shadow").join(opts.profile()).join(&target.package_name)),
     };
     let config_path = target.out_dir.join(format!(".wrapper-{}.json", target.package_name));
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
@@ -284,7 +307,10 @@ fn output(
             let bytes = std::fs::read(&path).with_context(|| {
                 format!("the crate `{}` was not compiled through the dsu wrapper ({})", c.crate_name, path.display())
             })?;
-            RecordedCrate::new(c.clone(), serde_json::from_slice(&bytes)?)
+            let facts = std::fs::read(wrapper::facts_path(record_dir, &c.crate_name, c.kind))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            RecordedCrate::new(c.clone(), serde_json::from_slice(&bytes)?, facts)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(BuildRecord {

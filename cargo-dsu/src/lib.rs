@@ -17,4 +17,5 @@ pub mod patch_build;
 pub mod report;
 pub mod sign;
 pub mod recipe;
+pub mod shadow;
 pub mod wrapper;

@@ -325,6 +325,22 @@ fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, rev
         })
         .collect::<Result<_>>()?;
     let mut report = compare::compare(&units, &revs.old_dir, &revs.new_dir)?;
+    if let Some(record) = record {
+        // The program's build says which statics it has; the others of the running revision
+        // belong to earlier patches.
+        let program: Vec<_> = program
+            .crates
+            .iter()
+            .map(|c| {
+                record
+                    .crates
+                    .iter()
+                    .find(|rc| rc.krate.crate_name == c.crate_name && rc.krate.kind == c.kind)
+                    .and_then(|rc| rc.statics.as_deref())
+            })
+            .collect();
+        compare::statics::refuse_unreachable(&units, &revs.old_dir, &revs.new_dir, &program, &mut report)?;
+    }
     let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
     let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     let workspace = target

@@ -6,6 +6,10 @@
 //! patch header appended to its crate root. So a patch carries new code for every crate of the
 //! set that changed, and links against the same dependency library and libstd as the program.
 //!
+//! A static of the set that the program has is not compiled again: the patch declares the
+//! program's instance instead (`compare::statics::patch_plan`), bound to it when the patch is
+//! mapped, with a compile-time check that its type has the layout the program's build recorded.
+//!
 //! The new rlibs must be the only copies of the set's crates that rustc can find: a crate
 //! reached only transitively is looked up by name in the `-L dependency=` directories, where
 //! the program's own build of it also lies. The patch's crates are therefore compiled into a
@@ -17,7 +21,7 @@ use crate::locate::CrateKind;
 use crate::wrapper::{self, RustcInvocation};
 use anyhow::{Context, Result};
 use dsu_abi::{BuildIdentity, Manifest};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +30,7 @@ use std::process::Command;
 const PATCH_BLOB_ENV: &str = "DSU_PATCH_HEADER_FILE";
 
 pub use crate::compare::Insertion;
+use crate::compare::statics::{self, Edit};
 
 /// What a patch is built from.
 #[derive(Debug, Clone)]
@@ -100,10 +105,21 @@ impl WorkDir {
 
 /// Builds a patch: the updateable set compiled from newer source, in the exact build context
 /// of `record`.
+///
+/// The statics it shares are those the program's build exported (the record lists them). A
+/// static that an earlier patch added is not among them and cannot be told from one the newer
+/// source adds: `cargo dsu patch`, which reads the running revision too, refuses such a patch
+/// (`compare::statics::refuse_unreachable`); built here directly, it would have its own copy.
 pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf> {
     let work = WorkDir::open(record, &opts.source_root)?;
     let cells = cell_records(record, &opts.source_root)?;
-    apply_insertions(&opts.source_root, &merge_insertions(&opts.insertions, cells))?;
+    let statics = share_statics(record, &opts.source_root)?;
+    let mut edits: Vec<Edit> = merge_insertions(&opts.insertions, cells)
+        .into_iter()
+        .map(|i| Edit::insert(&i.file, i.offset, i.text))
+        .collect();
+    edits.extend(statics.edits);
+    apply_edits(&opts.source_root, &edits)?;
     let set_files = set_file_names(record);
     let program_deps = dependency_dir(&record.bin_crate().invocation).context("recorded invocation has no -L dependency=")?;
     link_dependencies(&program_deps, &work.deps, &set_files)?;
@@ -130,6 +146,10 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     run_rustc(cmd, &record.bin_crate().invocation)?;
 
     let built = work.out.join(format!("lib{}.so", record.bin_crate().krate.crate_name));
+    let set: Vec<&str> = record.crates.iter().map(|c| c.krate.crate_name.as_str()).collect();
+    for name in statics::unseen_in(&built, &set, &statics.known)? {
+        crate::cli::status("Per copy", format!("{name}: a static a macro writes, which the patch has its own copy of"));
+    }
     if let Some(parent) = opts.output.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -179,29 +199,75 @@ fn run_rustc(mut cmd: Command, inv: &RustcInvocation) -> Result<()> {
     Ok(())
 }
 
-/// Inserts generated code into the newer source, from the end of each file backwards so earlier
-/// offsets stay valid.
-fn apply_insertions(source_root: &Path, insertions: &[Insertion]) -> Result<()> {
-    let files: BTreeSet<&PathBuf> = insertions.iter().map(|i| &i.file).collect();
+/// Makes the edits (generated code inserted, shared statics' definitions replaced) in the newer
+/// source's files.
+fn apply_edits(source_root: &Path, edits: &[Edit]) -> Result<()> {
+    let files: BTreeSet<&PathBuf> = edits.iter().map(|e| &e.file).collect();
     for file in files {
         let path = source_root.join(file);
-        let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut here: Vec<&Insertion> = insertions.iter().filter(|i| &i.file == file).collect();
-        here.sort_by_key(|i| std::cmp::Reverse(i.offset));
-        for i in here {
-            anyhow::ensure!(
-                text.is_char_boundary(i.offset),
-                "insertion at byte {} of {} is not at a character boundary",
-                i.offset,
-                file.display()
-            );
-            text.insert_str(i.offset, &i.text);
-        }
-        write_if_changed(&path, text.as_bytes())?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let here: Vec<&Edit> = edits.iter().filter(|e| &e.file == file).collect();
+        write_if_changed(&path, statics::apply_edits(&text, &here)?.as_bytes())?;
     }
     // The checkout no longer holds exactly its tree: the next sync must compare every file.
     let _ = std::fs::remove_file(source_root.join(".dsu-tree"));
     Ok(())
+}
+
+/// The statics the patch shares with the program, read from the newer source before anything is
+/// inserted: the replacements of their definitions by declarations of the program's instances.
+/// A static the program has under another type, or cannot share, refuses the patch.
+fn share_statics(record: &BuildRecord, source_root: &Path) -> Result<statics::PatchPlan> {
+    let units = record
+        .crates
+        .iter()
+        .map(|c| Ok(c.krate.unit(&record.source_root, Some(c.cfg()?))))
+        .collect::<Result<Vec<_>>>()?;
+    let (layouts, exported) = program_statics(&record.binary)?;
+    let flags = record
+        .crates
+        .iter()
+        .zip(&units)
+        .map(|(c, u)| statics::CrateFlags::of(&c.invocation.args, &source_root.join(&u.root_file)))
+        .collect();
+    let program = statics::Program {
+        statics: record.crates.iter().map(|c| c.statics.as_deref()).collect(),
+        not_read: record.crates.iter().map(|c| c.statics_error.clone()).collect(),
+        layouts: &layouts,
+        exported: &exported,
+        flags,
+    };
+    let plan = statics::patch_plan(&units, source_root, &program)?;
+    if !plan.refusals.is_empty() {
+        let lines: Vec<String> = plan.refusals.iter().map(|r| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
+        return Err(crate::patch::Refused(format!("the patch is refused:\n{}", lines.join("\n"))).into());
+    }
+    Ok(plan)
+}
+
+/// The layout records of the statics the program's binary exports, and the symbols of its
+/// statics, read from the file.
+fn program_statics(binary: &Path) -> Result<(BTreeMap<String, statics::Layout>, BTreeSet<String>)> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let data = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let file = object::File::parse(&*data).with_context(|| format!("reading {} as ELF", binary.display()))?;
+    let (mut layouts, mut exported) = (BTreeMap::new(), BTreeSet::new());
+    for sym in file.dynamic_symbols().filter(|s| !s.is_undefined()) {
+        let Ok(name) = sym.name() else { continue };
+        exported.insert(name.to_string());
+        if !name.starts_with(dsu_abi::STATIC_LAYOUT_PREFIX) {
+            continue;
+        }
+        let bytes = sym
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|s| s.data_range(sym.address(), sym.size()).ok().flatten());
+        let layout = bytes
+            .and_then(statics::Layout::from_bytes)
+            .with_context(|| format!("{}: the layout record {name} cannot be read", binary.display()))?;
+        layouts.insert(name.to_string(), layout);
+    }
+    Ok((layouts, exported))
 }
 
 /// File names of the program's builds of the set's library crates (`lib<name><extra>.rlib` and
@@ -265,8 +331,8 @@ fn rebase(p: &Path, cwd: &Path, old_root: &Path, new_root: &Path) -> PathBuf {
 }
 
 /// The crate root argument of an invocation (cargo passes it relative to the working directory).
-fn root_arg(inv: &RustcInvocation) -> Result<&String> {
-    inv.args.iter().find(|a| a.ends_with(".rs") && !a.starts_with('-')).context("recorded invocation names no crate root")
+fn root_arg(inv: &RustcInvocation) -> Result<&str> {
+    wrapper::root_arg(&inv.args).context("recorded invocation names no crate root")
 }
 
 /// The recorded invocation's arguments, rewritten for the patch build: outputs into the work

@@ -52,6 +52,11 @@ pub fn render(r: &Report) -> String {
         &r.functions_routed,
         " (their signature mentions a changed type: callers in the running program keep the old version)",
     );
+    section(
+        "statics whose initial value changed",
+        &r.statics_kept,
+        " (the patch shares the running program's instance, which keeps its value)",
+    );
     for refusal in &r.refusals {
         let _ = writeln!(s, "refused: {}:{}: {}", refusal.file, refusal.line, refusal.reason);
     }

@@ -7,19 +7,28 @@
 //! * points `--extern dsu=…` at the shared dependency library, so the program reaches every
 //!   dependency (and the dsu runtime) through that one library;
 //! * refuses an rlib extern that differs from the one inside the dependency library;
-//! * records the invocation, from which patches are built later.
+//! * records the invocation, from which patches are built later, and the crate's configuration;
+//! * exports the crate's statics, so that patches share them instead of having copies of their
+//!   own: a crate with statics is compiled from a shadow of the source root in which the files
+//!   holding them carry the exports (`compare::statics::host_plan`, [`crate::shadow`]); which
+//!   statics it exports, with their types, is recorded beside the invocation ([`CrateFacts`]).
 //!
 //! For the binary's crate it also adds an rpath of `$ORIGIN`, so the program finds its shared
 //! libraries beside itself, and exports the `__dsu_*` symbols (those of the library crates linked
-//! into it included), through which the runtime finds the program's function table.
+//! into it included), through which the runtime finds the program's function table and patches
+//! find the program's statics.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::compare::statics::{self, CrateFlags, HostStatic};
+use crate::compare::CrateUnit;
 use crate::locate::CrateKind;
+use crate::shadow::{self, Shadow};
 
 /// Environment variable naming the wrapper's configuration file.
 pub const CONFIG_ENV: &str = "DSU_WRAPPER_CONFIG";
@@ -38,6 +47,29 @@ pub struct WrapperConfig {
     pub set: Vec<(String, CrateKind)>,
     /// Where to record the set crates' rustc invocations (see [`record_path`]).
     pub record_dir: PathBuf,
+    /// The directory holding every crate of the set: what a shadow tree mirrors.
+    #[serde(default)]
+    pub source_root: Option<PathBuf>,
+    /// Where the shadow trees of crates whose statics are exported go, one per crate.
+    #[serde(default)]
+    pub shadow_dir: Option<PathBuf>,
+}
+
+/// What the wrapper learnt about a set crate besides its invocation, recorded beside it (see
+/// [`facts_path`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrateFacts {
+    /// `rustc --print cfg` under the invocation's flags.
+    pub print_cfg: String,
+    /// The statics its build exports; `None` when they could not be read (`statics_error`).
+    pub statics: Option<Vec<HostStatic>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statics_error: Option<String>,
+}
+
+/// Where the facts of the set crate `crate_name` of `kind` are recorded.
+pub fn facts_path(record_dir: &std::path::Path, crate_name: &str, kind: CrateKind) -> PathBuf {
+    record_dir.join(format!("{crate_name}.{}.facts.json", kind.as_str()))
 }
 
 /// Where the invocation of the set crate `crate_name` of `kind` is recorded.
@@ -73,27 +105,51 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
         && !args.iter().any(|a| a == "--test");
 
     let mut cmd = Command::new(&rustc);
+    let mut shadow = None;
     if crate_name == config.deps_crate {
         cmd.args(&args).args(rpath_args());
     } else if in_set {
         let deps = deps_dylib(&config)?;
         check_single_copies(crate_name, &args, &config.deps_rlibs)?;
+        let cwd = std::env::current_dir()?;
         let invocation = RustcInvocation {
             rustc: rustc.clone(),
             args: args.clone(),
             env: std::env::vars()
                 .filter(|(k, _)| k.starts_with("CARGO") || k == "OUT_DIR")
                 .collect(),
-            cwd: std::env::current_dir()?,
+            cwd: cwd.clone(),
         };
         let record = record_path(&config.record_dir, crate_name, kind);
         std::fs::create_dir_all(&config.record_dir)?;
         std::fs::write(&record, serde_json::to_vec_pretty(&invocation)?)
             .with_context(|| format!("recording to {}", record.display()))?;
-        cmd.args(rewrite_extern_dsu(&args, deps));
+        let (mut facts, rewritten) = crate_facts(&config, &invocation)?;
+        let mut rustc_args = rewrite_extern_dsu(&args, deps);
+        if !rewritten.is_empty() && config.shadow_dir.is_none() {
+            // Nowhere to put the exports: compiled as it is, exporting nothing.
+            facts.statics = None;
+            facts.statics_error = Some("the wrapper was not told where to put shadow trees".into());
+        } else if let (false, Some(dir), Some(source_root)) = (rewritten.is_empty(), &config.shadow_dir, &config.source_root) {
+            let sh = Shadow::prepare(&dir.join(format!("{crate_name}.{}", kind.as_str())), source_root, &rewritten)?;
+            cmd.current_dir(sh.map(&cwd));
+            let root = root_arg(&args).map(str::to_string);
+            for a in rustc_args.iter_mut() {
+                if Some(a.as_str()) == root.as_deref() {
+                    *a = sh.map(std::path::Path::new(a.as_str())).display().to_string();
+                }
+            }
+            rustc_args.push(sh.remap_arg());
+            shadow = Some(sh);
+        }
+        let facts_file = facts_path(&config.record_dir, crate_name, kind);
+        std::fs::write(&facts_file, serde_json::to_vec_pretty(&facts)?)
+            .with_context(|| format!("recording to {}", facts_file.display()))?;
+        cmd.args(rustc_args);
         if kind == CrateKind::Bin {
             cmd.args(rpath_args())
-                .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB));
+                .arg(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", dsu_abi::HOST_EXPORT_GLOB))
+                .args(own_symbol_exports(&config));
         }
     } else if args.iter().any(|a| a.starts_with("dsu=")) {
         // Another crate of the workspace (say, the package's library) that uses dsu: it must
@@ -105,7 +161,74 @@ pub fn run(config_path: &std::path::Path, argv: Vec<OsString>) -> Result<i32> {
         cmd.args(&args);
     }
     let status = cmd.status().with_context(|| format!("running {}", rustc.display()))?;
+    if let (true, Some(sh), Some(dep_info)) = (status.success(), &shadow, shadow::dep_info_path(&args)) {
+        sh.fix_dep_info(&dep_info)?;
+    }
     Ok(status.code().unwrap_or(101))
+}
+
+/// The crate's configuration and the statics its build exports, with the files of the source
+/// root rewritten to export them (relative paths, new text). When its statics cannot be read
+/// (a module file the reader does not find), it is compiled as it is and the error recorded: a
+/// patch of it is refused then, rather than given copies of its statics.
+fn crate_facts(config: &WrapperConfig, inv: &RustcInvocation) -> Result<(CrateFacts, BTreeMap<PathBuf, String>)> {
+    let print_cfg = crate::build::print_cfg(&inv.rustc, &inv.args)?;
+    let mut facts = CrateFacts { print_cfg, statics: None, statics_error: None };
+    let mut rewritten = BTreeMap::new();
+    let (Some(source_root), Some(root)) = (&config.source_root, root_arg(&inv.args)) else {
+        facts.statics_error = Some("the wrapper was not told the source root".into());
+        return Ok((facts, rewritten));
+    };
+    let root = inv.cwd.join(root);
+    let Ok(root_file) = root.strip_prefix(source_root) else {
+        facts.statics_error = Some(format!("{} is not under the source root {}", root.display(), source_root.display()));
+        return Ok((facts, rewritten));
+    };
+    let unit = CrateUnit {
+        crate_name: arg_value(&inv.args, "--crate-name").unwrap_or_default().to_string(),
+        root_file: root_file.to_path_buf(),
+        package_dir: PathBuf::new(),
+        cfg: Some(dsu_syntax::CfgSet::from_print_cfg(&facts.print_cfg)),
+    };
+    let plan = match statics::host_plan(&unit, source_root, CrateFlags::of(&inv.args, &root)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("warning: dsu: the statics of `{}` are not exported, so no patch of it can be built: {e:#}", unit.crate_name);
+            facts.statics_error = Some(format!("{e:#}"));
+            return Ok((facts, rewritten));
+        }
+    };
+    let files: std::collections::BTreeSet<&PathBuf> = plan.edits.iter().map(|e| &e.file).collect();
+    for file in files {
+        let path = source_root.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let edits: Vec<&statics::Edit> = plan.edits.iter().filter(|e| &e.file == file).collect();
+        rewritten.insert(file.clone(), statics::apply_edits(&text, &edits)?);
+    }
+    facts.statics = Some(plan.statics);
+    Ok((facts, rewritten))
+}
+
+/// `--export-dynamic-symbol` for every static of the set that already has a name of its own
+/// (`#[no_mangle]`, `#[export_name]`), outside the `__dsu_*` glob: a patch binds to it by that
+/// name. Read from the facts of the set's crates (the libraries were compiled first).
+fn own_symbol_exports(config: &WrapperConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, kind) in &config.set {
+        let Ok(bytes) = std::fs::read(facts_path(&config.record_dir, name, *kind)) else { continue };
+        let Ok(facts) = serde_json::from_slice::<CrateFacts>(&bytes) else { continue };
+        for s in facts.statics.into_iter().flatten() {
+            if s.not_exported.is_none() && !s.symbol.starts_with("__dsu_") {
+                out.push(format!("-Clink-arg=-Wl,--export-dynamic-symbol={}", s.symbol));
+            }
+        }
+    }
+    out
+}
+
+/// The crate root argument of an invocation.
+pub fn root_arg(args: &[String]) -> Option<&str> {
+    args.iter().map(String::as_str).find(|a| a.ends_with(".rs") && !a.starts_with('-'))
 }
 
 fn deps_dylib(config: &WrapperConfig) -> Result<&std::path::Path> {

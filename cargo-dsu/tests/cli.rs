@@ -169,7 +169,7 @@ fn refuses_changed_signature() {
 
 #[test]
 fn refuses_changed_static() {
-    assert_refused("v1..bad-static", &["src/greeting.rs:6", "static `app::greeting::GREETING`"]);
+    assert_refused("v1..bad-static", &["src/main.rs:13", "state cell `app::HITS` changed its declaration"]);
 }
 
 #[test]

@@ -59,7 +59,17 @@ pub const FIELD_CELL_PREFIX: &str = "__dsu_fieldcell_";
 pub const FIELD_TRANSFORM_PREFIX: &str = "__dsu_fieldxf_";
 /// Prefix of a patch's inverse field-cell transforms (new type back to old), for a rollback.
 pub const FIELD_INVERSE_PREFIX: &str = "__dsu_unfieldxf_";
-/// Glob the host exports dynamically so the runtime finds its own function table.
+/// Prefix of the dynamic symbol under which a program exports one static of its updateable set:
+/// `__dsu_static_` + [`symbol_safe`]`(stable path)` (`app::greeting::HITS`). A patch declares the
+/// statics it shares with the program under these names, so its code reaches the program's
+/// instances (`cargo-dsu`'s `compare/statics.rs`).
+pub const STATIC_PREFIX: &str = "__dsu_static_";
+/// Prefix of the dynamic symbol holding the layout record of one exported static (size,
+/// alignment and structural fingerprint of its type, four little-endian `u64`), which the patch
+/// build reads from the program's file and checks the patch's type of the static against.
+pub const STATIC_LAYOUT_PREFIX: &str = "__dsu_layout_";
+/// Glob the host exports dynamically so the runtime finds its own function table, and patches
+/// the program's statics.
 pub const HOST_EXPORT_GLOB: &str = "__dsu_*";
 /// Environment variable through which the build recipe hands the build identity to the macros.
 pub const BUILD_ENV: &str = "DSU_BUILD";

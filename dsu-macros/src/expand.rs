@@ -122,8 +122,8 @@ fn refusal_for_item(item: &Item) -> String {
                 .into();
         }
         Item::Static(_) => {
-            return "#[dsu::updateable] cannot be put on a static: a patch gets its own copy of \
-                    every static. Keep state that must survive in a `dsu::State` cell"
+            return "#[dsu::updateable] cannot be put on a static: statics need none (patches \
+                    share the program's), and state whose type changes belongs in a `dsu::State` cell"
                 .into();
         }
         Item::Trait(_) => "a trait definition (put it on the impl blocks instead)",

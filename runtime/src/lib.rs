@@ -52,14 +52,18 @@
 //!   [`Error::StateMismatch`]; when applying, [`Error::TransformFailed`],
 //!   [`Error::FieldTransformFailed`] and [`Error::UpdateTimeout`].
 //! * **Never unload.** A loaded patch library stays mapped for the life of the process.
-//! * **State cells.** A patch has its own copy of every `static` of the crate, so state that
-//!   must survive lives in a cell owned by the runtime: a [`State`] static, found by name, or a
+//! * **Statics.** A patch shares every `static`, `static mut`, `OnceLock`/`LazyLock`,
+//!   `thread_local!` and `lazy_static!` of the program's crates with the running program (the
+//!   program exports them, a patch declares them): its code counts in the program's counters and
+//!   finds what the program initialised. Their types cannot change.
+//! * **State cells.** State whose type changes lives in a cell owned by the runtime, whose
+//!   values a transformer moves to the new type: a [`State`] static, found by name, or a
 //!   [`Cell`], a field of any value (a struct in an `Arc` shared by tasks), registered with the
 //!   runtime while it lives. Access is scoped, as a `thread_local!`'s is: `with` runs a closure
-//!   with `&T`, and `access` returns a guard ([`CellRef`]) that stays on its thread. A reference
-//!   to the value never outlives its scope, and a thread inside one counts as running: an update
-//!   waits for it, and an update point or idle section reached inside a scope does not apply one
-//!   (an update that times out meanwhile names the thread and says it holds a state cell).
+//!   with `&T`, and `access` returns a guard ([`CellRef`]) that stays on its thread. A reference to the
+//!   value never outlives its scope, and a thread inside one counts as running: an update waits
+//!   for it, and an update point or idle section reached inside a scope does not apply one (an
+//!   update that times out meanwhile names the thread and says it holds a state cell).
 //! * **Types and transformers.** `#[dsu::updateable]` on a struct or enum gives it a structural
 //!   fingerprint ([`Fingerprinted`]): field names, order and types, variants, size and
 //!   alignment. A cell hands its value only to code compiled for the same fingerprint. When a

@@ -1,11 +1,12 @@
 //! The items of interest of each crate (functions, methods, statics, types), keyed by stable
-//! path, and the changes of functions and statics between two revisions.
+//! path, and the changes of functions between two revisions (those of statics are
+//! `statics.rs`'s).
 
 use super::tree::{ModuleId, Tree};
 use super::{ItemRef, Refusal, Report};
 use dsu_syntax::{behaviour_tokens, FnOwner};
 use quote::ToTokens;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use syn::spanned::Spanned;
 use syn::{ImplItem, Item};
 
@@ -143,11 +144,6 @@ fn collect_item(
             let text = behaviour_tokens(s);
             add(format!("{module}::{}", s.ident), s.span(), Kind::Static, text.clone(), text);
         }
-        Item::Macro(m) if m.mac.path.is_ident("thread_local") => {
-            let text = behaviour_tokens(m);
-            let path = format!("{module}::thread_local!@{}", text.len());
-            add(path, m.span(), Kind::Static, text.clone(), text);
-        }
         Item::Struct(s) => add(
             format!("{module}::{}", s.ident),
             s.span(),
@@ -220,35 +216,6 @@ pub fn compare_functions(old: &Items, new: &Items, report: &mut Report) {
 
 fn refusal(at: &ItemRef, reason: String) -> Refusal {
     Refusal { file: at.file.clone(), line: at.line, reason }
-}
-
-/// A patch has its own copy of every static, so a changed, added or removed static would not be
-/// seen by the running program.
-pub fn refuse_changed_statics(old: &Items, new: &Items, report: &mut Report) {
-    let statics = |items: &Items| -> BTreeMap<ItemKey, Entry> {
-        items.of_kind(&Kind::Static).map(|(k, e)| (k.clone(), e.clone())).collect()
-    };
-    let (o, n) = (statics(old), statics(new));
-    let keys: BTreeSet<&ItemKey> = o.keys().chain(n.keys()).collect();
-    for key in keys {
-        let (a, b) = (o.get(key), n.get(key));
-        if a.map(|e| &e.whole) != b.map(|e| &e.whole) {
-            let at = b.or(a).expect("in one of them");
-            let what = match (a, b) {
-                (None, _) => "was added",
-                (_, None) => "was removed",
-                _ => "changed",
-            };
-            report.refusals.push(refusal(
-                &at.at,
-                format!(
-                    "static `{}` {what}: a patch gets its own copy of every static, so the \
-                     running program would not see the change; keep state in a dsu::State cell",
-                    key.path
-                ),
-            ));
-        }
-    }
 }
 
 /// Types present in both revisions whose layout tokens differ. Values of a changed type may be

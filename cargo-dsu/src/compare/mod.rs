@@ -17,6 +17,8 @@
 //!   what makes them impossible (refused here): one cell name with two value types; the field
 //!   cells (`dsu::Cell<T>`) of the set, their records and transforms, and one old value type
 //!   that would become two;
+//! * `statics.rs`: the statics of the set, which the program exports and a patch shares; what
+//!   changes of them are refused (a changed type), and the code that shares them;
 //! * `deps.rs`: dependency changes, which a patch cannot bring (called by the pipeline, which
 //!   knows where the workspace's lock file is).
 
@@ -25,6 +27,7 @@ pub mod deps;
 mod generate;
 mod items;
 mod resolve;
+pub mod statics;
 mod tree;
 mod types;
 
@@ -113,6 +116,9 @@ pub struct Report {
     /// `dsu_syntax::Transformer::cfg_value`), sorted, once each.
     #[serde(skip)]
     pub transformer_cfgs: Vec<String>,
+    /// Statics the program shares with the patch whose initial value changed: the running
+    /// program's instance keeps its value.
+    pub statics_kept: Vec<ItemRef>,
     /// Crates of the set (their names) whose own source changed in behaviour.
     pub crates_changed: Vec<String>,
     pub refusals: Vec<Refusal>,
@@ -159,8 +165,9 @@ pub fn compare(units: &[CrateUnit], old_root: &Path, new_root: &Path) -> Result<
     }
     let mut report = Report::default();
     items::compare_functions(&old.items, &new.items, &mut report);
-    items::refuse_changed_statics(&old.items, &new.items, &mut report);
     let changed = items::changed_types(&old.items, &new.items);
+    let changed_set = changed.iter().cloned().collect();
+    statics::compare(units, (&old, old_root), (&new, new_root), &changed_set, &mut report)?;
     report.types_changed = changed.iter().map(|k| new.items.get(k).at.clone()).collect();
     report.generated = types::plan(&old, &new, &changed, &mut report);
     report.refusals.extend(cells::refusals(&new.tree));
@@ -182,6 +189,7 @@ fn sort(report: &mut Report) {
         &mut report.types_reversible,
         &mut report.cells_reversible,
         &mut report.transformers,
+        &mut report.statics_kept,
     ] {
         list.sort_by(|a, b| (&a.file, a.line, &a.path).cmp(&(&b.file, b.line, &b.path)));
     }

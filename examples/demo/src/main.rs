@@ -21,7 +21,7 @@ const RELEASES: &[(&str, &str, &str)] = &[
     ("v2", "v2", "friendlier greeting"),
     ("v3", "v3", "a new function: badges for regulars"),
     ("v4", "v4", "statistics show an average (a trait method)"),
-    ("v5", "v5-refused", "adds a plain static (refused)"),
+    ("v5", "v5-refused", "changes the type of a plain static the server shares with its patches (refused)"),
 ];
 const NAMES: &[&str] = &["alice", "bob", "alice"];
 

@@ -31,10 +31,11 @@ fn handle(request: &str) -> Option<String> {
         },
         "STATUS" => match dsu::status() {
             Ok(s) => format!(
-                "revision {} after {} updates, {} requests",
+                "revision {} after {} updates, {} requests, {} greetings",
                 &s.revision[..s.revision.len().min(10)],
                 s.updates,
-                REQUESTS.with(|c| c.load(Ordering::Relaxed))
+                REQUESTS.with(|c| c.load(Ordering::Relaxed)),
+                greeting::GREETED.load(Ordering::Relaxed)
             ),
             Err(e) => format!("status unavailable: {e}"),
         },

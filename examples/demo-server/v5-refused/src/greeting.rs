@@ -1,12 +1,15 @@
 //! Greetings, and the visits they count.
 
 use crate::VISITS;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A plain static: a patch would get its own copy, so cargo dsu patch refuses it.
-static MOTD: &str = "have a nice day";
+/// Greetings sent, now counted in 32 bits. The running server's `GREETED` holds a `u64`, and
+/// patched code shares the server's instance: cargo dsu patch refuses the change.
+pub static GREETED: AtomicU32 = AtomicU32::new(0);
 
 #[dsu::updateable]
 fn visit(name: &str) -> u64 {
+    GREETED.fetch_add(1, Ordering::Relaxed);
     VISITS.with(|visits| {
         let mut visits = visits.lock().unwrap();
         let n = visits.entry(name.to_string()).or_insert(0);
@@ -18,7 +21,7 @@ fn visit(name: &str) -> u64 {
 #[dsu::updateable]
 pub fn greet(name: &str) -> String {
     let n = visit(name);
-    format!("Hello, {name}! This is visit number {n}.{} {MOTD}", badge(n))
+    format!("Hello, {name}! This is visit number {n}.{}", badge(n))
 }
 
 /// New in release 3.
