@@ -68,9 +68,15 @@ loom::lazy_static! {
     static ref PROGRAM: Program = Program { version: UnsafeCell::new(0), applied: AtomicUsize::new(0) };
 }
 
-/// Runs `model` in every interleaving loom explores, with at most 3 preemptions unless
-/// `LOOM_MAX_PREEMPTIONS` is set.
-fn check(model: fn()) {
+/// Runs `a` and `b` on two threads of their own in every interleaving loom explores (at most 3
+/// preemptions unless `LOOM_MAX_PREEMPTIONS` says otherwise), then checks that rounds 0 to
+/// `rounds - 1` applied, each once, with success, and that the program is on the last version.
+///
+/// Each thread ends with `protocol::exit_thread()`, what its exit does to its registration (which
+/// may apply the round), before `join` returns: loom destroys a thread's locals later, after the
+/// model may have dropped the protocol's globals. The checks run on the model's main thread,
+/// which never takes part in the protocol, for the same reason.
+fn check(a: fn(), b: fn(), rounds: u64) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
@@ -80,31 +86,29 @@ fn check(model: fn()) {
     let counter = executions.clone();
     builder.check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        model();
+        let threads = [a, b].map(|f| {
+            thread::spawn(move || {
+                f();
+                protocol::exit_thread();
+            })
+        });
+        for t in threads {
+            t.join().unwrap();
+        }
+        for round in 0..rounds {
+            let outcome = protocol::outcome(round).map(|r| r.is_ok());
+            assert_eq!(outcome, Some(true), "round {round} did not close with success");
+        }
+        assert_eq!(PROGRAM.applied.load(Ordering::Relaxed), rounds as usize);
+        assert_eq!(PROGRAM.read(), rounds);
     });
     let bound = builder.preemption_bound.map_or("no".to_string(), |b| b.to_string());
     println!("{} executions, {bound} bound on preemptions", executions.load(std::sync::atomic::Ordering::Relaxed));
 }
 
-/// Model threads end with `protocol::exit_thread()`: what a thread's exit does to its
-/// registration (which may apply the round), done before `join` returns. (Loom destroys a
-/// thread's locals later, after the model may have dropped the protocol's globals.)
-///
-/// After every model thread has finished: round 0 applied once, with success, and the program is
-/// on its new version. Checked on the model's main thread, which never takes part in the
-/// protocol (its thread-locals outlive the protocol's globals in a loom execution).
-fn round_applied() {
-    rounds_applied(1);
-}
-
-/// After every model thread has finished: rounds 0 to `n - 1` applied, each once, with success.
-fn rounds_applied(n: u64) {
-    for round in 0..n {
-        let outcome = protocol::outcome(round).map(|r| r.is_ok());
-        assert_eq!(outcome, Some(true), "round {round} did not close with success");
-    }
-    assert_eq!(PROGRAM.applied.load(Ordering::Relaxed), n as usize);
-    assert_eq!(PROGRAM.read(), n);
+/// Opens round 0, from a thread that takes no other part in the protocol.
+fn open() {
+    protocol::open_round(&*PROGRAM);
 }
 
 /// A thread leaves an idle section, back to updateable code, while a round opens and applies: it
@@ -114,22 +118,14 @@ fn rounds_applied(n: u64) {
 /// both missed, which would let the thread read the state beside the apply.
 #[test]
 fn leaving_idle_while_a_round_applies() {
-    check(|| {
-        let worker = thread::spawn(|| {
-            // Registers as a plain thread, running, then idle (blocked outside updateable code).
-            let idle = protocol::IdleGuard::enter();
-            drop(idle);
-            // Updateable code.
-            PROGRAM.read();
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::open_round(&*PROGRAM);
-        });
-        worker.join().unwrap();
-        opener.join().unwrap();
-        round_applied();
-    });
+    let worker = || {
+        // Registers as a plain thread, running, then idle (blocked outside updateable code).
+        let idle = protocol::IdleGuard::enter();
+        drop(idle);
+        // Updateable code.
+        PROGRAM.read();
+    };
+    check(worker, open, 1);
 }
 
 /// The same pair on an executor thread: the start of an outermost poll of an updateable future
@@ -137,21 +133,13 @@ fn leaving_idle_while_a_round_applies() {
 /// may complete quiescence and apply.
 #[test]
 fn starting_a_poll_while_a_round_applies() {
-    check(|| {
-        let executor = thread::spawn(|| {
-            let mut cx = Context::from_waker(Waker::noop());
-            // An updateable `async fn`'s future: its poll is updateable code.
-            let poll = std::pin::pin!(protocol::Tracked::new(async { PROGRAM.read() }));
-            assert!(poll.poll(&mut cx).is_ready());
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::open_round(&*PROGRAM);
-        });
-        executor.join().unwrap();
-        opener.join().unwrap();
-        round_applied();
-    });
+    let executor = || {
+        let mut cx = Context::from_waker(Waker::noop());
+        // An updateable `async fn`'s future: its poll is updateable code.
+        let poll = std::pin::pin!(protocol::Tracked::new(async { PROGRAM.read() }));
+        assert!(poll.poll(&mut cx).is_ready());
+    };
+    check(executor, open, 1);
 }
 
 /// A thread parks at an update point while the round closes: the round opens while two threads
@@ -161,27 +149,21 @@ fn starting_a_poll_while_a_round_applies() {
 /// thread wakes only when unparked).
 #[test]
 fn park_against_close() {
-    check(|| {
-        let parker = thread::spawn(|| {
-            // Registers (parking at once if the round is open), then reaches an update point.
-            protocol::update_point();
-            protocol::update_point();
-            PROGRAM.read();
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::update_point();
-            protocol::open_round(&*PROGRAM);
-            // Idle and back: may apply on the way in, parks on the way out while the round is
-            // still open.
-            protocol::idle(|| ());
-            PROGRAM.read();
-            protocol::exit_thread();
-        });
-        parker.join().unwrap();
-        opener.join().unwrap();
-        round_applied();
-    });
+    let parker = || {
+        // Registers (parking at once if the round is open), then reaches an update point.
+        protocol::update_point();
+        protocol::update_point();
+        PROGRAM.read();
+    };
+    let opener = || {
+        protocol::update_point();
+        protocol::open_round(&*PROGRAM);
+        // Idle and back: may apply on the way in, parks on the way out while the round is still
+        // open.
+        protocol::idle(|| ());
+        PROGRAM.read();
+    };
+    check(parker, opener, 1);
 }
 
 /// A thread parked in one round resumes while the next one opens: it stores *running*, then reads
@@ -189,26 +171,20 @@ fn park_against_close() {
 /// for the new round rather than run beside it.
 #[test]
 fn resuming_into_a_newer_round() {
-    check(|| {
-        let parker = thread::spawn(|| {
-            protocol::update_point();
-            protocol::update_point();
-            PROGRAM.read();
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::update_point();
-            for _ in 0..2 {
-                protocol::open_round(&*PROGRAM);
-                protocol::idle(|| ());
-            }
-            PROGRAM.read();
-            protocol::exit_thread();
-        });
-        parker.join().unwrap();
-        opener.join().unwrap();
-        rounds_applied(2);
-    });
+    let parker = || {
+        protocol::update_point();
+        protocol::update_point();
+        PROGRAM.read();
+    };
+    let opener = || {
+        protocol::update_point();
+        for _ in 0..2 {
+            protocol::open_round(&*PROGRAM);
+            protocol::idle(|| ());
+        }
+        PROGRAM.read();
+    };
+    check(parker, opener, 2);
 }
 
 /// A thread that is not running (idle: a blocked thread, an executor thread between polls)
@@ -219,40 +195,24 @@ fn resuming_into_a_newer_round() {
 /// the cell after the apply. Never the cell read beside the apply.
 #[test]
 fn scope_entered_while_a_round_opens() {
-    check(|| {
-        let worker = thread::spawn(|| {
-            let idle = protocol::IdleGuard::enter();
-            protocol::enter_scope();
-            PROGRAM.read();
-            protocol::exit_scope();
-            drop(idle);
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::open_round(&*PROGRAM);
-        });
-        worker.join().unwrap();
-        opener.join().unwrap();
-        round_applied();
-    });
+    let worker = || {
+        let idle = protocol::IdleGuard::enter();
+        protocol::enter_scope();
+        PROGRAM.read();
+        protocol::exit_scope();
+        drop(idle);
+    };
+    check(worker, open, 1);
 }
 
 /// The same on a thread that was not registered: its first scope registers it (provisionally,
-/// under the coordinator's lock) while a round opens.
+/// under the coordinator's lock, which orders it against any applier) while a round opens.
 #[test]
 fn first_scope_of_a_thread_while_a_round_opens() {
-    check(|| {
-        let worker = thread::spawn(|| {
-            protocol::enter_scope();
-            PROGRAM.read();
-            protocol::exit_scope();
-            protocol::exit_thread();
-        });
-        let opener = thread::spawn(|| {
-            protocol::open_round(&*PROGRAM);
-        });
-        worker.join().unwrap();
-        opener.join().unwrap();
-        round_applied();
-    });
+    let worker = || {
+        protocol::enter_scope();
+        PROGRAM.read();
+        protocol::exit_scope();
+    };
+    check(worker, open, 1);
 }
