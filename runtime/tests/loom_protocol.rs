@@ -111,6 +111,14 @@ fn open() {
     protocol::open_round(&*PROGRAM);
 }
 
+/// A plain thread that registers (parking at once if a round is open), reaches an update point,
+/// then runs updateable code.
+fn parker() {
+    protocol::update_point();
+    protocol::update_point();
+    PROGRAM.read();
+}
+
 /// A thread leaves an idle section, back to updateable code, while a round opens and applies: it
 /// stores *running* and reads the pending flag, against the applier's store of the flag and read
 /// of every state. Either the applier sees it running (and the round waits for it: it applies
@@ -149,12 +157,6 @@ fn starting_a_poll_while_a_round_applies() {
 /// thread wakes only when unparked).
 #[test]
 fn park_against_close() {
-    let parker = || {
-        // Registers (parking at once if the round is open), then reaches an update point.
-        protocol::update_point();
-        protocol::update_point();
-        PROGRAM.read();
-    };
     let opener = || {
         protocol::update_point();
         protocol::open_round(&*PROGRAM);
@@ -171,11 +173,6 @@ fn park_against_close() {
 /// for the new round rather than run beside it.
 #[test]
 fn resuming_into_a_newer_round() {
-    let parker = || {
-        protocol::update_point();
-        protocol::update_point();
-        PROGRAM.read();
-    };
     let opener = || {
         protocol::update_point();
         for _ in 0..2 {
