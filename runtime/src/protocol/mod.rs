@@ -92,7 +92,7 @@
 //! **Models.** `runtime/tests/loom_protocol.rs` checks the protocol with loom, which runs every
 //! interleaving of a few threads (up to a bound on preemptions, 3 by default) and every value a
 //! load may read under the memory model: a thread leaving idle or starting a poll while a round
-//! applies, a thread parking while the round closes or resuming while the next one opens, a scope
+//! applies, a thread going idle while one opens, a thread parking while the round closes or resuming while the next one opens, a scope
 //! entered while a round opens. Its applier writes the program's state and the threads read it
 //! while they run, through loom's checked cells, so an apply beside a running thread or a cell
 //! read is a reported race, and a lost wake-up a reported deadlock. Not part of `cargo test`; run

@@ -17,6 +17,12 @@
 //!   thread that waits for a round parks until it is unparked ([`park_timeout`]): a wake-up the
 //!   protocol loses is a deadlock, which loom reports, where in a program the park's timeout would
 //!   hide it.
+//! - **Parking.** Under loom a thread parks on a token of its own in a loom lock and condition
+//!   variable ([`parking`]), with the semantics std documents for `park` and `unpark`: an unpark
+//!   that comes first is kept for the next park, and an unpark of a thread that is not parked
+//!   (blocked on a lock, say) only leaves the token. Loom 0.7's own `unpark` also wakes a thread
+//!   blocked on a lock or a join, and the model then aborts; the protocol's `close` may unpark a
+//!   thread that has just resumed and is waiting for the coordinator's lock, which std allows.
 //! - **Sequential consistency.** Loom models `fence(SeqCst)` but treats sequentially consistent
 //!   loads and stores as acquire and release. Every store-then-load pair the protocol relies on
 //!   (see the module docs, *Ordering*) is therefore a store, a `fence(SeqCst)`, then a load, which
@@ -37,7 +43,7 @@ pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ato
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
-pub(crate) use loom::thread::{current, Thread};
+pub(crate) use parking::{current, Thread};
 
 use std::time::{Duration, Instant};
 
@@ -185,6 +191,60 @@ pub(crate) fn park_timeout(timeout: Duration) {
     #[cfg(loom)]
     {
         let _ = timeout;
-        loom::thread::park();
+        parking::park();
+    }
+}
+
+/// `park` and `unpark` under loom, as std documents them: one token per thread, set by `unpark`,
+/// taken by `park`, which waits for it.
+#[cfg(loom)]
+mod parking {
+    use loom::sync::{Condvar, Mutex};
+    use std::sync::Arc;
+
+    struct Token {
+        set: Mutex<bool>,
+        wake: Condvar,
+    }
+
+    loom::thread_local! {
+        static TOKEN: Arc<Token> = Arc::new(Token { set: Mutex::new(false), wake: Condvar::new() });
+    }
+
+    /// A thread's handle: its name and id, and its token.
+    pub(crate) struct Thread {
+        thread: loom::thread::Thread,
+        token: Arc<Token>,
+    }
+
+    impl Thread {
+        pub(crate) fn name(&self) -> Option<&str> {
+            self.thread.name()
+        }
+
+        pub(crate) fn id(&self) -> loom::thread::ThreadId {
+            self.thread.id()
+        }
+
+        /// Sets the thread's token, waking it if it is parked.
+        pub(crate) fn unpark(&self) {
+            *self.token.set.lock().unwrap() = true;
+            self.token.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn current() -> Thread {
+        Thread { thread: loom::thread::current(), token: TOKEN.with(Arc::clone) }
+    }
+
+    /// Waits for the calling thread's token, and takes it.
+    pub(crate) fn park() {
+        TOKEN.with(|token| {
+            let mut set = token.set.lock().unwrap();
+            while !*set {
+                set = token.wake.wait(set).unwrap();
+            }
+            *set = false;
+        });
     }
 }
