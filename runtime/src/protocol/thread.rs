@@ -270,6 +270,11 @@ pub(super) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // A failing model unwinds, and loom then drops each thread's locals outside the model,
+        // where the coordinator cannot be reached: the failure is reported, not a second panic.
+        if cfg!(loom) && std::thread::panicking() {
+            return;
+        }
         let mut c = coordinator();
         // The thread's scope word through its record: this runs during thread exit.
         let word = self.rec.word();
