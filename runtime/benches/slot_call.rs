@@ -77,7 +77,7 @@ fn state_access(c: &mut Criterion) {
     let field = std::sync::Arc::new(dsu::Cell::new(std::sync::atomic::AtomicU64::new(0)));
     g.bench_function("field_cell_with_load", |b| b.iter(|| black_box(field.with(|c| c.load(Relaxed)))));
     // A thread whose state is idle (an idle section, an executor thread between polls): the
-    // outermost scope also stores its depth and reads the pending flag, sequentially consistent.
+    // outermost scope also orders its depth before a read of the pending flag (a fence).
     dsu::idle(|| {
         g.bench_function("cell_with_load_idle_thread", |b| {
             b.iter(|| black_box(COUNTER.with(|c| c.load(Relaxed))))

@@ -145,7 +145,13 @@ mod elf;
 mod error;
 mod fingerprint;
 mod load;
-mod quiesce;
+#[cfg(not(loom))]
+mod protocol;
+/// The update protocol, public only in a model-checking build (`--cfg loom`), for its models in
+/// `tests/loom_protocol.rs`; never in a program's.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod protocol;
 mod cell;
 mod slot;
 mod sync;
@@ -159,7 +165,7 @@ pub use load::{load, load_and_apply, LoadReport};
 pub use trust::{allow_patch_files_of_others, trust_key};
 pub use transform::{CellTransform, Transform, TransformError};
 pub use cell::{Cell, CellRef, State};
-pub use quiesce::{
+pub use protocol::{
     idle, idle_async, registered_threads, set_update_timeout, update_timeout, IdleAsync, IdleGuard,
     DEFAULT_UPDATE_TIMEOUT,
 };
@@ -175,7 +181,7 @@ pub use dsu_abi::{BuildIdentity, Fingerprint};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::slot::Slot;
-    pub use crate::quiesce::Tracked;
+    pub use crate::protocol::Tracked;
     pub use crate::update::update_point;
     pub use crate::transform::{carry, CellTransform, Staged, Transform, TransformError};
     pub use crate::fingerprint::{field_fingerprint, Probe, ProbeFallback};
@@ -200,20 +206,20 @@ pub mod __private {
     /// Opens an update round (or joins the open one) with nothing more queued; its number. For
     /// tests of the update protocol without a patch library.
     pub fn open_round() -> u64 {
-        crate::quiesce::open_round()
+        crate::update::open_round()
     }
 
     /// Waits, parked, until round `round` has closed; its outcome (`Err(UpdateTimeout)` if it
     /// was abandoned). For tests.
     pub fn wait_for_round(round: u64) -> Result<(), crate::Error> {
-        crate::quiesce::wait_for(round)
+        crate::protocol::wait_for(round)
     }
 
     /// The state in the update protocol (`"running"`, `"idle"` or `"parked"`) of the registered
     /// thread called `name`; `"running"` inside a cell scope, as the protocol counts it. For
     /// tests.
     pub fn thread_state(name: &str) -> Option<&'static str> {
-        crate::quiesce::thread_state(name)
+        crate::protocol::thread_state(name)
     }
 
     /// Queues an update that runs these cell transforms and changes no code, and opens its round;

@@ -61,14 +61,14 @@ impl LoadReport {
     /// earlier patch of its round refused), after which the program kept its version.
     /// [`load`] returns before the patch applies; this is how its caller learns the end.
     pub fn outcome(&self) -> Option<Result<(), Error>> {
-        crate::quiesce::outcome(self.round)
+        crate::protocol::outcome(self.round)
     }
 
     /// Waits until the queued patch is applied or abandoned, as at an update point (this call
     /// is one: call it only where [`update_point`](fn@crate::update_point) could be called), and
     /// returns the outcome. `load(p)?.wait()` is [`load_and_apply`]`(p)`.
     pub fn wait(&self) -> Result<(), Error> {
-        crate::quiesce::wait_for(self.round)
+        crate::protocol::wait_for(self.round)
     }
 }
 
@@ -223,7 +223,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
 
     // The loading thread takes part in the update protocol: a patch never applies behind the back
     // of the code that loaded it, only at its next update point or idle section.
-    crate::quiesce::register_running();
+    crate::protocol::register_running();
     let mut guard = update::lock();
     let rt = update::runtime(&mut guard)?;
     if let Some((field, running, patch)) = rt.expected().first_difference(&manifest.applies_to) {
@@ -376,7 +376,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     };
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });
     drop(guard);
-    report.round = crate::quiesce::open_round();
+    report.round = crate::update::open_round();
     let round = report.round;
     Ok((report, round))
 }
@@ -520,7 +520,7 @@ fn check_field_cells(
 /// queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
     let (report, round) = load_into_round(path.as_ref())?;
-    crate::quiesce::wait_for(round)?;
+    crate::protocol::wait_for(round)?;
     Ok(report)
 }
 

@@ -1,9 +1,10 @@
 //! The runtime's one piece of global state: what functions the running program has, which copies
 //! of each slot exist, the patches waiting for an update point, and the history.
 //!
-//! A patch is verified and queued by [`crate::load`]; the update protocol (`quiesce.rs`) decides
-//! when every thread is at a safe point and then calls [`apply_now`], which applies every queued
-//! patch or rollback in order, each transactionally.
+//! A patch is verified and queued by [`crate::load`]; the update protocol (`protocol/`) decides
+//! when every thread is at a safe point and then applies the round through [`APPLIER`] (the
+//! runtime's `Applier`): [`apply_now`] applies every queued patch or rollback in order, each
+//! transactionally.
 
 use crate::cell::field::{self, RecordPtr};
 use crate::cell::{named, CellRecord, Version};
@@ -26,12 +27,12 @@ static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 /// When nothing is pending this is one relaxed atomic load (of a thread-local flag).
 #[inline(always)]
 pub fn update_point() {
-    crate::quiesce::update_point();
+    crate::protocol::update_point();
 }
 
 /// Whether a verified patch or rollback waits for an update point.
 pub fn is_pending() -> bool {
-    crate::quiesce::round_open()
+    crate::protocol::round_open()
 }
 
 /// A function's implementation in one library; only ever a function of the slot's signature.
@@ -341,7 +342,7 @@ impl Runtime {
     ///
     /// **Why freeing is sound.** This runs as the applier: the update protocol has found no
     /// thread it counts as running, and a thread inside a cell scope counts as running, whatever
-    /// its state (`quiesce.rs`): a registered thread through its depth, a thread that is not
+    /// its state (`protocol/`): a registered thread through its depth, a thread that is not
     /// registered yet by registering at its first scope, an exiting thread whose registration is
     /// gone through the count of untracked scopes. A scope is entered before a version is read
     /// and left after the last use of the reference it gives (the guard, `CellRef`, lends it only
@@ -636,12 +637,12 @@ pub struct RollbackReport {
 /// transformer fails, nothing changes.
 pub fn rollback() -> Result<RollbackReport, Error> {
     let report = queue_rollback()?;
-    crate::quiesce::open_round();
+    open_round();
     Ok(report)
 }
 
 fn queue_rollback() -> Result<RollbackReport, Error> {
-    crate::quiesce::register_running();
+    crate::protocol::register_running();
     let mut guard = lock();
     let rt = runtime(&mut guard)?;
     let result = rt.queue_rollback();
@@ -654,8 +655,8 @@ fn queue_rollback() -> Result<RollbackReport, Error> {
 /// Like [`rollback`], and waits (parked, as at an update point) until it is applied or refused.
 pub fn rollback_and_wait() -> Result<RollbackReport, Error> {
     let report = queue_rollback()?;
-    let round = crate::quiesce::open_round();
-    crate::quiesce::wait_for(round)?;
+    let round = open_round();
+    crate::protocol::wait_for(round)?;
     Ok(report)
 }
 
@@ -689,7 +690,7 @@ pub(crate) fn queue_transforms(
 ) -> u64 {
     // As `load` does: the calling thread takes part, and the update applies at its next update
     // point or wait, not behind its back.
-    crate::quiesce::register_running();
+    crate::protocol::register_running();
     let mut guard = lock();
     let rt = guard.get_or_insert_with(|| {
         read_host().unwrap_or_else(|_| Runtime::new(BuildIdentity::default(), HashMap::new()))
@@ -697,7 +698,7 @@ pub(crate) fn queue_transforms(
     let target = rt.expected().clone();
     rt.queue(PreparedPatch { path: "<cell transforms>".into(), target, functions: Vec::new(), cells, inverse });
     drop(guard);
-    crate::quiesce::open_round()
+    open_round()
 }
 
 impl Runtime {
@@ -758,6 +759,31 @@ fn read_host() -> Result<Runtime, Error> {
         );
     }
     Ok(Runtime::new(host, live))
+}
+
+/// The runtime, as the update protocol sees it: what a round applies ([`apply_now`]), and who
+/// hears that a round was abandoned or what its pause was.
+pub(crate) struct RuntimeApplier;
+
+pub(crate) static APPLIER: RuntimeApplier = RuntimeApplier;
+
+impl crate::protocol::Applier for RuntimeApplier {
+    fn apply(&self, round: u64) -> Result<(), Error> {
+        apply_now(round)
+    }
+
+    fn abandon(&self, why: &Error) {
+        abandon_pending(why)
+    }
+
+    fn record_pause(&self, round: u64, pause: Duration, waiting: Duration) {
+        record_pause(round, pause, waiting)
+    }
+}
+
+/// Opens a round that applies what the runtime has queued (or joins the open one); its number.
+pub(crate) fn open_round() -> u64 {
+    crate::protocol::open_round(&APPLIER)
 }
 
 /// Applies every pending update, in order; called by the update protocol once the program is
@@ -822,7 +848,7 @@ pub(crate) fn record_pause(round: u64, pause: Duration, waiting: Duration) {
 /// The running program's version and update history.
 pub fn status() -> Result<Status, Error> {
     // Before the runtime's lock: the update protocol takes its own lock first, then this one.
-    let threads = crate::quiesce::registered_threads();
+    let threads = crate::protocol::registered_threads();
     let mut guard = lock();
     let rt = runtime(&mut guard)?;
     Ok(Status {

@@ -17,7 +17,7 @@
 //!
 //! Access to either is scoped (`scope.rs`): a reference to a value never outlives the scope it
 //! was taken in, and no update applies while any thread is inside one (the update protocol counts
-//! it as running, `quiesce.rs`). That is what makes freeing an old version sound: when the
+//! it as running, `protocol/`). That is what makes freeing an old version sound: when the
 //! applier replaces a version, no reference into it exists, and every later access starts from
 //! the record's current version.
 

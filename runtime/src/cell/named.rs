@@ -228,14 +228,14 @@ mod tests {
         P.with(|_| ());
         let r = std::panic::catch_unwind(|| P.with(|_| -> () { panic!("inside") }));
         assert!(r.is_err());
-        assert!(!crate::quiesce::holding_cell(), "the scope ended with the unwinding");
+        assert!(!crate::protocol::holding_cell(), "the scope ended with the unwinding");
         let outer = P.access();
         P.with(|p| p.fetch_add(1, Ordering::Relaxed));
-        assert!(crate::quiesce::holding_cell());
+        assert!(crate::protocol::holding_cell());
         drop(outer);
-        assert!(!crate::quiesce::holding_cell());
+        assert!(!crate::protocol::holding_cell());
         assert!(std::panic::catch_unwind(|| P_WRONG.with(|_| ())).is_err(), "a type mismatch panics");
-        assert!(!crate::quiesce::holding_cell(), "and leaves no scope behind");
+        assert!(!crate::protocol::holding_cell(), "and leaves no scope behind");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A [`Scope`] is entered before a cell's current version is read and left after the last use of
 //! the reference: while a thread is inside one, the update protocol counts it as running, so no
 //! update applies, and no version the thread reads can be replaced or freed under it
-//! (`quiesce.rs`, *Cell scopes*). The reference is handed out only for the scope's duration: to a
+//! (`protocol/mod.rs`, *Cell scopes*). The reference is handed out only for the scope's duration: to a
 //! closure (`with`), or borrowed from a guard that stays on its thread ([`CellRef`]).
 
 use std::marker::PhantomData;
@@ -17,7 +17,7 @@ pub(crate) struct Scope {
 impl Scope {
     #[inline]
     pub fn enter() -> Scope {
-        crate::quiesce::enter_scope();
+        crate::protocol::enter_scope();
         Scope { _thread: PhantomData }
     }
 }
@@ -25,7 +25,7 @@ impl Scope {
 impl Drop for Scope {
     #[inline]
     fn drop(&mut self) {
-        crate::quiesce::exit_scope();
+        crate::protocol::exit_scope();
     }
 }
 
