@@ -212,7 +212,7 @@ pub mod __private {
     /// Waits, parked, until round `round` has closed; its outcome (`Err(UpdateTimeout)` if it
     /// was abandoned). For tests.
     pub fn wait_for_round(round: u64) -> Result<(), crate::Error> {
-        crate::protocol::wait_for(round)
+        crate::update::wait_for(round)
     }
 
     /// The state in the update protocol (`"running"`, `"idle"` or `"parked"`) of the registered

@@ -68,7 +68,7 @@ impl LoadReport {
     /// is one: call it only where [`update_point`](fn@crate::update_point) could be called), and
     /// returns the outcome. `load(p)?.wait()` is [`load_and_apply`]`(p)`.
     pub fn wait(&self) -> Result<(), Error> {
-        crate::protocol::wait_for(self.round)
+        update::wait_for(self.round)
     }
 }
 
@@ -520,7 +520,7 @@ fn check_field_cells(
 /// queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
     let (report, round) = load_into_round(path.as_ref())?;
-    crate::protocol::wait_for(round)?;
+    update::wait_for(round)?;
     Ok(report)
 }
 

@@ -362,6 +362,7 @@ impl Runtime {
     fn transform_cells(
         path: &std::path::Path,
         transforms: &[&'static CellTransform],
+        round: u64,
     ) -> Result<(), Error> {
         let registry = field::Applying::begin();
         // Listed before any transformer runs.
@@ -453,16 +454,15 @@ impl Runtime {
             registry.supersede(ct);
         }
         registry.end();
-        for (ct, old) in replaced {
-            field::retire(ct, old);
-        }
+        // Freed off the pause, once the parked threads have resumed (`cell/retire.rs`).
+        crate::cell::retire::later(round, replaced);
         Ok(())
     }
 
     /// Applies one patch: every state transform first, each into a new value; then, only if
     /// all succeeded, the new values and the new code together.
     fn apply(&mut self, patch: PreparedPatch, round: u64) -> Result<(), Error> {
-        Self::transform_cells(&patch.path, &patch.cells)?;
+        Self::transform_cells(&patch.path, &patch.cells, round)?;
         // With a type change, all of the patch's code replaces the running code: even a function
         // whose body is unchanged was compiled against the new types.
         let switch_all = !patch.cells.is_empty();
@@ -526,7 +526,7 @@ impl Runtime {
         };
         let inverse: Vec<&'static CellTransform> =
             undo.cells.iter().rev().filter_map(|ct| inverse_of(&undo.inverse, ct)).collect();
-        Self::transform_cells(&undo.path, &inverse)?;
+        Self::transform_cells(&undo.path, &inverse, round)?;
         let undo = self.stack.pop().expect("checked above");
         let mut changed = Vec::new();
         for f in undo.fns.into_iter().rev() {
@@ -656,8 +656,17 @@ fn queue_rollback() -> Result<RollbackReport, Error> {
 pub fn rollback_and_wait() -> Result<RollbackReport, Error> {
     let report = queue_rollback()?;
     let round = open_round();
-    crate::protocol::wait_for(round)?;
+    wait_for(round)?;
     Ok(report)
+}
+
+/// Waits, as at an update point, until round `round` has closed, then until the old values it
+/// replaced are freed (`cell/retire.rs`); its outcome.
+pub(crate) fn wait_for(round: u64) -> Result<(), Error> {
+    let outcome = crate::protocol::wait_for(round);
+    // Idle meanwhile: nothing of the program's runs on this thread while it waits.
+    crate::idle(|| crate::cell::retire::wait(round));
+    outcome
 }
 
 pub(crate) fn lock() -> MutexGuard<'static, Option<Runtime>> {

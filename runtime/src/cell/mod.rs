@@ -23,6 +23,7 @@
 
 pub(crate) mod field;
 pub(crate) mod named;
+pub(crate) mod retire;
 mod scope;
 
 pub use field::Cell;
