@@ -10,39 +10,18 @@ use std::sync::OnceLock;
 
 /// The scratch repository, with tags:
 /// v1, v2, v3 (a chain), bad-signature, bad-static, bad-type, bad-deps, broken (each from v1).
-struct Repo {
-    dir: PathBuf,
-    target: PathBuf,
-    binary: PathBuf,
-}
-
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
-        let target = shared_target_dir();
-        // A fixed path, so the program's own build stays incremental between runs.
-        let dir = target.join("scratch-cli").join("repo");
-        init_repo(&dir);
-        for (version, tag) in [("base", "v1"), ("v2", "v2"), ("v3", "v3")] {
-            commit_tree(&dir, "app", version, tag);
-        }
-        for (version, tag) in [
+        let chain = [("base", "v1"), ("v2", "v2"), ("v3", "v3")];
+        let side = [
             ("v3-signature", "bad-signature"),
             ("bad-static", "bad-static"),
             ("bad-type", "bad-type"),
             ("bad-deps", "bad-deps"),
             ("broken", "broken"),
-        ] {
-            git(&dir, &["checkout", "-q", "v1"]);
-            commit_tree(&dir, "app", version, tag);
-        }
-        git(&dir, &["checkout", "-q", "v1"]);
-
-        let out = dsu(&dir, &["build", "--target-dir", target.to_str().unwrap()]);
-        assert_success(&out, "cargo dsu build");
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        assert!(binary.starts_with(target.join("dsu/debug")), "{}", binary.display());
-        Repo { dir, target, binary }
+        ];
+        scratch_repo("cli", "app", &chain, &side)
     })
 }
 

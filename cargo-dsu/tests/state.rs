@@ -4,35 +4,16 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::sync::OnceLock;
-
-struct Repo {
-    dir: PathBuf,
-    target: PathBuf,
-    binary: PathBuf,
-}
 
 /// Tags: v1; v2 (a transformer), v3 (a derived one) from v2; v2-panic, v2-no-transformer and
 /// v2-reversible (with an inverse transformer) from v1.
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
-        let target = shared_target_dir();
-        let dir = target.join("scratch-state").join("repo");
-        init_repo(&dir);
-        for (version, tag) in [("base", "v1"), ("v2", "v2"), ("v3", "v3")] {
-            commit_tree(&dir, "store", version, tag);
-        }
-        for version in ["v2-panic", "v2-no-transformer", "v2-reversible"] {
-            git(&dir, &["checkout", "-q", "v1"]);
-            commit_tree(&dir, "store", version, version);
-        }
-        git(&dir, &["checkout", "-q", "v1"]);
-        let out = dsu(&dir, &target, &["build"]);
-        assert_success(&out, "cargo dsu build");
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        Repo { dir, target, binary }
+        let chain = [("base", "v1"), ("v2", "v2"), ("v3", "v3")];
+        let side = [("v2-panic", "v2-panic"), ("v2-no-transformer", "v2-no-transformer"), ("v2-reversible", "v2-reversible")];
+        scratch_repo("state", "store", &chain, &side)
     })
 }
 

@@ -7,15 +7,8 @@ mod common;
 
 use cargo_dsu::recipe::{self, PatchOptions};
 use common::*;
-use std::path::PathBuf;
 use std::process::Output;
 use std::sync::OnceLock;
-
-struct Repo {
-    dir: PathBuf,
-    target: PathBuf,
-    binary: PathBuf,
-}
 
 /// Tags: v1, v2 (`hit`'s body), v3 (adds a static), v4 (`hit` again, using v3's static); from
 /// v1: bad-type (a static's type changes), bad-alias (v2's `hit`, and the type behind a static's
@@ -23,21 +16,8 @@ struct Repo {
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
-        let target = shared_target_dir();
-        let dir = target.join("scratch-statics").join("repo");
-        init_repo(&dir);
-        for version in ["base", "v2", "v3", "v4"] {
-            commit_tree(&dir, "statics", version, if version == "base" { "v1" } else { version });
-        }
-        for version in ["bad-type", "bad-alias"] {
-            git(&dir, &["checkout", "-q", "v1"]);
-            commit_tree(&dir, "statics", version, version);
-        }
-        git(&dir, &["checkout", "-q", "v1"]);
-        let out = dsu(&dir, &target, &["build"]);
-        assert_success(&out, "cargo dsu build");
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        Repo { dir, target, binary }
+        let chain = [("base", "v1"), ("v2", "v2"), ("v3", "v3"), ("v4", "v4")];
+        scratch_repo("statics", "statics", &chain, &[("bad-type", "bad-type"), ("bad-alias", "bad-alias")])
     })
 }
 

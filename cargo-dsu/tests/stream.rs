@@ -11,31 +11,12 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::sync::OnceLock;
-
-struct Repo {
-    dir: PathBuf,
-    target: PathBuf,
-    binary: PathBuf,
-}
 
 /// Tags r0 to r3, one after the other; the program built at r0.
 fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
-    REPO.get_or_init(|| {
-        let target = shared_target_dir();
-        let dir = target.join("scratch-stream").join("repo");
-        init_repo(&dir);
-        for release in ["base", "r1", "r2", "r3"] {
-            commit_tree(&dir, "stream", release, if release == "base" { "r0" } else { release });
-        }
-        git(&dir, &["checkout", "-q", "r0"]);
-        let out = dsu(&dir, &target, &["build"]);
-        assert_success(&out, "cargo dsu build");
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        Repo { dir, target, binary }
-    })
+    REPO.get_or_init(|| scratch_repo("stream", "stream", &[("base", "r0"), ("r1", "r1"), ("r2", "r2"), ("r3", "r3")], &[]))
 }
 
 fn patch(range: &str) -> String {

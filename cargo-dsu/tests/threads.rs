@@ -8,16 +8,10 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-struct Repo {
-    dir: PathBuf,
-    target: PathBuf,
-    binary: PathBuf,
-}
 
 fn repo() -> Repo {
     let target = shared_target_dir();
@@ -29,10 +23,7 @@ fn repo() -> Repo {
         commit_all(&dir, &format!("v{n}"));
     }
     git(&dir, &["checkout", "-q", "v1"]);
-    let out = dsu(&dir, &target, &["build"]);
-    assert_success(&out, "cargo dsu build");
-    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    Repo { dir, target, binary }
+    build_repo(dir, target)
 }
 
 fn patch(r: &Repo, range: &str) -> String {

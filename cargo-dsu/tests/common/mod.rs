@@ -75,6 +75,42 @@ pub fn dsu(dir: &Path, target: &Path, args: &[&str]) -> std::process::Output {
         .expect("running cargo-dsu")
 }
 
+/// A scratch git repository of a tree fixture, with the program built at its first tag.
+pub struct Repo {
+    pub dir: PathBuf,
+    pub target: PathBuf,
+    pub binary: PathBuf,
+}
+
+/// Makes `<shared target>/scratch-<name>/repo` (a fixed path, so the program's build stays
+/// incremental between runs) from the tree fixture `fixture`: each `(version, tag)` of `chain`
+/// committed on the one before, then each of `side` committed on the first tag; then checks out
+/// the first tag and runs `cargo dsu build` there.
+pub fn scratch_repo(name: &str, fixture: &str, chain: &[(&str, &str)], side: &[(&str, &str)]) -> Repo {
+    let target = shared_target_dir();
+    let dir = target.join(format!("scratch-{name}")).join("repo");
+    init_repo(&dir);
+    for (version, tag) in chain {
+        commit_tree(&dir, fixture, version, tag);
+    }
+    let first = chain[0].1;
+    for (version, tag) in side {
+        git(&dir, &["checkout", "-q", first]);
+        commit_tree(&dir, fixture, version, tag);
+    }
+    git(&dir, &["checkout", "-q", first]);
+    build_repo(dir, target)
+}
+
+/// Runs `cargo dsu build` in `dir`, a scratch repository checked out at the revision to build.
+pub fn build_repo(dir: PathBuf, target: PathBuf) -> Repo {
+    let out = dsu(&dir, &target, &["build"]);
+    assert_success(&out, "cargo dsu build");
+    let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(binary.starts_with(target.join("dsu/debug")), "{}", binary.display());
+    Repo { dir, target, binary }
+}
+
 /// A running host program, driven one line at a time.
 pub struct Host {
     child: Child,
