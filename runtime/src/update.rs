@@ -115,8 +115,9 @@ pub struct AppliedPatch {
     round: u64,
 }
 
-/// How many updates [`Status::applied`] keeps: the newest.
-pub const HISTORY_KEPT: usize = 1024;
+/// How many updates [`Status::applied`] keeps (the newest), and how many applied patches in a
+/// row can be rolled back. A program that updates for ever keeps no more than that of them.
+pub const HISTORY_KEPT: usize = 64;
 
 /// What the runtime knows about the running program.
 #[derive(Debug, Clone)]
@@ -195,6 +196,8 @@ pub(crate) struct Runtime {
     history: Vec<AppliedPatch>,
     /// Updates applied since the program started.
     updates: u64,
+    /// Applied patches whose undo entry was dropped (beyond [`HISTORY_KEPT`]).
+    forgotten_undos: u64,
     last_refusal: Option<String>,
 }
 
@@ -273,6 +276,14 @@ impl Runtime {
             });
         }
         let Some(undo) = self.stack.last() else {
+            if self.forgotten_undos > 0 {
+                return Err(Error::RollbackRefused {
+                    reason: format!(
+                        "the last {HISTORY_KEPT} patches in a row have been rolled back; older ones \
+                         cannot be (the runtime keeps what undoing the last {HISTORY_KEPT} needs)"
+                    ),
+                });
+            }
             return Err(Error::RollbackRefused {
                 reason: format!("no patch is applied: the program runs its build `{}`", self.current.revision),
             });
@@ -364,6 +375,7 @@ impl Runtime {
         transforms: &[&'static CellTransform],
         round: u64,
     ) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         let registry = field::Applying::begin();
         // Listed before any transformer runs.
         let targets: Vec<(&'static CellTransform, Vec<RecordPtr>)> =
@@ -454,8 +466,16 @@ impl Runtime {
             registry.supersede(ct);
         }
         registry.end();
-        // Freed off the pause, once the parked threads have resumed (`cell/retire.rs`).
-        crate::cell::retire::later(round, replaced);
+        // Freed off the pause, once the parked threads have resumed (`cell/retire.rs`), unless
+        // the transforms were quick: freeing costs about what making took, and handing a few
+        // small values to another thread would cost more than freeing them here.
+        if started.elapsed() < std::time::Duration::from_millis(1) {
+            for (ct, old) in replaced {
+                field::retire(ct, old);
+            }
+        } else {
+            crate::cell::retire::later(round, replaced);
+        }
         Ok(())
     }
 
@@ -514,6 +534,11 @@ impl Runtime {
         }
         self.current = patch.target;
         self.stack.push(undo);
+        if self.stack.len() > HISTORY_KEPT {
+            // The oldest patch can no longer be rolled back; what undoing it needed goes.
+            self.stack.remove(0);
+            self.forgotten_undos += 1;
+        }
         self.record(UpdateKind::Patch, patch.path, changed, round);
         Ok(())
     }
@@ -725,6 +750,7 @@ impl Runtime {
             stack: Vec::new(),
             history: Vec::new(),
             updates: 0,
+            forgotten_undos: 0,
             last_refusal: None,
         }
     }
@@ -814,6 +840,10 @@ pub(crate) fn apply_now(round: u64) -> Result<(), Error> {
             return Err(e);
         }
     }
+    // Every pending field transform is applied: the live cells hold the types it promised, and
+    // the next patches are checked against them (kept, the list would grow with every update
+    // and be applied again to types it no longer describes).
+    rt.expected_fields.clear();
     Ok(())
 }
 
