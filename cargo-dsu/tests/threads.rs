@@ -1,11 +1,14 @@
 //! Threads end to end: a server with eight worker threads, some blocked in `accept`, some in
 //! reads, is patched through a chain of five revisions, rolled back through its control socket
 //! (`cargo dsu rollback`), and refused an update it cannot reach quiescence for, all under
-//! continuous load from clients that count every failed request.
+//! continuous load from clients that count every failed request. Then a build that trusts a
+//! signing key (`cargo dsu keygen`, `build --trust`) refuses an unsigned patch through its control
+//! socket and applies it once signed (`cargo dsu sign`), and one made with `patch --sign`.
 
 mod common;
 
 use common::*;
+use std::path::PathBuf;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 
@@ -236,4 +239,45 @@ fn eight_workers_patched_under_load_through_a_chain_rollback_and_timeout() {
     assert_eq!(fresh(fresh_port), 1);
     assert_eq!(fresh_host.send(&format!("load {direct}")), format!("applied {}", rev(&r, "v4")));
     assert_eq!(fresh(fresh_port), 4);
+    drop(fresh_host);
+
+    // Signed patches, through the command line as an operator runs it: a key pair, a build that
+    // trusts it, an unsigned patch refused by the program, the same patch signed and applied.
+    let keys = r.dir.parent().unwrap().join("keys");
+    let _ = std::fs::remove_dir_all(&keys);
+    std::fs::create_dir_all(&keys).unwrap();
+    let cli = |args: &[&std::ffi::OsStr]| Command::new(cargo_dsu()).arg("dsu").args(args).current_dir(&r.dir).output().unwrap();
+    let release = keys.join("release");
+    let out = cli(&["keygen".as_ref(), release.as_os_str()]);
+    assert_success(&out, "cargo dsu keygen");
+    let key_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let public = keys.join("release.pub");
+    let out = dsu(&r.dir, &r.target, &["build", "--trust", public.to_str().unwrap()]);
+    assert_success(&out, "cargo dsu build --trust");
+    let trusting = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let socket = r.dir.parent().unwrap().join("trusting.sock");
+    let mut trusting_host = Host::start_with_args(&trusting, &[socket.to_str().unwrap()]);
+    let port: u16 = trusting_host.read_line().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("port banner");
+    let status = cli(&["status".as_ref(), "--socket".as_ref(), socket.as_os_str()]);
+    assert_success(&status, "cargo dsu status");
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(status.contains(&format!(" signatures=required trusted_keys={key_id} ")), "{status}");
+    let unsigned = patch(&r, "v1..v2");
+    let out = cli(&["load".as_ref(), unsigned.as_ref(), "--socket".as_ref(), socket.as_os_str()]);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not signed"), "{out:?}");
+    assert_eq!(fresh(port), 1);
+    let out = cli(&["sign".as_ref(), unsigned.as_ref(), "--key".as_ref(), keys.join("release.key").as_os_str()]);
+    assert_success(&out, "cargo dsu sign");
+    let out = cli(&["load".as_ref(), unsigned.as_ref(), "--socket".as_ref(), socket.as_os_str()]);
+    assert_success(&out, "cargo dsu load (signed)");
+    assert_eq!(fresh(port), 2);
+    let key = keys.join("release.key");
+    let out = dsu(&r.dir, &r.target, &["patch", "v2..v3", "--sign", key.to_str().unwrap()]);
+    assert_success(&out, "cargo dsu patch --sign");
+    let signed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = cli(&["load".as_ref(), signed.as_ref(), "--socket".as_ref(), socket.as_os_str()]);
+    assert_success(&out, "cargo dsu load (signed by patch --sign)");
+    assert_eq!(fresh(port), 3);
+    drop(trusting_host);
 }
