@@ -164,11 +164,42 @@ fn report_memory() {
     drop(new);
 }
 
+type New = Mutex<HashMap<String, Entry>>;
+
+/// Three state cells of the old state, one per measured update (an update consumes its cell's
+/// old type), and the transform a patch would carry for each.
+static STORES: [dsu::State<Old>; 3] = [
+    dsu::State::new("bench-store-0", old_state),
+    dsu::State::new("bench-store-1", old_state),
+    dsu::State::new("bench-store-2", old_state),
+];
+static UPS: [dsu::CellTransform; 3] = [
+    dsu::CellTransform::new::<Old, New>("bench-store-0"),
+    dsu::CellTransform::new::<Old, New>("bench-store-1"),
+    dsu::CellTransform::new::<Old, New>("bench-store-2"),
+];
+
+/// The pause of a whole update through the update protocol (`dsu::status()`'s record of it: from
+/// the start of applying until the program resumed; the only thread here applies it), three
+/// times, each on a fresh cell; printed once, for docs/PERFORMANCE.md.
+fn report_update_pause() {
+    let mut pauses = Vec::new();
+    for (store, up) in STORES.iter().zip(&UPS) {
+        store.with(|s| assert_eq!(s.lock().unwrap().len(), N));
+        let round = dsu::__private::queue_cell_transforms(vec![up], Vec::new());
+        dsu::__private::wait_for_round(round).expect("the update applies");
+        let status = dsu::status().expect("status");
+        pauses.push(status.applied.last().expect("the update is recorded").pause);
+    }
+    eprintln!("update pause, 1,000,000 entries through the update protocol: {pauses:?}");
+}
+
 fn transform_million(c: &mut Criterion) {
+    report_update_pause();
     report_memory();
     let mut g = c.benchmark_group("transform");
     g.sample_size(10).measurement_time(Duration::from_secs(20)).throughput(Throughput::Elements(N as u64));
-    type Moved = Mutex<HashMap<String, Entry>>;
+    type Moved = New;
     for (clock, suffix) in [(Clock::Wall, ""), (Clock::Cpu, "/cpu")] {
         g.bench_function(format!("hashmap_1m_entry_gains_a_field{suffix}"), |b| {
             b.iter_custom(|iters| transform_and_commit::<Moved>(iters, false, clock))
