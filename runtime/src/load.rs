@@ -79,12 +79,7 @@ impl LoadReport {
 /// On any error nothing changes: the program keeps running the version it had, and later
 /// patches are checked against that version.
 pub fn load(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
-    load_into_round(path.as_ref()).map(|(report, _)| report)
-}
-
-/// [`load`], and the number of the update round the patch joined.
-fn load_into_round(path: &Path) -> Result<(LoadReport, u64), Error> {
-    let result = verify_and_queue(path.to_path_buf());
+    let result = verify_and_queue(path.as_ref().to_path_buf());
     if let Err(e) = &result {
         update::note_refusal(e);
     }
@@ -140,13 +135,17 @@ pub(crate) fn read_patch<'a>(path: &Path, data: &'a [u8]) -> Result<PatchFile<'a
     let inverse_symbols = names_with_prefix(dsu_abi::CELL_INVERSE_PREFIX)?;
     // The cell transforms' fingerprints, read from the file: what step 5 verifies, and what the
     // mapped transforms must hold.
-    let mut cell_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
-    for sym in file.symbols_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX).map_err(elf_err)? {
-        let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
-            Error::Malformed { path: path.to_path_buf(), reason: format!("cell transform {}: {e}", sym.name) }
-        })?;
-        cell_transforms.push((sym.name, from, to));
-    }
+    let transforms_with_prefix = |prefix, what| -> Result<Vec<(&str, Fingerprint, Fingerprint)>, Error> {
+        let mut found = Vec::new();
+        for sym in file.symbols_with_prefix(prefix).map_err(elf_err)? {
+            let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
+                Error::Malformed { path: path.to_path_buf(), reason: format!("{what} {}: {e}", sym.name) }
+            })?;
+            found.push((sym.name, from, to));
+        }
+        Ok(found)
+    };
+    let cell_transforms = transforms_with_prefix(dsu_abi::CELL_TRANSFORM_PREFIX, "cell transform")?;
     let cell_records = cell_records(&file, path).map_err(|e| match e {
         RecordError::Elf(e) => elf_err(e),
         RecordError::Other(e) => *e,
@@ -160,23 +159,18 @@ pub(crate) fn read_patch<'a>(path: &Path, data: &'a [u8]) -> Result<PatchFile<'a
         })?);
     }
     let field_inverse_symbols = names_with_prefix(dsu_abi::FIELD_INVERSE_PREFIX)?;
-    let mut field_transforms: Vec<(&str, Fingerprint, Fingerprint)> = Vec::new();
-    for sym in file.symbols_with_prefix(dsu_abi::FIELD_TRANSFORM_PREFIX).map_err(elf_err)? {
-        let (from, to) = dsu_abi::cell_transform_fingerprints(sym.bytes).map_err(|e| {
-            Error::Malformed { path: path.to_path_buf(), reason: format!("field cell transform {}: {e}", sym.name) }
-        })?;
-        // Field cells are transformed by the old type: two transforms from one type must agree.
-        if let Some((other, _, _)) = field_transforms.iter().find(|(_, f, t)| *f == from && *t != to) {
+    let field_transforms = transforms_with_prefix(dsu_abi::FIELD_TRANSFORM_PREFIX, "field cell transform")?;
+    // Field cells are transformed by the old type: two transforms from one type must agree.
+    for (i, (name, from, to)) in field_transforms.iter().enumerate() {
+        if let Some((other, _, _)) = field_transforms[..i].iter().find(|(_, f, t)| f == from && t != to) {
             return Err(Error::Inconsistent {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "{other} and {} both transform field cells holding fingerprint {from}, to \
-                     different types",
-                    sym.name
+                    "{other} and {name} both transform field cells holding fingerprint {from}, to \
+                     different types"
                 ),
             });
         }
-        field_transforms.push((sym.name, from, to));
     }
 
     let mut table = Vec::new();
@@ -200,7 +194,7 @@ pub(crate) fn read_patch<'a>(path: &Path, data: &'a [u8]) -> Result<PatchFile<'a
     })
 }
 
-fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
+fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
     // Read once, through one checked descriptor; the seal (and signature) is checked before any
     // other byte is interpreted, and what is mapped later is exactly `data` (`trust.rs`).
     let file_bytes = crate::trust::read_patch_file(&path)?;
@@ -377,8 +371,7 @@ fn verify_and_queue(path: PathBuf) -> Result<(LoadReport, u64), Error> {
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });
     drop(guard);
     report.round = crate::update::open_round();
-    let round = report.round;
-    Ok((report, round))
+    Ok(report)
 }
 
 /// A state-cell record of a patch, read from the file.
@@ -519,8 +512,8 @@ fn check_field_cells(
 /// other threads ([`Error::UpdateTimeout`]), after either of which nothing has changed. Patches
 /// queued earlier are applied first.
 pub fn load_and_apply(path: impl AsRef<Path>) -> Result<LoadReport, Error> {
-    let (report, round) = load_into_round(path.as_ref())?;
-    update::wait_for(round)?;
+    let report = load(path)?;
+    update::wait_for(report.round)?;
     Ok(report)
 }
 
