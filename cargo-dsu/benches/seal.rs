@@ -17,9 +17,9 @@ fn seal_check(c: &mut Criterion) {
         .collect();
     let dir = std::env::temp_dir().join(format!("dsu-seal-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (secret, public) = cargo_dsu::sign::keygen(&dir.join("bench")).unwrap();
-    let key = cargo_dsu::sign::read_secret_key(&secret).unwrap();
-    let trusted = [cargo_dsu::sign::read_public_key(&public).unwrap().to_bytes()];
+    let keys = cargo_dsu::sign::keygen(&dir.join("bench")).unwrap();
+    let key = cargo_dsu::sign::read_secret_key(&keys.secret).unwrap();
+    let trusted = [cargo_dsu::sign::read_public_key(&keys.public).unwrap().to_bytes()];
     std::fs::remove_dir_all(&dir).unwrap();
 
     let sealed = cargo_dsu::sign::seal(&library, None);

@@ -223,10 +223,9 @@ pub fn run(args: DsuArgs) -> Result<()> {
             Ok(())
         }
         DsuCommand::Keygen(k) => {
-            let (secret, public) = crate::sign::keygen(&k.name)?;
-            let id = crate::sign::key_id(&crate::sign::read_public_key(&public)?);
-            status("Created", format!("{} (secret, mode 0600) and {}", secret.display(), public.display()));
-            println!("{id}");
+            let keys = crate::sign::keygen(&k.name)?;
+            status("Created", format!("{} (secret, mode 0600) and {}", keys.secret.display(), keys.public.display()));
+            println!("{}", keys.id);
             Ok(())
         }
         DsuCommand::Sign(s) => {

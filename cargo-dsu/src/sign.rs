@@ -20,11 +20,32 @@ use std::path::{Path, PathBuf};
 
 /// A key's id, hex.
 pub fn key_id(public: &VerifyingKey) -> String {
-    seal::hex(&seal::key_id(&Sha256::digest(public.as_bytes()).into()))
+    seal::hex(&key_id_bytes(public))
+}
+
+/// A key's id, as a seal holds it.
+fn key_id_bytes(public: &VerifyingKey) -> [u8; 8] {
+    seal::key_id(&Sha256::digest(public.as_bytes()).into())
+}
+
+/// What a seal's digest must be: SHA-256 of the library's hash, then the seal's other bytes
+/// (`dsu_abi::seal`).
+pub fn seal_digest(library_hash: &[u8; 32], seal: &Seal) -> [u8; 32] {
+    Sha256::new().chain_update(library_hash).chain_update(seal.covered()).finalize().into()
+}
+
+/// A key pair `cargo dsu keygen` wrote.
+pub struct KeyPair {
+    /// `NAME.key`.
+    pub secret: PathBuf,
+    /// `NAME.pub`.
+    pub public: PathBuf,
+    /// The key's id.
+    pub id: String,
 }
 
 /// Writes a new key pair `NAME.key` (mode 0600) and `NAME.pub`; never overwrites either.
-pub fn keygen(name: &Path) -> Result<(PathBuf, PathBuf)> {
+pub fn keygen(name: &Path) -> Result<KeyPair> {
     let secret_path = with_suffix(name, "key");
     let public_path = with_suffix(name, "pub");
     for p in [&secret_path, &public_path] {
@@ -45,7 +66,7 @@ pub fn keygen(name: &Path) -> Result<(PathBuf, PathBuf)> {
     writeln!(secret, "dsu secret key {id} {}", seal::hex(&seed))?;
     std::fs::write(&public_path, format!("dsu public key {id} {}\n", seal::hex(key.verifying_key().as_bytes())))
         .with_context(|| format!("writing {}", public_path.display()))?;
-    Ok((secret_path, public_path))
+    Ok(KeyPair { secret: secret_path, public: public_path, id })
 }
 
 fn with_suffix(name: &Path, suffix: &str) -> PathBuf {
@@ -96,10 +117,10 @@ pub fn seal(library: &[u8], key: Option<&SigningKey>) -> Vec<u8> {
     let mut s = Seal { library_len: library.len() as u64, flags: 0, key_id: [0; 8], signature: [0; 64], digest: [0; 32] };
     if let Some(k) = key {
         s.flags = seal::SIGNED;
-        s.key_id = seal::key_id(&Sha256::digest(k.verifying_key().as_bytes()).into());
+        s.key_id = key_id_bytes(&k.verifying_key());
         s.signature = k.sign(&seal::signed_message(&hash)).to_bytes();
     }
-    s.digest = Sha256::new().chain_update(hash).chain_update(s.covered()).finalize().into();
+    s.digest = seal_digest(&hash, &s);
     let mut out = Vec::with_capacity(library.len() + seal::SEAL_LEN);
     out.extend_from_slice(library);
     out.extend_from_slice(&s.to_bytes());
@@ -112,8 +133,7 @@ pub fn unseal(file: &[u8], path: &Path) -> Result<Vec<u8>> {
     let s = Seal::parse(file).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let library = &file[..s.library_len as usize];
     let hash: [u8; 32] = Sha256::digest(library).into();
-    let digest: [u8; 32] = Sha256::new().chain_update(hash).chain_update(s.covered()).finalize().into();
-    if digest != s.digest {
+    if seal_digest(&hash, &s) != s.digest {
         bail!("{} is damaged: its bytes differ from those its seal was made for", path.display());
     }
     Ok(library.to_vec())
@@ -146,7 +166,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dsu-sign-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (secret, public) = keygen(&dir.join("release")).unwrap();
+        let KeyPair { secret, public, id } = keygen(&dir.join("release")).unwrap();
+        assert_eq!(id, key_id(&read_public_key(&public).unwrap()));
         assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(keygen(&dir.join("release")).is_err(), "never overwrites");
         let key = read_secret_key(&secret).unwrap();

@@ -252,10 +252,11 @@ fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
     let dir = b.scratch.join("trust");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (release_key, release_pub) = cargo_dsu::sign::keygen(&dir.join("release")).unwrap();
-    let (other_key, _) = cargo_dsu::sign::keygen(&dir.join("other")).unwrap();
-    let release_key = cargo_dsu::sign::read_secret_key(&release_key).unwrap();
-    let other_key = cargo_dsu::sign::read_secret_key(&other_key).unwrap();
+    let release = cargo_dsu::sign::keygen(&dir.join("release")).unwrap();
+    let other = cargo_dsu::sign::keygen(&dir.join("other")).unwrap();
+    let release_key = cargo_dsu::sign::read_secret_key(&release.secret).unwrap();
+    let other_key = cargo_dsu::sign::read_secret_key(&other.secret).unwrap();
+    let release_pub = release.public;
 
     let target = shared_target_dir();
     // A package of its own name: its build must not replace the other tests' host, which
@@ -290,7 +291,7 @@ fn a_program_that_trusts_keys_loads_only_patches_they_signed() {
         let at = library.windows(tree.len()).position(|w| w == tree.as_bytes()).expect("the manifest names the tree");
         library[at] = if library[at] == b'0' { b'1' } else { b'0' };
         let hash: [u8; 32] = sha2::Sha256::digest(&library).into();
-        seal.digest = sha2::Sha256::new().chain_update(hash).chain_update(seal.covered()).finalize().into();
+        seal.digest = cargo_dsu::sign::seal_digest(&hash, &seal);
         library.extend_from_slice(&seal.to_bytes());
         std::fs::write(&retargeted, library).unwrap();
     }

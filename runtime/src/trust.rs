@@ -136,8 +136,7 @@ pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) 
     let found = Seal::parse(file).map_err(|e| damaged(e.to_string()))?;
     let library = &file[..found.library_len as usize];
     let library_hash: [u8; 32] = Sha256::digest(library).into();
-    let digest: [u8; 32] = Sha256::new().chain_update(library_hash).chain_update(found.covered()).finalize().into();
-    if digest != found.digest {
+    if seal_digest(&library_hash, &found) != found.digest {
         return Err(damaged("its bytes differ from those its seal was made for".into()));
     }
     let checked = Checked { library, hash: library_hash };
@@ -159,6 +158,12 @@ pub(crate) fn check_seal<'a>(path: &Path, file: &'a [u8], trusted: &[[u8; 32]]) 
     key.verify_strict(&seal::signed_message(&library_hash), &Signature::from_bytes(&found.signature))
         .map_err(|_| bad())?;
     Ok(checked)
+}
+
+/// What a seal's digest must be: SHA-256 of the library's hash, then the seal's other bytes
+/// (`dsu_abi::seal`).
+fn seal_digest(library_hash: &[u8; 32], seal: &Seal) -> [u8; 32] {
+    Sha256::new().chain_update(library_hash).chain_update(seal.covered()).finalize().into()
 }
 
 /// Libraries mapped so far, by the SHA-256 of their bytes: never unloaded, so the same bytes
@@ -226,7 +231,7 @@ mod tests {
             s.key_id = key_id(&k.verifying_key().to_bytes());
             s.signature = k.sign(&seal::signed_message(&hash)).to_bytes();
         }
-        s.digest = Sha256::new().chain_update(hash).chain_update(s.covered()).finalize().into();
+        s.digest = seal_digest(&hash, &s);
         let mut out = library.to_vec();
         out.extend_from_slice(&s.to_bytes());
         out
@@ -258,7 +263,7 @@ mod tests {
         let mut forged = Seal::parse(&by_other).unwrap();
         forged.key_id = key_id(&trusted[0]);
         let hash: [u8; 32] = Sha256::digest(&lib).into();
-        forged.digest = Sha256::new().chain_update(hash).chain_update(forged.covered()).finalize().into();
+        forged.digest = seal_digest(&hash, &forged);
         let mut forged_file = lib.clone();
         forged_file.extend_from_slice(&forged.to_bytes());
         assert!(matches!(check_seal(p, &forged_file, &trusted), Err(Error::BadSignature { .. })));
