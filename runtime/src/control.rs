@@ -125,12 +125,8 @@ pub fn serve_with(path: impl AsRef<Path>, options: ControlOptions) -> std::io::R
 /// Refuses a directory where another user could replace the socket: one owned by another user
 /// (root aside), or writable by group or others without the sticky bit.
 fn check_directory(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = directory_of(path);
     let meta = std::fs::metadata(dir)?;
-    let me = effective_uid();
     let mode = meta.mode();
     let refuse = |why: String| {
         Err(std::io::Error::new(
@@ -138,8 +134,8 @@ fn check_directory(path: &Path) -> std::io::Result<()> {
             format!("control socket directory {}: {why}", dir.display()),
         ))
     };
-    if meta.uid() != me && meta.uid() != 0 {
-        return refuse(format!("owned by uid {}, not by this program's user ({me}) or root", meta.uid()));
+    if let Some(owner) = crate::trust::foreign_owner(&meta) {
+        return refuse(owner);
     }
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
         return refuse(format!("mode {:o} lets other users replace the socket (and is not sticky)", mode & 0o7777));
@@ -151,7 +147,7 @@ fn check_directory(path: &Path) -> std::io::Result<()> {
 /// bound inside a fresh directory only this user can enter, given its mode (and group), then
 /// renamed into place, which also replaces a stale socket in one step.
 fn bind_with_final_mode(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -172,9 +168,9 @@ fn bind_with_final_mode(path: &Path, group: Option<u32>) -> std::io::Result<Unix
     result
 }
 
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+/// The directory the socket `path` is in.
+fn directory_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// The client's user and group, as the kernel recorded them when it connected.
@@ -201,7 +197,7 @@ fn peer(stream: &UnixStream) -> std::io::Result<(u32, u32)> {
 fn answer(mut stream: UnixStream, options: &ControlOptions) -> std::io::Result<()> {
     stream.set_write_timeout(Some(options.deadline))?;
     let reply = match peer(&stream) {
-        Ok((uid, gid)) if uid == effective_uid() || uid == 0 || options.allow_group == Some(gid) => {
+        Ok((uid, gid)) if uid == crate::trust::effective_uid() || uid == 0 || options.allow_group == Some(gid) => {
             match crate::idle(|| read_request(&mut stream, options)) {
                 Ok(line) => command(line.trim()),
                 Err(why) => format!("refused {why}"),

@@ -99,6 +99,20 @@ pub(crate) fn key_ids(keys: &[[u8; 32]]) -> Vec<String> {
     keys.iter().map(|k| seal::hex(&key_id(k))).collect()
 }
 
+/// The program's effective user.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Why a file or directory could have been written by someone else than the program's user or
+/// root, by its owner (`owned by uid …`); `None` when one of them owns it.
+pub(crate) fn foreign_owner(meta: &std::fs::Metadata) -> Option<String> {
+    let me = effective_uid();
+    (meta.uid() != me && meta.uid() != 0)
+        .then(|| format!("owned by uid {}, not by this program's user ({me}) or root", meta.uid()))
+}
+
 /// Step 1: the file's bytes, read through one descriptor whose owner and mode were checked.
 pub(crate) fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
     let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e.into() };
@@ -108,11 +122,9 @@ pub(crate) fn read_patch_file(path: &Path) -> Result<Vec<u8>, Error> {
         return Err(Error::NotALibrary { path: path.to_path_buf(), reason: "not a regular file".into() });
     }
     if !OTHERS_FILES.load(Ordering::SeqCst) {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
         let unsafe_file = |reason: String| Err(Error::UnsafeFile { path: path.to_path_buf(), reason });
-        if meta.uid() != me && meta.uid() != 0 {
-            return unsafe_file(format!("it is owned by uid {}, not by this program's user ({me}) or root", meta.uid()));
+        if let Some(owner) = foreign_owner(&meta) {
+            return unsafe_file(format!("it is {owner}"));
         }
         if meta.mode() & 0o022 != 0 {
             return unsafe_file(format!("its mode {:o} lets other users write it", meta.mode() & 0o7777));

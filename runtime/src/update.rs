@@ -906,6 +906,6 @@ pub fn status() -> Result<Status, Error> {
             .collect(),
         last_refusal: rt.last_refusal.clone(),
         threads,
-        trusted_keys: crate::trust::key_ids(&crate::trust::trusted_keys(&rt.host.trust)),
+        trusted_keys: crate::trust::key_ids(&rt.trusted_keys()),
     })
 }
