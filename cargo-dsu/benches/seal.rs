@@ -2,19 +2,14 @@
 //! (`dsu::__private::check_seal`, the first step of `load`) of a file sealed, and sealed and
 //! signed, by `cargo dsu patch`. Goal (issue 11): at most 5 ms.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
 fn seal_check(c: &mut Criterion) {
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let library: Vec<u8> = (0..5 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let library = common::pseudo_random_bytes(5 * 1024 * 1024, 0x2545f4914f6cdd1d);
     let dir = std::env::temp_dir().join(format!("dsu-seal-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let keys = cargo_dsu::sign::keygen(&dir.join("bench")).unwrap();

@@ -193,16 +193,7 @@ fn refuses_files_that_are_not_patches() {
     let dir = b.scratch.join("bad");
     std::fs::create_dir_all(&dir).unwrap();
     let random = dir.join("random.so");
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let bytes: Vec<u8> = (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&random, bytes).unwrap();
+    std::fs::write(&random, pseudo_random_bytes(4096, 0x9e3779b97f4a7c15)).unwrap();
     let text = dir.join("text.so");
     std::fs::write(&text, "this is not a library\n").unwrap();
     let truncated = dir.join("truncated.so");
