@@ -470,9 +470,7 @@ impl Runtime {
         // the transforms were quick: freeing costs about what making took, and handing a few
         // small values to another thread would cost more than freeing them here.
         if started.elapsed() < std::time::Duration::from_millis(1) {
-            for (ct, old) in replaced {
-                field::retire(ct, old);
-            }
+            crate::cell::retire::now(replaced);
         } else {
             crate::cell::retire::later(round, replaced);
         }

@@ -44,7 +44,7 @@ pub(crate) fn later(round: u64, batch: Batch) {
         let spawned = std::thread::Builder::new().name("dsu-retire".into()).spawn(run);
         if spawned.is_err() {
             drop(q);
-            free(batch);
+            now(batch);
             return;
         }
         q.started = true;
@@ -65,7 +65,7 @@ fn run() {
                 q = CHANGED.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        free(batch);
+        now(batch);
         let mut q = queue();
         if q.busy == Some(round) {
             q.busy = None;
@@ -74,7 +74,8 @@ fn run() {
     }
 }
 
-fn free(batch: Batch) {
+/// Frees `batch` here, on the calling thread.
+pub(crate) fn now(batch: Batch) {
     for (ct, old) in batch {
         field::retire(ct, old);
     }
