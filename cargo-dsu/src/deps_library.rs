@@ -37,6 +37,9 @@ pub struct DepsCrate {
 pub struct Resolved {
     pub name: String,
     pub version: String,
+    /// Where it comes from as `cargo tree` writes it: empty for crates.io, the directory of a
+    /// path package, a git URL with its commit, `registry `name`` for another registry.
+    pub source: String,
     pub features: BTreeSet<String>,
 }
 
@@ -188,12 +191,13 @@ fn cargo_tree_features(opts: &BuildOptions, target: &Target) -> Result<Vec<Resol
     parse_tree(&String::from_utf8(out.stdout).context("cargo tree output is not UTF-8")?)
 }
 
-/// Parses `cargo tree --prefix depth -f '{p}|{f}'` output.
+/// Parses `cargo tree --prefix depth -f '{p}|{f}'` output (edge-kind headers such as
+/// `[build-dependencies]`, which carry no package, are skipped).
 pub fn parse_tree(text: &str) -> Result<Vec<Resolved>> {
     let mut out: Vec<Resolved> = Vec::new();
     // Depth of the procedural macro whose subtree is being skipped.
     let mut skip_below: Option<usize> = None;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in text.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())) {
         let digits = line.chars().take_while(|c| c.is_ascii_digit()).count();
         let depth: usize = line[..digits].parse().with_context(|| format!("cargo tree line {line:?}"))?;
         if skip_below.is_some_and(|d| depth > d) {
@@ -209,6 +213,8 @@ pub fn parse_tree(text: &str) -> Result<Vec<Resolved>> {
             bail!("cargo tree line {line:?}")
         };
         let version = version.trim_start_matches('v').to_string();
+        let source = words.filter(|w| *w != "(proc-macro)" && *w != "(*)").collect::<Vec<_>>().join(" ");
+        let source = source.trim_start_matches('(').trim_end_matches(')').to_string();
         let features: BTreeSet<String> = features
             .trim_end_matches(" (*)")
             .split(',')
@@ -216,9 +222,9 @@ pub fn parse_tree(text: &str) -> Result<Vec<Resolved>> {
             .filter(|f| !f.is_empty())
             .map(String::from)
             .collect();
-        match out.iter_mut().find(|r| r.name == name && r.version == version) {
+        match out.iter_mut().find(|r| r.name == name && r.version == version && r.source == source) {
             Some(r) => r.features.extend(features),
-            None => out.push(Resolved { name: name.to_string(), version, features }),
+            None => out.push(Resolved { name: name.to_string(), version, source, features }),
         }
     }
     Ok(out)
@@ -261,5 +267,7 @@ mod tests {
         assert_eq!(find("tokio"), ["default", "net", "rt"]);
         assert_eq!(find("syn"), ["parsing"], "the macro's syn is not the program's");
         assert!(r.iter().any(|x| x.name == "dsu-macros"));
+        let source = |n: &str| r.iter().find(|x| x.name == n).unwrap().source.clone();
+        assert_eq!((source("dsu-macros"), source("tokio")), ("/m".to_string(), String::new()));
     }
 }

@@ -41,13 +41,15 @@ pub struct PatchRequest {
 }
 
 /// The two revisions, checked out.
-struct Revisions {
-    a: String,
-    b: Option<String>,
-    old_dir: PathBuf,
-    new_dir: PathBuf,
-    old: SourceState,
-    new: SourceState,
+pub(crate) struct Revisions {
+    /// The older revision's commit.
+    pub a: String,
+    /// The newer revision's commit; the work tree when `None`.
+    pub b: Option<String>,
+    pub old_dir: PathBuf,
+    pub new_dir: PathBuf,
+    pub old: SourceState,
+    pub new: SourceState,
     _lock: std::fs::File,
 }
 
@@ -72,18 +74,26 @@ pub fn run(req: &PatchRequest) -> Result<()> {
     status("Comparing", format!("{} {}..{}", target.package_name, short(&revs.old.revision), short(&revs.new.revision)));
     // Every binary is compared before any patch is built: a build inserts generated code into
     // the newer checkout, which the next one starts by restoring.
-    let reports = target
-        .programs
-        .iter()
-        .zip(&records)
-        .map(|(program, record)| compare_program(req, &target, program, record.as_ref(), &revs))
-        .collect::<Result<Vec<_>>>()?;
+    let reports = compare_revisions(&target, &req.opts.cargo, &records, &revs, true)?;
+    for (program, report) in target.programs.iter().zip(&reports) {
+        print_report(req, &target, program, report)?;
+    }
     let mut outcomes = Vec::new();
     for (i, (program, report)) in target.programs.iter().zip(reports).enumerate() {
         let patch = match &records[i] {
             Some(record) if !req.dry_run && !report.is_empty_change() => {
                 restore_new(&repo, &target, &revs)?;
-                Some(build_one(req, &target, record, &report, &revs)?)
+                let output = match &req.output {
+                    Some(o) => o.clone(),
+                    None => target.dsu_dir.join("patches").join(format!(
+                        "{}-{}-{}{}.so",
+                        record.bin,
+                        short(&revs.a),
+                        revs.b.as_deref().map(short).unwrap_or_else(|| format!("worktree-{}", &revs.new.tree[..8])),
+                        if req.opts.release { "-release" } else { "" }
+                    )),
+                };
+                Some(build_one(record, &report, &revs, output, req.signing_key.clone())?)
             }
             _ => None,
         };
@@ -154,16 +164,60 @@ fn checked_records(
     }
 }
 
-/// Compares one binary's updateable set and prints the report; refuses what it cannot apply.
-fn compare_program(
-    req: &PatchRequest,
+/// Compares the updateable set of every binary of `target` (each as its build compiles it, when
+/// `records` holds one) and the package's dependencies between the two checkouts: the one
+/// comparison `cargo dsu patch` and `cargo dsu history` make. With `running`, the build
+/// records are those of the running program, whose statics a patch must reach.
+pub(crate) fn compare_revisions(
     target: &Target,
-    program: &Program,
-    record: Option<&BuildRecord>,
+    cargo: &Path,
+    records: &[Option<BuildRecord>],
     revs: &Revisions,
-) -> Result<Report> {
-    let report = compare(target, program, record, revs)?;
-    let mut text = report::render(&report);
+    running: bool,
+) -> Result<Vec<Report>> {
+    let dirs: Vec<PathBuf> = target
+        .programs
+        .iter()
+        .flat_map(|p| &p.crates)
+        .map(|c| c.unit(&target.source_root, None).package_dir)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let workspace = target
+        .metadata
+        .workspace_root
+        .as_std_path()
+        .strip_prefix(&target.source_root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dependencies = deps::refuse_changed_dependencies(
+        &deps::Program {
+            cargo,
+            package: &target.package_name,
+            triple: &target.triple,
+            workspace_dir: &workspace,
+            package_dirs: &dirs,
+        },
+        &revs.old_dir,
+        &revs.new_dir,
+    )?;
+    target
+        .programs
+        .iter()
+        .zip(records)
+        .map(|(program, record)| {
+            let mut report = compare(target, program, record.as_ref(), revs, running)?;
+            report.refusals.extend(dependencies.iter().cloned());
+            report.refusals.sort_by(|a, b| (&a.file, a.line, &a.reason).cmp(&(&b.file, b.line, &b.reason)));
+            Ok(report)
+        })
+        .collect()
+}
+
+/// Prints one binary's report; refuses what it cannot apply.
+fn print_report(req: &PatchRequest, target: &Target, program: &Program, report: &Report) -> Result<()> {
+    let mut text = report::render(report);
     if target.programs.len() > 1 {
         text = format!("bin {}:\n{text}", program.bin);
     }
@@ -174,7 +228,7 @@ fn compare_program(
     }
     if !report.refusals.is_empty() {
         if req.json {
-            print_json(&[report::json(&report, &program.bin, None)?])?;
+            print_json(&[report::json(report, &program.bin, None)?])?;
         }
         return Err(Refused(format!(
             "the patch is refused: {} change(s) cannot be applied safely (see above)",
@@ -182,12 +236,12 @@ fn compare_program(
         ))
         .into());
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Makes the newer checkout hold exactly the newer revision again (a patch build inserts
 /// generated code into it); only files that differ are rewritten.
-fn restore_new(repo: &Repo, target: &Target, revs: &Revisions) -> Result<()> {
+pub(crate) fn restore_new(repo: &Repo, target: &Target, revs: &Revisions) -> Result<()> {
     match &revs.b {
         Some(commit) => repo.checkout(commit, &revs.new_dir).map(drop),
         None => repo.copy_work_tree(&target.source_root, &revs.new_dir).map(drop),
@@ -219,7 +273,7 @@ fn parse_range(range: &str) -> Result<(&str, Option<&str>)> {
 }
 
 /// The build record of `program`, or why there is none for this profile.
-fn load_record(target: &Target, program: &Program, opts: &BuildOptions) -> Result<BuildRecord> {
+pub(crate) fn load_record(target: &Target, program: &Program, opts: &BuildOptions) -> Result<BuildRecord> {
     let path = BuildRecord::record_path(&target.out_dir, &program.bin);
     BuildRecord::load(&path).map_err(|e| {
         let other = if opts.release { "debug" } else { "release" };
@@ -283,7 +337,7 @@ fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_com
 }
 
 /// Checks out `a` (as given, and the commit it names) and `b` (the work tree when `None`).
-fn checkout(repo: &Repo, target: &Target, (a, a_commit): (&str, String), b: Option<&str>) -> Result<Revisions> {
+pub(crate) fn checkout(repo: &Repo, target: &Target, (a, a_commit): (&str, String), b: Option<&str>) -> Result<Revisions> {
     let b_commit = b.map(|b| repo.resolve(b)).transpose()?;
     let checkouts = target.dsu_dir.join("checkouts").join(&target.package_name);
     // One `cargo dsu patch` at a time per package: the checkouts are shared and rewritten in
@@ -312,8 +366,9 @@ fn checkout(repo: &Repo, target: &Target, (a, a_commit): (&str, String), b: Opti
 }
 
 /// Compares every crate of `program`'s updateable set, as its build compiles it (`record`, when
-/// there is one), and the dependencies of its packages.
-fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, revs: &Revisions) -> Result<Report> {
+/// there is one); with `running`, `record` is the running program's build, and statics of the
+/// older revision that it does not have are refused.
+fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, revs: &Revisions, running: bool) -> Result<Report> {
     let units: Vec<CrateUnit> = program
         .crates
         .iter()
@@ -325,7 +380,7 @@ fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, rev
         })
         .collect::<Result<_>>()?;
     let mut report = compare::compare(&units, &revs.old_dir, &revs.new_dir)?;
-    if let Some(record) = record {
+    if let Some(record) = record.filter(|_| running) {
         // The program's build says which statics it has; the others of the running revision
         // belong to earlier patches.
         let program: Vec<_> = program
@@ -341,31 +396,19 @@ fn compare(target: &Target, program: &Program, record: Option<&BuildRecord>, rev
             .collect();
         compare::statics::refuse_unreachable(&units, &revs.old_dir, &revs.new_dir, &program, &mut report)?;
     }
-    let dirs: Vec<PathBuf> = units.iter().map(|u| u.package_dir.clone()).collect();
-    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let workspace = target
-        .metadata
-        .workspace_root
-        .as_std_path()
-        .strip_prefix(&target.source_root)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    deps::refuse_changed_dependencies(&dirs, &workspace, &revs.old_dir, &revs.new_dir, &mut report)?;
     Ok(report)
 }
 
-fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: &Report, revs: &Revisions) -> Result<PathBuf> {
+/// Builds the patch of `report` from the newer checkout into `output`, for the program of
+/// `record` running the older revision.
+pub(crate) fn build_one(
+    record: &BuildRecord,
+    report: &Report,
+    revs: &Revisions,
+    output: PathBuf,
+    signing_key: Option<ed25519_dalek::SigningKey>,
+) -> Result<PathBuf> {
     let applies_to = record.identity().at_source(&revs.a, &revs.old.tree);
-    let output = match &req.output {
-        Some(o) => o.clone(),
-        None => target.dsu_dir.join("patches").join(format!(
-            "{}-{}-{}{}.so",
-            record.bin,
-            short(&revs.a),
-            revs.b.as_deref().map(short).unwrap_or_else(|| format!("worktree-{}", &revs.new.tree[..8])),
-            if req.opts.release { "-release" } else { "" }
-        )),
-    };
     status("Building", format!("patch of {} {}..{}", record.bin, short(&revs.a), short(&revs.new.revision)));
     let patch = patch_build::build_patch(
         record,
@@ -377,7 +420,7 @@ fn build_one(req: &PatchRequest, target: &Target, record: &BuildRecord, report: 
             insertions: report.generated.clone(),
             routed: report.functions_routed.iter().map(|f| f.path.clone()).collect(),
             transformers: report.transformer_cfgs.clone(),
-            signing_key: req.signing_key.clone(),
+            signing_key,
         },
     )?;
     status("Finished", patch.display());
