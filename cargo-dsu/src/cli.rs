@@ -1,4 +1,4 @@
-//! The command line: `cargo dsu build`, `cargo dsu patch A..B`, and `cargo dsu load|rollback|status
+//! The command line: `cargo dsu build`, `cargo dsu patch A..B`, `cargo dsu history A..B`, and `cargo dsu load|rollback|status
 //! --socket PATH`, which talk to a running program through its control socket
 //! (`dsu::control::serve`).
 //!
@@ -46,6 +46,15 @@ pub enum DsuCommand {
     /// reached at A) and is written to target/dsu/patches/, its path printed on stdout.
     #[command(after_help = exit::help())]
     Patch(PatchArgs),
+    /// Say what `cargo dsu patch` would make of every commit of a range, one after the other.
+    ///
+    /// Each commit of A..B on the first-parent line that changes the program (a package of an
+    /// updateable set, the workspace manifest or lock file) is compared with the one before it:
+    /// patched (functions, types, cells; whether a rollback can undo it), nothing to patch, or
+    /// refused (each reason, with file:line). Builds nothing unless --build. Ends with the share
+    /// of commits that go live and the refusals grouped by reason. Prints the table on stdout.
+    #[command(after_help = exit::help())]
+    History(HistoryArgs),
     /// Ask a running program to load a patch and apply it; waits until it is applied.
     ///
     /// The program must serve a control socket (`dsu::control::serve`). The patch is verified
@@ -163,6 +172,22 @@ pub struct PatchArgs {
     pub sign: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Revisions: `A..B`, or `A..` for A to HEAD.
+    #[arg(value_name = "A..B")]
+    pub range: String,
+    #[command(flatten)]
+    pub package: PackageArgs,
+    /// Build each patch as `cargo dsu patch` would (needs a `cargo dsu build`), so a patch
+    /// that does not compile is refused too.
+    #[arg(long)]
+    pub build: bool,
+    /// Print the history as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `cargo-dsu`'s `main`: the rustc wrapper during an updateable build, the CLI otherwise.
 pub fn main_with(argv: Vec<OsString>) -> ExitCode {
     if let Some(config) = std::env::var_os(crate::wrapper::CONFIG_ENV) {
@@ -206,6 +231,14 @@ pub fn run(args: DsuArgs) -> Result<()> {
             json: p.json,
             signing_key: p.sign.as_deref().map(crate::sign::read_secret_key).transpose()?,
         }),
+        DsuCommand::History(h) => crate::history::run(
+            &crate::history::HistoryRequest {
+                range: h.range.clone(),
+                opts: build_options(&h.package)?,
+                build: h.build,
+            },
+            h.json,
+        ),
         DsuCommand::Load(l) => {
             // The program resolves the path from its own working directory: send it whole.
             let patch = std::path::absolute(&l.patch)

@@ -10,6 +10,7 @@ pub mod control_client;
 pub mod deps_library;
 pub mod exit;
 pub mod git;
+pub mod history;
 pub mod identity;
 pub mod locate;
 pub mod patch;

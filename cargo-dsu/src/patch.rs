@@ -257,7 +257,7 @@ fn print_json(values: &[serde_json::Value]) -> Result<()> {
     Ok(())
 }
 
-fn parse_range(range: &str) -> Result<(&str, Option<&str>)> {
+pub(crate) fn parse_range(range: &str) -> Result<(&str, Option<&str>)> {
     let (a, b) = range.split_once("..").with_context(|| git::UnknownRevision {
         rev: range.to_string(),
         detail: "expected a range A..B or A..".into(),

@@ -127,7 +127,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     let patch_identity = opts.applies_to.at_source(&opts.source.revision, &opts.source.tree);
     for krate in &record.crates[..record.crates.len() - 1] {
         let cmd = lib_command(record, krate, opts, &work, &set_files, &patch_identity)?;
-        run_rustc(cmd, &krate.invocation)?;
+        run_rustc(cmd, &krate.invocation, &opts.source_root)?;
     }
     let blob = dsu_abi::encode_patch_blob(&Manifest {
         applies_to: opts.applies_to.clone(),
@@ -143,7 +143,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
     std::fs::write(&blob_file, &blob)?;
     let mut cmd = bin_command(record, opts, &work, &set_files, &patch_identity)?;
     cmd.env(PATCH_BLOB_ENV, &blob_file);
-    run_rustc(cmd, &record.bin_crate().invocation)?;
+    run_rustc(cmd, &record.bin_crate().invocation, &opts.source_root)?;
 
     let built = work.out.join(format!("lib{}.so", record.bin_crate().krate.crate_name));
     let set: Vec<&str> = record.crates.iter().map(|c| c.krate.crate_name.as_str()).collect();
@@ -188,15 +188,70 @@ fn merge_insertions(given: &[Insertion], more: Vec<Insertion>) -> Vec<Insertion>
     all
 }
 
-fn run_rustc(mut cmd: Command, inv: &RustcInvocation) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {}", inv.rustc.display()))?;
-    if !status.success() {
-        return Err(CompileFailed(format!(
-            "the patch did not compile (rustc exited with {status}); the compiler's errors are above"
-        ))
-        .into());
+/// The first error the compiler gave for a patch, and where it points (relative to the source
+/// root), so that a caller can name the place (`cargo dsu history`).
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct FirstError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Runs rustc with its diagnostics passed on to this process's standard error (in colour on a
+/// terminal) and read, so a failure carries its first error ([`FirstError`]).
+fn run_rustc(mut cmd: Command, inv: &RustcInvocation, source_root: &Path) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let colour = if std::io::stderr().is_terminal() { "--color=always" } else { "--color=never" };
+    let cwd = cmd.get_current_dir().map(Path::to_path_buf).unwrap_or_default();
+    let out = cmd
+        .arg(colour)
+        .stdout(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", inv.rustc.display()))?;
+    let _ = std::io::stderr().write_all(&out.stderr);
+    if !out.status.success() {
+        let failed = CompileFailed(format!(
+            "the patch did not compile (rustc exited with {}); the compiler's errors are above",
+            out.status
+        ));
+        return Err(match first_error(&String::from_utf8_lossy(&out.stderr), &cwd, source_root) {
+            Some(first) => anyhow::Error::new(first).context(failed),
+            None => failed.into(),
+        });
     }
     Ok(())
+}
+
+/// The first `error` of rustc's human-readable diagnostics and the `--> file:line:col` under it.
+fn first_error(stderr: &str, cwd: &Path, source_root: &Path) -> Option<FirstError> {
+    let plain = strip_ansi(stderr);
+    let mut lines = plain.lines().skip_while(|l| !(l.starts_with("error") && !l.starts_with("error: aborting")));
+    let message = lines.next()?.trim().to_string();
+    let place = lines.take_while(|l| !l.is_empty()).find_map(|l| l.trim_start().strip_prefix("--> "))?;
+    let mut parts = place.rsplitn(3, ':');
+    let (_col, line, file) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?);
+    let file = cwd.join(file);
+    let file = file.strip_prefix(source_root).unwrap_or(&file).display().to_string();
+    Some(FirstError { file, line, message })
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Makes the edits (generated code inserted, shared statics' definitions replaced) in the newer
@@ -508,6 +563,14 @@ mod tests {
             "core_logic=/w/deps/libcore_logic-abc.rlib"
         );
         assert_eq!(extern_for_patch("log=/t/deps/liblog-1.rlib", deps, &set), "log=/t/deps/liblog-1.rlib");
+    }
+
+    #[test]
+    fn the_first_error_and_its_place() {
+        let stderr = "warning: unused\n --> src/a.rs:1:1\n\n\u{1b}[1merror[E0308]\u{1b}[0m: mismatched types\n  --> src/greeting.rs:14:5\n   |\nerror: aborting due to 1 previous error\n";
+        let e = first_error(stderr, Path::new("/c/new/app"), Path::new("/c/new")).unwrap();
+        assert_eq!((e.file.as_str(), e.line, e.message.as_str()), ("app/src/greeting.rs", 14, "error[E0308]: mismatched types"));
+        assert!(first_error("error: aborting due to 1 previous error\n", Path::new("/"), Path::new("/")).is_none());
     }
 
     #[test]
