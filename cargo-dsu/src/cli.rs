@@ -46,7 +46,7 @@ pub enum DsuCommand {
     /// reached at A) and is written to target/dsu/patches/, its path printed on stdout.
     #[command(after_help = exit::help())]
     Patch(PatchArgs),
-    /// Say what `cargo dsu patch` would make of every commit of a range, one after the other.
+    /// Say what `cargo dsu patch` makes of each commit of a range A..B, one after the other.
     ///
     /// Each commit of A..B on the first-parent line that changes the program (a package of an
     /// updateable set, the workspace manifest or lock file) is compared with the one before it:

@@ -232,6 +232,7 @@ fn help_texts() {
         ("help_dsu", &["--help"][..]),
         ("help_build", &["build", "--help"][..]),
         ("help_patch", &["patch", "--help"][..]),
+        ("help_history", &["history", "--help"][..]),
         ("help_load", &["load", "--help"][..]),
         ("help_rollback", &["rollback", "--help"][..]),
         ("help_status", &["status", "--help"][..]),

@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Tags: d1 (itoa 1.0.18, dev-dependency bitflags 2.11.1), d2 from d1 (bitflags 2.13.2 and a
-/// changed function), d3 from d1 (itoa 1.0.19 and a changed function). Built at d1.
+/// changed function), d3 from d1 (itoa 1.0.19 and a changed function), d4 from d1 (a changed
+/// function that does not compile). Built at d1.
 fn deps_repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
-        scratch_repo("deps", "store", &[("deps-1", "d1"), ("deps-dev-bump", "d2")], &[("deps-linked-bump", "d3")])
+        let side = [("deps-linked-bump", "d3"), ("deps-broken", "d4")];
+        scratch_repo("deps", "store", &[("deps-1", "d1"), ("deps-dev-bump", "d2")], &side)
     })
 }
 
@@ -44,6 +46,30 @@ fn a_bump_of_a_linked_crate_is_refused_naming_it_with_both_versions() {
     assert!(err.contains("cargo dsu build"), "{err}");
     assert!(!err.contains("bitflags"), "only what changed is named: {err}");
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn history_with_build_builds_each_patch_and_refuses_one_that_does_not_compile() {
+    let r = deps_repo();
+    let out = dsu(&r.dir, &r.target, &["history", "--build", "--json", "d1..d2"]);
+    assert_success(&out, "cargo dsu history --build d1..d2");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["built"].as_bool(), v["steps"][0]["outcome"].as_str()), (Some(true), Some("patched")), "{v:#}");
+    assert!(r.target.join("dsu/history/ledger.so").is_file(), "the patch was built");
+
+    // d4 compares as a changed function: only a build finds that it does not compile.
+    let out = dsu(&r.dir, &r.target, &["history", "d1..d4"]);
+    assert_success(&out, "cargo dsu history d1..d4");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("patched, reversible"));
+    let out = dsu(&r.dir, &r.target, &["history", "--build", "d1..d4"]);
+    assert_success(&out, "cargo dsu history --build d1..d4");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("refused\n      src/entries.rs:35: the patch does not compile: error[E0308]: mismatched types"),
+        "{table}"
+    );
+    assert!(table.contains("the patch does not compile (1): "), "{table}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected `String`, found integer"), "the compiler's errors are shown");
 }
 
 /// One commit of the history repository: its subject (also its tag) and what it does to the
