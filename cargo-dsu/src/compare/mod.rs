@@ -19,8 +19,9 @@
 //!   that would become two;
 //! * `statics.rs`: the statics of the set, which the program exports and a patch shares; what
 //!   changes of them are refused (a changed type), and the code that shares them;
-//! * `deps.rs`: dependency changes, which a patch cannot bring (called by the pipeline, which
-//!   knows where the workspace's lock file is).
+//! * `deps.rs`: dependency changes, which a patch cannot bring: the graph a build of the package
+//!   links, resolved by cargo at both revisions (called by the pipeline, which knows the package,
+//!   the target and where the workspace is).
 
 pub mod cells;
 pub mod deps;
