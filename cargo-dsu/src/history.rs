@@ -191,7 +191,7 @@ fn step(
     (from, to): (&str, &str),
     subject: String,
 ) -> Result<Step> {
-    let revs = patch::checkout(repo, target, (from, from.to_string()), Some(to))?;
+    let revs = patch::checkout(repo, target, (&short(from), from.to_string()), Some(to))?;
     let reports = patch::compare_revisions(target, &req.opts.cargo, records, &revs, false)?;
     let mut binaries = Vec::new();
     for ((program, record), report) in target.programs.iter().zip(records).zip(&reports) {
@@ -363,7 +363,9 @@ pub fn render(h: &History) -> String {
                     let _ = writeln!(s, "   {bin}refused");
                     for r in &b.refusals {
                         let place = if r.file.is_empty() { String::new() } else { format!("{}:{}: ", r.file, r.line) };
-                        let _ = writeln!(s, "      {place}{}", r.reason.lines().next().unwrap_or_default());
+                        // The first line: what follows it (a transformer to start from) is in --json.
+                        let first = r.reason.lines().next().unwrap_or_default();
+                        let _ = writeln!(s, "      {place}{}", first.strip_suffix(':').unwrap_or(first));
                     }
                 }
                 Outcome::Patched if b.reversible => {
