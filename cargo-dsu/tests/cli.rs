@@ -52,18 +52,7 @@ fn mask(s: &str) -> String {
     let r = repo();
     let mut s = s.replace(r.target.to_str().unwrap(), "[TARGET]");
     s = s.replace(r.dir.to_str().unwrap(), "[REPO]");
-    let words: Vec<String> = s
-        .split_inclusive(|c: char| !c.is_ascii_alphanumeric())
-        .map(|w| {
-            let core = w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-            if core.len() >= 8 && core.chars().all(|c| c.is_ascii_hexdigit()) && core.chars().any(|c| c.is_ascii_digit()) {
-                w.replacen(core, "[HASH]", 1)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect();
-    words.concat()
+    mask_hex(&s, "[HASH]")
 }
 
 #[test]

@@ -178,18 +178,9 @@ fn history(args: &[&str]) -> std::process::Output {
     dsu(&dir, &shared_target_dir(), &all)
 }
 
-/// Masks commit ids: every word of at least 8 hex digits with a digit among them.
+/// Masks commit ids.
 fn mask(s: &str) -> String {
-    s.split_inclusive(|c: char| !c.is_ascii_alphanumeric())
-        .map(|w| {
-            let core = w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-            if core.len() >= 8 && core.chars().all(|c| c.is_ascii_hexdigit()) && core.chars().any(|c| c.is_ascii_digit()) {
-                w.replacen(core, "[COMMIT]", 1)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
+    mask_hex(s, "[COMMIT]")
 }
 
 #[test]

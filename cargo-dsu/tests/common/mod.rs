@@ -22,6 +22,21 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// `s` with every word of at least 8 hexadecimal digits, a digit among them (commit ids,
+/// hashes), replaced by `with`.
+pub fn mask_hex(s: &str, with: &str) -> String {
+    s.split_inclusive(|c: char| !c.is_ascii_alphanumeric())
+        .map(|w| {
+            let core = w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            if core.len() >= 8 && core.chars().all(|c| c.is_ascii_hexdigit()) && core.chars().any(|c| c.is_ascii_digit()) {
+                w.replacen(core, with, 1)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
