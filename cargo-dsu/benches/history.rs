@@ -9,6 +9,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+// Shared with the `cargo dsu patch` benches; this one uses part of it.
+#[allow(dead_code)]
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
