@@ -354,6 +354,53 @@ mod tests {
         assert!(described(&old, &old).is_empty());
     }
 
+    /// A workspace of two binaries' packages, `app` and `cli`, each with a path dependency of
+    /// its own; `cli_deps` is the `[dependencies]` table of `cli`.
+    fn workspace(root: &Path, cli_deps: &str, app_features: &str) {
+        let files = [
+            ("Cargo.toml", "[workspace]\nmembers = [\"app\", \"cli\"]\nresolver = \"2\"\n".to_string()),
+            ("app/Cargo.toml", format!("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\ncore_a = {{ path = \"../core_a\" }}\n[features]\n{app_features}\n")),
+            ("app/src/main.rs", "fn main() {}\n".into()),
+            ("cli/Cargo.toml", format!("[package]\nname = \"cli\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\n{cli_deps}\n")),
+            ("cli/src/main.rs", "fn main() {}\n".into()),
+        ];
+        for (rel, text) in files.iter().cloned().chain(["core_a", "core_b"].map(|c| {
+            (if c == "core_a" { "core_a/Cargo.toml" } else { "core_b/Cargo.toml" }, format!("[package]\nname = \"{c}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"))
+        })) {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        for c in ["core_a", "core_b"] {
+            std::fs::create_dir_all(root.join(c).join("src")).unwrap();
+            std::fs::write(root.join(c).join("src/lib.rs"), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn another_packages_dependencies_are_no_change_and_the_checkout_stays_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("dsu-deps-graph-{}", std::process::id()));
+        let (old, new) = (dir.join("old"), dir.join("new"));
+        workspace(&old, "", "fast = []");
+        workspace(&new, "core_b = { path = \"../core_b\" }", "fast = []");
+        let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+        let triple = crate::identity::Rustc::detect().unwrap().host;
+        let (app, cli) = ([Path::new("app"), Path::new("core_a")], [Path::new("cli")]);
+        let program = |package, package_dirs| Program { cargo: &cargo, package, triple: &triple, workspace_dir: Path::new(""), package_dirs };
+        assert!(refuse_changed_dependencies(&program("app", &app), &old, &new).unwrap().is_empty());
+        assert!(!new.join("Cargo.lock").exists(), "the lock file cargo wrote is taken back");
+        let refusals = refuse_changed_dependencies(&program("cli", &cli), &old, &new).unwrap();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].reason.starts_with("package `core_b` joins the program"), "{refusals:?}");
+        assert_eq!((refusals[0].file.as_str(), refusals[0].line), ("cli/Cargo.toml", 6));
+
+        workspace(&new, "", "fast = []\ndefault = [\"fast\"]");
+        let refusals = refuse_changed_dependencies(&program("app", &app), &old, &new).unwrap();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].reason.starts_with("package `app` features +default +fast"), "{refusals:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn refusals_point_at_the_declaration_or_the_lock_entry() {
         let manifests = vec![(
