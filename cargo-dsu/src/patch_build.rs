@@ -226,7 +226,8 @@ fn run_rustc(mut cmd: Command, inv: &RustcInvocation, source_root: &Path) -> Res
 /// The first `error` of rustc's human-readable diagnostics and the `--> file:line:col` under it.
 fn first_error(stderr: &str, cwd: &Path, source_root: &Path) -> Option<FirstError> {
     let plain = strip_ansi(stderr);
-    let mut lines = plain.lines().skip_while(|l| !(l.starts_with("error") && !l.starts_with("error: aborting")));
+    let is_error = |l: &str| l.starts_with("error") && !l.starts_with("error: aborting");
+    let mut lines = plain.lines().skip_while(|l| !is_error(l));
     let message = lines.next()?.trim().to_string();
     let place = lines.take_while(|l| !l.is_empty()).find_map(|l| l.trim_start().strip_prefix("--> "))?;
     let mut parts = place.rsplitn(3, ':');
