@@ -477,7 +477,7 @@ fn bin_command(
     write!(
         source,
         "\n// Appended by cargo-dsu: the patch header and manifest.\n\
-         #[doc(hidden)]\n#[used]\n#[no_mangle]\n#[allow(non_upper_case_globals)]\n\
+         #[doc(hidden)]\n#[used]\n#[unsafe(no_mangle)]\n#[allow(non_upper_case_globals)]\n\
          pub static {sym}: [u8; include_bytes!(env!(\"{env}\")).len()] = \
          *include_bytes!(env!(\"{env}\"));\n",
         sym = dsu_abi::HEADER_SYMBOL,

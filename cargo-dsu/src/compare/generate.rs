@@ -281,7 +281,7 @@ pub fn write_cell_transform(
     let symbol = format!("{prefix}{}", dsu_abi::symbol_safe(name));
     let _ = writeln!(
         out,
-        "#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+        "#[doc(hidden)]\n#[used]\n#[unsafe(export_name = {symbol:?})]\n\
          static __DSU_{kind}_{ident}: ::dsu::__private::CellTransform = \
          ::dsu::__private::CellTransform::new::<{from}, {to}>({name:?});"
     );

@@ -383,7 +383,7 @@ impl<'ast> Visit<'ast> for BodyVisitor<'_, '_> {
 }
 
 /// The name `#[no_mangle]` or `#[export_name = "…"]` (either in `unsafe(…)`) gives an item.
-fn own_symbol(attrs: &[Attribute], ident: &syn::Ident) -> Option<String> {
+pub(crate) fn own_symbol(attrs: &[Attribute], ident: &syn::Ident) -> Option<String> {
     for attr in attrs {
         let meta = if attr.path().is_ident("unsafe") {
             match attr.parse_args::<syn::Meta>() {

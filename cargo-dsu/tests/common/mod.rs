@@ -144,8 +144,17 @@ impl Host {
 
     /// Starts `binary` with `args`.
     pub fn start_with_args(binary: &Path, args: &[&str]) -> Host {
-        let mut child = Command::new(binary)
-            .args(args)
+        Host::start_command(Command::new(binary).args(args), binary)
+    }
+
+    /// Starts `binary` with `args` in the directory `dir`, where it finds what it names by
+    /// relative paths (a control socket, say).
+    pub fn start_in(dir: &Path, binary: &Path, args: &[&str]) -> Host {
+        Host::start_command(Command::new(binary).args(args).current_dir(dir), binary)
+    }
+
+    fn start_command(command: &mut Command, binary: &Path) -> Host {
+        let mut child = command
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

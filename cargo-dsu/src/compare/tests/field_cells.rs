@@ -38,7 +38,7 @@ fn every_cell_type_gets_one_record_per_module() {
     assert!(squash(&text).contains("FieldCellInfo::new::<Mutex<Store>>(\"app\",\"Mutex<Store>\")"), "{text}");
     assert!(squash(&text).contains("FieldCellInfo::new::<u64>(\"app\",\"u64\")"), "{text}");
     let symbol = dsu_abi::field_cell_symbol("app", "Mutex<Store>");
-    assert!(text.contains(&format!("#[export_name = {symbol:?}]")), "{text}");
+    assert!(text.contains(&format!("#[unsafe(export_name = {symbol:?})]")), "{text}");
 
     // Records already inserted (a checkout the patch build wrote into before) are kept, not
     // written twice.
@@ -60,7 +60,7 @@ fn a_type_change_transforms_field_cells_by_their_old_value_type() {
     assert_eq!(g.matches("CellTransform::field::<").count(), 1, "{g}");
     assert!(g.contains("CellTransform::field::<Mutex<dsu_old::Store>,Mutex<Store>>(\"Mutex<Store>\")"), "{g}");
     let symbol = dsu_abi::field_transform_symbol(dsu_abi::FIELD_TRANSFORM_PREFIX, "");
-    assert!(g.contains(&format!("#[export_name=\"{}", &symbol[..dsu_abi::FIELD_TRANSFORM_PREFIX.len()])), "{g}");
+    assert!(g.contains(&format!("#[unsafe(export_name=\"{}", &symbol[..dsu_abi::FIELD_TRANSFORM_PREFIX.len()])), "{g}");
     // `Store` has no inverse transformer: not reversible.
     assert_eq!(paths(&r.cells_transformed), ["app (field cells `dsu::Cell<Mutex<Store>>`, struct Shared, field store)"]);
     assert!(r.cells_reversible.is_empty());

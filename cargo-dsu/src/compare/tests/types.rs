@@ -145,7 +145,7 @@ fn an_inverse_function_makes_the_type_and_its_cells_reversible() {
     assert_eq!(paths(&r.cells_reversible), ["app::STORE (cell \"store\")"]);
     assert_eq!(r.cells_reversible, r.cells_transformed);
     let g = squash(&generated(&r));
-    assert!(g.contains("#[export_name=\"__dsu_uncell_store\"]"), "{}", generated(&r));
+    assert!(g.contains("#[unsafe(export_name=\"__dsu_uncell_store\")]"), "{}", generated(&r));
     assert!(
         g.contains(
             "static__DSU_UNCELL_STORE:::dsu::__private::CellTransform=::dsu::__private::CellTransform::\
@@ -155,7 +155,7 @@ fn an_inverse_function_makes_the_type_and_its_cells_reversible() {
         generated(&r)
     );
     // The forward one is still there, and the old definition's private field is reachable.
-    assert!(g.contains("#[export_name=\"__dsu_cell_store\"]"), "{}", generated(&r));
+    assert!(g.contains("#[unsafe(export_name=\"__dsu_cell_store\")]"), "{}", generated(&r));
     assert!(g.contains("pub(crate)hits:u32"), "{}", generated(&r));
 }
 
@@ -311,7 +311,7 @@ fn a_cell_is_reversible_only_when_every_changed_type_in_it_is() {
     assert_eq!(paths(&r.cells_reversible), ["app::JUST_A (cell \"just a\")"]);
     let g = squash(&generated(&r));
     let symbol =
-        format!("#[export_name=\"{}{}\"]", dsu_abi::CELL_INVERSE_PREFIX, dsu_abi::symbol_safe("just a"));
+        format!("#[unsafe(export_name=\"{}{}\")]", dsu_abi::CELL_INVERSE_PREFIX, dsu_abi::symbol_safe("just a"));
     assert!(g.contains(&symbol), "{symbol}: {}", generated(&r));
     assert!(!g.contains("__dsu_uncell_both"), "{}", generated(&r));
 }
