@@ -92,7 +92,7 @@ fn pointer_to_a_changed_signature_in_a_cell_is_refused_naming_the_cell() {
     assert_eq!(refusals.len(), 1, "{report}");
     assert!(
         refusals[0].starts_with(
-            "refused: src/replies.rs:47: state cell `routes::replies::HANDLERS` holds \
+            "refused: src/replies.rs:44: state cell `routes::replies::HANDLERS` holds \
              `dsu::State<Handlers>`: `fn(&str) -> String` (through Handlers.list) can point at \
              `routes::replies::shout` (`fn shout(&str) -> String`), whose signature changed"
         ),
