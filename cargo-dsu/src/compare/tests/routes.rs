@@ -197,3 +197,32 @@ fn refusal_messages() {
     let r = cmp_main("routes-messages", &old, &new);
     insta::assert_snapshot!(crate::report::render(&r));
 }
+
+/// A method is named through its type's other names, `Self`, its trait, and as a value.
+#[test]
+fn method_callers_are_found_through_other_names() {
+    let old = "pub struct Store;\n\
+        pub trait Make { fn make(n: u32) -> Self; }\n\
+        #[dsu::updateable]\nimpl Make for Store { fn make(n: u32) -> Store { let _ = n; Store } }\n\
+        mod other { pub struct Store; impl Store { pub fn make(n: u32) -> Store { let _ = n; Store } } }\n\
+        type Alias = Store;\n\
+        use self::Store as Renamed;\n\
+        #[dsu::updateable]\nfn by_alias() -> Store { Alias::make(1) }\n\
+        #[dsu::updateable]\nfn by_rename() -> Store { Renamed::make(1) }\n\
+        #[dsu::updateable]\nfn by_trait() -> Store { <Store as Make>::make(1) }\n\
+        #[dsu::updateable]\nfn by_qself() -> Store { <Store>::make(1) }\n\
+        #[dsu::updateable]\nfn as_value() -> Vec<Store> { vec![1].into_iter().map(Store::make).collect() }\n\
+        #[dsu::updateable]\nfn elsewhere() -> other::Store { other::Store::make(1) }\n";
+    let new = old.replace("fn make(n: u32) -> Self; }", "fn make(n: u64) -> Self; }")
+        .replace("impl Make for Store { fn make(n: u32)", "impl Make for Store { fn make(n: u64)");
+    let r = cmp_main("routes-names-of", old, &new);
+    assert_eq!(paths(&r.signatures_changed), ["app::<Store as Make>::make"]);
+    assert_eq!(paths(&r.traits_changed), ["app::Make"]);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    // Conservative: `other::Store::make` is another type's function, but its type has the same
+    // name, so `elsewhere` is carried too (for nothing).
+    assert_eq!(
+        paths(&r.functions_carried),
+        ["app::by_alias", "app::by_rename", "app::by_trait", "app::by_qself", "app::as_value", "app::elsewhere"]
+    );
+}
