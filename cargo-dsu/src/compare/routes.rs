@@ -26,8 +26,8 @@
 //! Callers are found from syntax, conservatively, by name: a path ending in the function's name
 //! (`f(..)`, `m::f`, as a value too), for a method one whose segment before the name is its type,
 //! `Self` inside an impl of that type, its trait, or another name of the type (`use … as`, `type`
-//! aliases); a method call `.f(..)` whatever the receiver; the same shapes in macro input, read as
-//! tokens. A name may stand for another function: the cost is a function carried for nothing, or a
+//! aliases), unless that path resolves to another type of the set; a method call `.f(..)` whatever
+//! the receiver; the same shapes in macro input, read as tokens. A name may stand for another function: the cost is a function carried for nothing, or a
 //! refusal to read twice. A value's type is followed through the structs, enums and type aliases
 //! of the set, and through generic arguments.
 
@@ -51,6 +51,8 @@ struct Target {
     ident: String,
     /// For a method: the name of its impl's self type, and of the trait it implements.
     owner: Option<String>,
+    /// The self type, where the running revision's source says which it is.
+    owner_key: Option<ItemKey>,
     trait_name: Option<String>,
     has_receiver: bool,
     /// The old signature's shape (see [`shape`]), as a pointer to the function would be typed.
@@ -81,6 +83,9 @@ enum CodeKind {
 /// One function body of a revision.
 struct Code<'a> {
     key: ItemKey,
+    module: ModuleId,
+    /// The impl's self type, for a method.
+    self_ty: Option<&'a syn::Type>,
     at: ItemRef,
     kind: CodeKind,
     /// The name `Self` stands for in it: the impl's self type, or the trait of a provided method.
@@ -96,14 +101,14 @@ pub(crate) fn plan(old: &Revision, new: &Revision, old_statics: &Statics, report
     let new_code = code_of(new);
     let targets = targets(old, new, &old_code);
     let names = other_names(&old.tree).into_iter().chain(other_names(&new.tree)).fold(
-        BTreeMap::<String, BTreeSet<String>>::new(),
+        Names::new(),
         |mut m, (ty, alias)| {
             m.entry(ty).or_default().insert(alias);
             m
         },
     );
-    carry_callers(&targets, &new_code, &names, report);
-    refuse_fixed_callers(&targets, &old_code, new, &names, report);
+    carry_callers(&targets, &new_code, &names, &Resolver::new(&new.tree), report);
+    refuse_fixed_callers(&targets, &old_code, new, &names, &Resolver::new(&old.tree), report);
     let traits = changed_traits(old, new, report);
     let walker = Walker::new(old);
     refuse_live_state(&walker, old, old_statics, &targets, &traits, report);
@@ -132,6 +137,8 @@ fn code_of(rev: &Revision) -> Vec<Code<'_>> {
                     let path = dsu_syntax::stable_path(&module.path, FnOwner::Free, &f.sig.ident);
                     let key = ItemKey { unit: id.unit, path };
                     out.push(Code {
+                        module: id,
+                        self_ty: None,
                         at: at(&key.path, f.span()),
                         kind: kind_of(&key),
                         key,
@@ -146,6 +153,8 @@ fn code_of(rev: &Revision) -> Vec<Code<'_>> {
                         let syn::ImplItem::Fn(m) = ii else { continue };
                         let key = ItemKey { unit: id.unit, path: dsu_syntax::stable_path(&module.path, owner, &m.sig.ident) };
                         out.push(Code {
+                            module: id,
+                            self_ty: Some(&i.self_ty),
                             at: at(&key.path, m.span()),
                             kind: kind_of(&key),
                             key,
@@ -161,6 +170,8 @@ fn code_of(rev: &Revision) -> Vec<Code<'_>> {
                         let Some(body) = &m.default else { continue };
                         let key = ItemKey { unit: id.unit, path: format!("{}::{}::{}", module.path, t.ident, m.sig.ident) };
                         out.push(Code {
+                            module: id,
+                            self_ty: None,
                             at: at(&key.path, m.span()),
                             kind: CodeKind::Provided,
                             key,
@@ -190,6 +201,7 @@ fn type_name(ty: &syn::Type) -> Option<String> {
 /// The updateable functions of the older revision whose signature changed, or that the newer one
 /// removes (or leaves without a slot).
 fn targets(old: &Revision, new: &Revision, old_code: &[Code<'_>]) -> Vec<Target> {
+    let resolver = Resolver::new(&old.tree);
     let mut out = Vec::new();
     for code in old_code.iter().filter(|c| c.kind == CodeKind::Updateable) {
         let o = old.items.get(&code.key);
@@ -206,7 +218,12 @@ fn targets(old: &Revision, new: &Revision, old_code: &[Code<'_>]) -> Vec<Target>
             Some(ty) => (Some(ty.clone()), trait_of(&code.key.path)),
             None => (None, None),
         };
+        let owner_key = match code.self_ty {
+            Some(syn::Type::Path(p)) if p.qself.is_none() => resolver.resolve_type(code.module, &p.path),
+            _ => None,
+        };
         out.push(Target {
+            owner_key,
             key: code.key.clone(),
             ident: code.sig.ident.to_string(),
             has_receiver: code.sig.receiver().is_some(),
@@ -254,8 +271,11 @@ fn other_names(tree: &Tree) -> Vec<(String, String)> {
     out
 }
 
+/// Other names of types, by the type's name (see [`other_names`]).
+type Names = BTreeMap<String, BTreeSet<String>>;
+
 /// Whether `code` names `target` (see the module documentation for how).
-fn calls(code: &Code<'_>, target: &Target, names: &BTreeMap<String, BTreeSet<String>>) -> bool {
+fn calls(code: &Code<'_>, target: &Target, names: &Names, resolver: &Resolver<'_>) -> bool {
     let mut owners: BTreeSet<String> = BTreeSet::new();
     if let Some(owner) = &target.owner {
         owners.insert(owner.clone());
@@ -265,7 +285,7 @@ fn calls(code: &Code<'_>, target: &Target, names: &BTreeMap<String, BTreeSet<Str
             owners.insert("Self".into());
         }
     }
-    let mut finder = CallFinder { target, owners: &owners, found: false };
+    let mut finder = CallFinder { target, owners: &owners, resolver, module: code.module, found: false };
     finder.visit_block(code.body);
     finder.found
 }
@@ -274,25 +294,37 @@ struct CallFinder<'a> {
     target: &'a Target,
     /// The names the segment before a method's name may have (empty for a free function).
     owners: &'a BTreeSet<String>,
+    /// Resolves the type before a method's name, in the code's module.
+    resolver: &'a Resolver<'a>,
+    module: ModuleId,
     found: bool,
 }
 
 impl CallFinder<'_> {
-    /// Whether a path whose segments are `segments` names the target.
-    fn path_names(&self, segments: &[String]) -> bool {
-        match segments {
-            [.., last] if *last != self.target.ident => false,
-            _ if self.target.owner.is_none() => true,
-            [.., owner, _] => self.owners.contains(owner),
-            _ => false,
+    /// Whether the path `p` names the target: for a method, its type is the segment before the
+    /// name, by name, unless the source says that path is another type.
+    fn path_names(&self, p: &syn::Path) -> bool {
+        let n = p.segments.len();
+        if p.segments.last().is_none_or(|s| s.ident != self.target.ident) {
+            return false;
+        }
+        if self.target.owner.is_none() {
+            return true;
+        }
+        if n < 2 || !self.owners.contains(&p.segments[n - 2].ident.to_string()) {
+            return false;
+        }
+        let ty = syn::Path { leading_colon: p.leading_colon, segments: p.segments.iter().take(n - 1).cloned().collect() };
+        match (&self.target.owner_key, self.resolver.resolve_type(self.module, &ty)) {
+            (Some(owner), Some(named)) => *owner == named,
+            _ => true,
         }
     }
 }
 
 impl<'ast> Visit<'ast> for CallFinder<'_> {
     fn visit_path(&mut self, p: &'ast syn::Path) {
-        let segments: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
-        self.found |= self.path_names(&segments);
+        self.found |= self.path_names(p);
         syn::visit::visit_path(self, p);
     }
 
@@ -350,7 +382,8 @@ fn flatten_tokens(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
 fn carry_callers(
     targets: &[Target],
     new_code: &[Code<'_>],
-    names: &BTreeMap<String, BTreeSet<String>>,
+    names: &Names,
+    resolver: &Resolver<'_>,
     report: &mut Report,
 ) {
     let routed: BTreeSet<&str> = report.signatures_changed.iter().map(|r| r.path.as_str()).collect();
@@ -364,7 +397,7 @@ fn carry_callers(
             if routed.contains(path) || changed.contains(path) || carried.contains(&code.at) {
                 continue;
             }
-            if calls(code, t, names) {
+            if calls(code, t, names, resolver) {
                 carried.push(code.at.clone());
             }
         }
@@ -378,12 +411,13 @@ fn refuse_fixed_callers(
     targets: &[Target],
     old_code: &[Code<'_>],
     new: &Revision,
-    names: &BTreeMap<String, BTreeSet<String>>,
+    names: &Names,
+    resolver: &Resolver<'_>,
     report: &mut Report,
 ) {
     for t in targets.iter().filter(|t| !t.removed) {
         for code in old_code.iter().filter(|c| c.kind != CodeKind::Updateable) {
-            if !calls(code, t, names) {
+            if !calls(code, t, names, resolver) {
                 continue;
             }
             let why = match &code.kind {

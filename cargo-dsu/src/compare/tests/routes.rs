@@ -219,10 +219,9 @@ fn method_callers_are_found_through_other_names() {
     assert_eq!(paths(&r.signatures_changed), ["app::<Store as Make>::make"]);
     assert_eq!(paths(&r.traits_changed), ["app::Make"]);
     assert!(r.refusals.is_empty(), "{:?}", r.refusals);
-    // Conservative: `other::Store::make` is another type's function, but its type has the same
-    // name, so `elsewhere` is carried too (for nothing).
+    // `other::Store::make` is another type's function of that name: its path says so.
     assert_eq!(
         paths(&r.functions_carried),
-        ["app::by_alias", "app::by_rename", "app::by_trait", "app::by_qself", "app::as_value", "app::elsewhere"]
+        ["app::by_alias", "app::by_rename", "app::by_trait", "app::by_qself", "app::as_value"]
     );
 }
