@@ -443,9 +443,10 @@ fn refuse_fixed_callers(
 }
 
 /// The traits of both revisions whose method set changed (their methods' names and signatures,
-/// associated types and constants), by name; reported.
+/// associated types and constants, generics and supertraits), by name; reported.
 fn changed_traits(old: &Revision, new: &Revision, report: &mut Report) -> BTreeSet<String> {
-    fn method_sets(tree: &Tree) -> BTreeMap<(usize, String), (String, ItemRef)> {
+    /// Each trait's method set, the text of its supertraits, and where it is.
+    fn method_sets(tree: &Tree) -> BTreeMap<(usize, String), (String, String, ItemRef)> {
         let mut out = BTreeMap::new();
         for (id, module) in tree.modules() {
             for item in &module.items {
@@ -467,16 +468,39 @@ fn changed_traits(old: &Revision, new: &Revision, report: &mut Report) -> BTreeS
                     .collect();
                 let path = format!("{}::{}", module.path, t.ident);
                 let at = ItemRef { path: path.clone(), file: module.file.display().to_string(), line: t.span().start().line };
-                out.insert((id.unit, path), (format!("{} {}", t.generics.to_token_stream(), set.join(" ; ")), at));
+                // Supertraits' methods are in the vtable too.
+                let supertraits = t.supertraits.to_token_stream().to_string();
+                let set = format!("{} : {supertraits} {}", t.generics.to_token_stream(), set.join(" ; "));
+                out.insert((id.unit, path), (set, supertraits, at));
             }
         }
         out
     }
     let (old_sets, new_sets) = (method_sets(&old.tree), method_sets(&new.tree));
-    let mut changed = BTreeSet::new();
-    for (key, (set, at)) in &new_sets {
-        if old_sets.get(key).is_some_and(|(o, _)| o != set) {
-            changed.insert(key.1.rsplit("::").next().unwrap_or(&key.1).to_string());
+    let name = |key: &(usize, String)| key.1.rsplit("::").next().unwrap_or(&key.1).to_string();
+    let mut changed: BTreeSet<String> = new_sets
+        .iter()
+        .filter(|(key, (set, _, _))| old_sets.get(*key).is_some_and(|(o, _, _)| o != set))
+        .map(|(key, _)| name(key))
+        .collect();
+    // A trait whose supertrait changed has another vtable too.
+    loop {
+        let more: Vec<String> = new_sets
+            .iter()
+            .filter(|(key, (_, supertraits, _))| {
+                !changed.contains(&name(key))
+                    && old_sets.contains_key(*key)
+                    && supertraits.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|t| changed.contains(t))
+            })
+            .map(|(key, _)| name(key))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        changed.extend(more);
+    }
+    for (key, (_, _, at)) in &new_sets {
+        if changed.contains(&name(key)) && old_sets.contains_key(key) {
             report.traits_changed.push(at.clone());
         }
     }

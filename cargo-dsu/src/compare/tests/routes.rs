@@ -156,6 +156,17 @@ fn changed_trait_method_sets_are_refused_only_where_an_object_can_be_old() {
     assert_eq!(reasons.len(), 1, "{reasons:#?}");
     assert!(reasons[0].starts_with("state cell `app::PIPELINE` holds `dsu::State<Mutex<Pipeline>>`: `dyn Handler + Send` (through Pipeline.stages) is a trait object of `Handler`, whose method set changed"), "{}", reasons[0]);
 
+    // A trait whose supertrait changed: its objects' vtables change too.
+    let sub = format!(
+        "{TRAITS_V1}pub trait Named: Handler {{ fn label(&self) -> String; }}\n\
+         static NAMED: Mutex<Option<Box<dyn Named + Send>>> = Mutex::new(None);\n"
+    );
+    let r = cmp_main("routes-trait-super", &sub, &traits_v2(&sub));
+    assert_eq!(paths(&r.traits_changed), ["app::Handler", "app::Named"]);
+    let reasons = super::reasons(&r);
+    assert_eq!(reasons.len(), 1, "{reasons:#?}");
+    assert!(reasons[0].starts_with("static `app::NAMED` holds `Mutex<Option<Box<dyn Named + Send>>>`: `dyn Named + Send` is a trait object of `Named`"), "{}", reasons[0]);
+
     // `run` replaced in place with a trait object in its signature: the running program's
     // callers would hand it old objects.
     let v2 = traits_v2(TRAITS_V1).replace("{ h.handle(x) }", "{ h.handle(x) + 1 }");
