@@ -10,7 +10,8 @@
 //!   patch, even when its own text did not change (`functions_carried`, listed in the manifest as
 //!   carried: its compiled calls now go to the new function). A caller in the running revision that
 //!   no patch can switch (a plain function, a method left without a slot, a trait's provided
-//!   method) is refused, naming it;
+//!   method) is refused, naming it; the binary's `main` excepted, which set the program up once
+//!   (its change, like any plain function's, takes effect at the next start);
 //! * **live state.** A function pointer (or a `dyn Fn…`) of the old signature reachable from the
 //!   value type of a state cell (`dsu::State<T>`), a field cell (`dsu::Cell<T>`) or a static of the
 //!   running revision is refused, naming the holder and its type: a pointer stored there would keep
@@ -415,8 +416,18 @@ fn refuse_fixed_callers(
     resolver: &Resolver<'_>,
     report: &mut Report,
 ) {
+    let last_unit = new.tree.units.len().checked_sub(1);
+    // The binary's `main` is exempt: it ran once at start, and a program that changes how it
+    // sets itself up gets that at its next start, as with any change to a plain function (the
+    // report lists it among the changed functions that are not updateable).
+    let is_main = |code: &Code<'_>| {
+        code.kind == CodeKind::Plain
+            && Some(code.module.unit) == last_unit
+            && code.module.module == 0
+            && code.sig.ident == "main"
+    };
     for t in targets.iter().filter(|t| !t.removed) {
-        for code in old_code.iter().filter(|c| c.kind != CodeKind::Updateable) {
+        for code in old_code.iter().filter(|c| c.kind != CodeKind::Updateable && !is_main(c)) {
             if !calls(code, t, names, resolver) {
                 continue;
             }

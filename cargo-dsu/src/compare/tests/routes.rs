@@ -61,6 +61,27 @@ fn argument_names_are_not_a_signature() {
 }
 
 #[test]
+fn the_binarys_main_may_call_a_changed_constructor() {
+    // A server's `main` builds its state once; a constructor gaining a parameter changes that
+    // call, which takes effect at the next start, as any plain function's change does.
+    let old = "pub struct Server { port: u16 }\n\
+               #[dsu::updateable]\nimpl Server {\n    pub fn new(port: u16) -> Server { Server { port } }\n}\n\
+               fn main() { let s = Server::new(1); let _ = s.port; }\n\
+               mod inner { pub fn main() -> u16 { super::Server::new(2).port } }\n";
+    let new = old
+        .replace("pub fn new(port: u16) -> Server { Server { port } }", "pub fn new(port: u16, v6: bool) -> Server { let _ = v6; Server { port } }")
+        .replace("Server::new(1)", "Server::new(1, false)")
+        .replace("Server::new(2)", "Server::new(2, true)");
+    let r = cmp_main("routes-main", old, &new);
+    assert_eq!(paths(&r.signatures_changed), ["app::Server::new"]);
+    assert_eq!(paths(&r.non_updateable_changed), ["app::main", "app::inner::main"]);
+    // Only the crate root's `main` is the entry point: another function named `main` is refused.
+    let refused: Vec<&str> = r.refusals.iter().map(|x| x.reason.as_str()).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].starts_with("`app::inner::main` calls `app::Server::new`"), "{}", refused[0]);
+}
+
+#[test]
 fn a_caller_that_cannot_be_switched_is_refused_naming_it() {
     let old = "#[dsu::updateable]\nfn greet(n: &str) -> String { n.into() }\n\
                pub fn command(arg: &str) -> String { greet(arg) }\n\
