@@ -30,6 +30,8 @@ pub fn execute(db: &Db, args: &[Bytes], now: u64, out: &mut Vec<u8>) {
         incr(db, args, now, out)
     } else if is("PING") {
         ping(args, out)
+    } else if is("ECHO") {
+        echo(args, out)
     } else if is("INFO") {
         info(db, out)
     } else if is("DBSIZE") {
@@ -209,6 +211,15 @@ fn incr(db: &Db, args: &[Bytes], now: u64, out: &mut Vec<u8>) {
 fn ping(args: &[Bytes], out: &mut Vec<u8>) {
     match args {
         [_] => resp::simple(out, "PONG"),
+        [_, message] => resp::bulk(out, message),
+        _ => wrong_arity(args, out),
+    }
+}
+
+/// `ECHO message`: the message (what `redis-cli --pipe` sends last, to know all was read).
+#[dsu::updateable]
+fn echo(args: &[Bytes], out: &mut Vec<u8>) {
+    match args {
         [_, message] => resp::bulk(out, message),
         _ => wrong_arity(args, out),
     }

@@ -115,6 +115,7 @@ fn replies_redis_clients_expect() {
     let db = Db::new();
     assert_eq!(run(&db, "PING"), "+PONG\r\n");
     assert_eq!(run(&db, "PING hi"), "$2\r\nhi\r\n");
+    assert_eq!(run(&db, "ECHO hi"), "$2\r\nhi\r\n");
     assert_eq!(run(&db, "CONFIG GET save"), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
     assert_eq!(run(&db, "CONFIG GET appendonly"), "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
     assert_eq!(run(&db, "COMMAND DOCS"), "*0\r\n");
