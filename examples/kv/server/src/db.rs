@@ -101,6 +101,7 @@ impl Shard {
 
 /// Locks a shard. A handler that panicked while holding the lock left the shard consistent
 /// (every change to it is one map or index call), so the poison is ignored.
+#[dsu::updateable]
 pub fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
