@@ -239,7 +239,7 @@ fn item_attrs(item: &Item) -> &[syn::Attribute] {
 }
 
 /// Whether the token text `text` names `ident` as a whole token.
-fn mentions(text: &str, ident: &str) -> bool {
+pub(super) fn mentions(text: &str, ident: &str) -> bool {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|t| t == ident)
 }
 
@@ -520,7 +520,11 @@ impl<'a> Planner<'a> {
 
     fn write_old_definition(&mut self, t: &Planned<'a>, ok: &BTreeSet<ItemKey>) {
         let text = generate::old_definition(t.old, &mut self.old_namer(t.old_module, t.module, true, ok));
-        self.gen.code(t.module).old_defs.push_str(&text);
+        let uses = generate::old_imports(&self.old.tree.module(t.old_module).items, &text);
+        let code = self.gen.code(t.module);
+        code.old_defs.push_str(&text);
+        code.old_idents.insert(t.key.ident().to_string());
+        code.old_uses.extend(uses);
     }
 
     /// Decides which types of `planned` have an inverse transformer, derives the asked-for ones
