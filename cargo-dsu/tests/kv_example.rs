@@ -74,31 +74,6 @@ fn files_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-/// Makes `dir` hold exactly `files` (besides `.git` and `target`), writing only what differs, so
-/// builds there stay incremental.
-fn sync(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(dir).unwrap().to_path_buf();
-            if rel == Path::new(".git") || rel == Path::new("target") {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if !files.contains_key(&rel) {
-                std::fs::remove_file(&path).unwrap();
-            }
-        }
-    }
-    for (rel, content) in files {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        write_if_changed(&path, content);
-    }
-}
-
 /// The example's release history as a git repository at `dir`, by `KV.md`'s recipe: the example
 /// minus `releases/` and `target/`, its runtime path made absolute, committed and tagged `r1`;
 /// then each overlay of `releases/NN-slug/` in order (its files written over, its `DELETE` paths
@@ -112,7 +87,7 @@ fn release_repo(dir: &Path) -> Vec<Release> {
     assert!(manifest.contains("path = \"../../runtime\""), "the runtime's path, once, in {manifest}");
     files.insert("Cargo.toml".into(), manifest.replace("path = \"../../runtime\"", &runtime).into_bytes());
     files.insert(".gitignore".into(), b"/target\n".to_vec());
-    sync(dir, &files);
+    sync_tree(dir, &files);
     commit_as(dir, "r1", "r1");
     let mut releases = vec![Release { tag: "r1".into(), rollback: false }];
     let mut overlays: Vec<PathBuf> =
@@ -146,7 +121,7 @@ fn release_repo(dir: &Path) -> Vec<Release> {
         }
         let tag = format!("r{n}");
         assert_eq!(tag, format!("r{}", releases.len() + 1), "releases numbered in order");
-        sync(dir, &files);
+        sync_tree(dir, &files);
         commit_as(dir, &message.unwrap_or_else(|| panic!("{name}: no message")), &tag);
         releases.push(Release { tag, rollback });
     }
