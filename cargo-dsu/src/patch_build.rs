@@ -49,6 +49,9 @@ pub struct PatchOptions {
     pub insertions: Vec<Insertion>,
     /// Functions routed by the patch (see `dsu_abi::Manifest::routed`).
     pub routed: Vec<String>,
+    /// Functions the patch switches although their code did not change (see
+    /// `dsu_abi::Manifest::carried`).
+    pub carried: Vec<String>,
     /// The transformer functions the patch compiles, by cfg value (`Report::transformer_cfgs`:
     /// `--cfg dsu_transform="Entry::upgrade"`); every other transformer in the source, those of
     /// earlier releases included, is left out.
@@ -70,6 +73,7 @@ impl PatchOptions {
             output: output.into(),
             insertions: Vec::new(),
             routed: Vec::new(),
+            carried: Vec::new(),
             transformers: Vec::new(),
             signing_key: None,
         })
@@ -138,6 +142,7 @@ pub fn build_patch(record: &BuildRecord, opts: &PatchOptions) -> Result<PathBuf>
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         routed: opts.routed.clone(),
+        carried: opts.carried.clone(),
     });
     let blob_file = work.root.join("header.bin");
     std::fs::write(&blob_file, &blob)?;
@@ -533,7 +538,7 @@ fn bin_command(
     write!(
         source,
         "\n// Appended by cargo-dsu: the patch header and manifest.\n\
-         #[doc(hidden)]\n#[used]\n#[no_mangle]\n#[allow(non_upper_case_globals)]\n\
+         #[doc(hidden)]\n#[used]\n#[unsafe(no_mangle)]\n#[allow(non_upper_case_globals)]\n\
          pub static {sym}: [u8; include_bytes!(env!(\"{env}\")).len()] = \
          *include_bytes!(env!(\"{env}\"));\n",
         sym = dsu_abi::HEADER_SYMBOL,

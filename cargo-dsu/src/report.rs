@@ -53,6 +53,21 @@ pub fn render(r: &Report) -> String {
         " (their signature mentions a changed type: callers in the running program keep the old version)",
     );
     section(
+        "signature changed: routed",
+        &r.signatures_changed,
+        " (a new function to the running program: code running the old version keeps calling it)",
+    );
+    section(
+        "carried: calls a function whose signature changed",
+        &r.functions_carried,
+        " (its code did not change; the patch switches it so its calls reach the new version)",
+    );
+    section(
+        "traits whose method set changed",
+        &r.traits_changed,
+        " (no trait object of them is held where the new code could meet it)",
+    );
+    section(
         "statics whose initial value changed",
         &r.statics_kept,
         " (the patch shares the running program's instance, which keeps its value)",

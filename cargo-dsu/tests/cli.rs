@@ -130,9 +130,18 @@ fn assert_refused(range: &str, expected: &[&str]) {
     assert!(out.stdout.is_empty(), "no patch path printed");
 }
 
+/// `greet`'s signature changes: routed, but its caller `command` is a plain function, whose copy
+/// in the running program would keep calling the old version.
 #[test]
-fn refuses_changed_signature() {
-    assert_refused("v1..bad-signature", &["src/greeting.rs:12", "signature of `app::greeting::greet` changed"]);
+fn refuses_changed_signature_with_a_caller_that_cannot_be_switched() {
+    assert_refused(
+        "v1..bad-signature",
+        &[
+            "signature changed: routed (1)",
+            "src/greeting.rs:6: `app::greeting::command` calls `app::greeting::greet`, whose signature \
+             changed (was `fn greet(&str) -> String`), but it is not #[dsu::updateable]",
+        ],
+    );
 }
 
 #[test]

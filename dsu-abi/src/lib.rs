@@ -30,8 +30,9 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// types it cannot check ([`CELL_RECORDS_MINOR`]). 1.3: the build identity's trusted keys
 /// ([`BuildIdentity::trust`]) and the manifest's creation time; the file ends in a seal
 /// ([`seal`]). 1.4: one [`FieldCellInfo`] record per `dsu::Cell<T>` type the set's code names
-/// ([`FIELD_CELL_PREFIX`]), and field-cell transforms ([`FIELD_TRANSFORM_PREFIX`]).
-pub const FORMAT_MINOR: u16 = 4;
+/// ([`FIELD_CELL_PREFIX`]), and field-cell transforms ([`FIELD_TRANSFORM_PREFIX`]). 1.5: carried
+/// functions in the manifest ([`Manifest::carried`]).
+pub const FORMAT_MINOR: u16 = 5;
 /// The first minor version whose patches carry a [`CellInfo`] record for every state cell.
 pub const CELL_RECORDS_MINOR: u16 = 2;
 
@@ -661,8 +662,13 @@ pub struct Manifest {
     pub created_at: u64,
     /// Functions whose signature changes with a type the patch changes (format 1.1). For these,
     /// callers compiled against the old layout keep the old version; only copies of the slot
-    /// with the new signature switch.
+    /// with the new signature switch. A function whose own signature changed is routed too: to
+    /// the runtime it is a new function under the old path.
     pub routed: Vec<String>,
+    /// Functions the patch switches although their code did not change (format 1.5): they call a
+    /// function whose signature changed, and their compiled calls now go to its new version. A
+    /// carried function keeps its signature; the loader checks it as any other.
+    pub carried: Vec<String>,
 }
 
 /// Bytes of the fixed header: magic, major, minor, flags, manifest length.
@@ -724,6 +730,11 @@ pub fn encode_patch_blob(manifest: &Manifest) -> Vec<u8> {
         body.extend_from_slice(r.as_bytes());
     }
     body.extend_from_slice(&manifest.created_at.to_le_bytes());
+    body.extend_from_slice(&(manifest.carried.len() as u32).to_le_bytes());
+    for c in &manifest.carried {
+        body.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        body.extend_from_slice(c.as_bytes());
+    }
 
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&PATCH_MAGIC);
@@ -778,17 +789,22 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
         created_by: take!("created by")?,
         created_at: 0,
         routed: Vec::new(),
+        carried: Vec::new(),
     };
-    // 1.1: routed functions (absent in 1.0 patches).
-    if header.minor >= 1 {
+    fn take_list(rest: &mut &[u8], what: &'static str, out: &mut Vec<String>) -> Result<(), DecodeError> {
         if rest.len() < 4 {
             return Err(DecodeError::Truncated { needed: 4, found: rest.len() });
         }
         let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        rest = &rest[4..];
+        *rest = &rest[4..];
         for _ in 0..n {
-            manifest.routed.push(take!("routed function")?);
+            out.push(take_from(rest, what)?);
         }
+        Ok(())
+    }
+    // 1.1: routed functions (absent in 1.0 patches).
+    if header.minor >= 1 {
+        take_list(&mut rest, "routed function", &mut manifest.routed)?;
     }
     // 1.3: the creation time.
     if header.minor >= 3 {
@@ -796,6 +812,11 @@ pub fn decode_patch_blob(bytes: &[u8]) -> Result<(PatchHeader, Manifest), Decode
             return Err(DecodeError::Truncated { needed: 8, found: rest.len() });
         }
         manifest.created_at = u64::from_le_bytes(rest[..8].try_into().unwrap());
+        rest = &rest[8..];
+    }
+    // 1.5: carried functions.
+    if header.minor >= 5 {
+        take_list(&mut rest, "carried function", &mut manifest.carried)?;
     }
     // Fields appended by later minor versions follow here and are ignored.
     Ok((header, manifest))
@@ -828,6 +849,7 @@ mod tests {
             created_by: "dsu 0.1.0".into(),
             created_at: 1_700_000_000,
             routed: alloc::vec!["app::describe".into()],
+            carried: alloc::vec!["app::handle".into(), "app::Store::get".into()],
         };
         let blob = encode_patch_blob(&m);
         let (h, back) = decode_patch_blob(&blob).unwrap();

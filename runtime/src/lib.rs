@@ -129,8 +129,9 @@
 //!   every update up until the timeout.
 //! * Type changes are supported for types and state cells in any module of any crate of the
 //!   program's updateable set (the binary's crate and the library crates it reaches through path
-//!   dependencies). A function whose signature mentions a changed type is routed: code compiled for the old layout keeps calling
-//!   the old version, code compiled for the new one calls the new version.
+//!   dependencies). A function whose signature mentions a changed type, or whose signature
+//!   changed, is routed: code compiled for the old signature keeps calling the old version, code
+//!   compiled for the new one calls the new version.
 //! * A state transform copies every value (the old one stays untouched until the update
 //!   commits, then is freed): see `docs/PERFORMANCE.md` for its throughput.
 //! * Field cells are found by the type of their value: code that is not updateable and reads a

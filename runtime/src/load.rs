@@ -5,7 +5,8 @@
 //! 2. it exports the header symbol; the fixed header (magic, format major) is checked before the
 //!    manifest is decoded;
 //! 3. the manifest's build identity equals the running version's, field by field;
-//! 4. every function in its table has the signature fingerprint of the live slot of that path;
+//! 4. every function in its table has the signature fingerprint of the live slot of that path,
+//!    unless the manifest routes it (a new function under the old path);
 //! 5. every state cell its code reaches (one `__dsu_state_*` record per cell, format 1.2) will
 //!    hold the type that code was compiled for: the type the cell holds, or the one the patch's
 //!    transform of the cell makes of it (`CellType` otherwise); and every live field cell
@@ -47,9 +48,12 @@ pub struct LoadReport {
     /// The value types of field cells (`dsu::Cell`) the patch transforms, as it names the new
     /// types: every live cell holding the old one is transformed when it is applied.
     pub field_cells: Vec<String>,
-    /// Functions whose signature changes with a changed type: callers compiled for the old
-    /// layout keep the old version.
+    /// Functions whose signature changes, with a changed type or their own: callers compiled
+    /// for the old signature keep the old version.
     pub routed: Vec<String>,
+    /// Functions whose code did not change that the patch switches anyway: they call a function
+    /// whose signature changed (also in `changed`).
+    pub carried: Vec<String>,
     /// The update round the patch joined: what [`LoadReport::outcome`] and [`LoadReport::wait`]
     /// ask about.
     pub round: u64,
@@ -236,9 +240,11 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
     let mut added = Vec::new();
     for (_, _, info) in &table {
         let routed = manifest.routed.iter().any(|r| r == info.path);
+        let carried = manifest.carried.iter().any(|c| c == info.path);
         match rt.expected_fn(info.path) {
-            // A routed function changes signature with a changed type: old callers keep the old
-            // version, which the runtime leaves in their slots.
+            // A routed function changes signature (its own, or with a changed type): to the
+            // runtime it is a new function under the old path. Old callers keep the old version,
+            // which the runtime leaves in the slot copies of the old signature.
             Some((signature, _)) if signature != info.signature && routed => {
                 changed.push(info.path.to_string())
             }
@@ -250,7 +256,8 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
                     patch: info.signature,
                 });
             }
-            Some((_, body)) if body != info.body => changed.push(info.path.to_string()),
+            // A carried function calls one whose signature changed: same code, other calls.
+            Some((_, body)) if body != info.body || carried => changed.push(info.path.to_string()),
             Some(_) => {}
             None => added.push(info.path.to_string()),
         }
@@ -366,6 +373,7 @@ fn verify_and_queue(path: PathBuf) -> Result<LoadReport, Error> {
         cells: cells.iter().filter(|c| !c.is_field()).map(|c| c.name.to_string()).collect(),
         field_cells: cells.iter().filter(|c| c.is_field()).map(|c| c.name.to_string()).collect(),
         routed: manifest.routed.clone(),
+        carried: manifest.carried.clone(),
         round: 0,
     };
     rt.queue(PreparedPatch { path, target, functions, cells, inverse });

@@ -71,7 +71,7 @@ fn scan(tree: &Tree) -> CellRecords {
     for (id, module) in tree.modules() {
         for item in &module.items {
             let Item::Static(s) = item else { continue };
-            if let Some(symbol) = export_name(&s.attrs) {
+            if let Some(symbol) = super::statics::own_symbol(&s.attrs, &s.ident) {
                 if symbol.starts_with(dsu_abi::STATE_CELL_PREFIX) || symbol.starts_with(dsu_abi::FIELD_CELL_PREFIX) {
                     present.insert(symbol);
                 }
@@ -150,7 +150,7 @@ fn write_record(out: &mut String, symbol: &str, cell: &Cell, name: &str) {
     let n = name.len() + cell.type_text.len();
     let _ = writeln!(
         out,
-        "{cfgs}#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+        "{cfgs}#[doc(hidden)]\n#[used]\n#[unsafe(export_name = {symbol:?})]\n\
          static __DSU_STATE_{ident}: ::dsu::__private::CellInfo<{n}> = \
          ::dsu::__private::CellInfo::new::<{ty}>({name:?}, {text:?});",
         ident = cell.ident,
@@ -165,7 +165,7 @@ fn write_field_record(out: &mut String, symbol: &str, cell: &FieldCell, place: &
     let n = place.len() + cell.type_text.len();
     let _ = writeln!(
         out,
-        "{cfgs}#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+        "{cfgs}#[doc(hidden)]\n#[used]\n#[unsafe(export_name = {symbol:?})]\n\
          static {ident}: ::dsu::__private::FieldCellInfo<{n}> = \
          ::dsu::__private::FieldCellInfo::new::<{ty}>({place:?}, {text:?});",
         ident = static_ident("__DSU_FIELD_CELL_", symbol),
@@ -178,17 +178,6 @@ fn write_field_record(out: &mut String, symbol: &str, cell: &FieldCell, place: &
 fn static_ident(prefix: &str, symbol: &str) -> String {
     let hash = symbol.rsplit('_').next().unwrap_or(symbol);
     format!("{prefix}{}", hash.to_uppercase())
-}
-
-/// The `export_name` an item's attributes give it.
-fn export_name(attrs: &[syn::Attribute]) -> Option<String> {
-    attrs.iter().find_map(|a| match &a.meta {
-        syn::Meta::NameValue(nv) if nv.path.is_ident("export_name") => match &nv.value {
-            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
-            _ => None,
-        },
-        _ => None,
-    })
 }
 
 /// A type's tokens as a person writes them: `Mutex<HashMap<String, Entry>>`.
@@ -236,7 +225,7 @@ pub(crate) fn field_cells(tree: &Tree) -> Vec<FieldCell> {
             match item {
                 // An inline module's items are its own module's.
                 Item::Mod(m) if m.content.is_some() => continue,
-                Item::Static(s) if export_name(&s.attrs).is_some_and(|e| e.starts_with("__dsu_")) => continue,
+                Item::Static(s) if super::statics::own_symbol(&s.attrs, &s.ident).is_some_and(|e| e.starts_with("__dsu_")) => continue,
                 _ => {}
             }
             let mut finder = Finder {
@@ -647,7 +636,7 @@ fn write_field_transform(plan: &mut FieldPlan<'_, '_>, old_key: &str, cell: &Fie
         let symbol = dsu_abi::field_transform_symbol(prefix, old_key);
         let _ = writeln!(
             code,
-            "{cfgs}#[doc(hidden)]\n#[used]\n#[export_name = {symbol:?}]\n\
+            "{cfgs}#[doc(hidden)]\n#[used]\n#[unsafe(export_name = {symbol:?})]\n\
              static {ident}: ::dsu::__private::CellTransform = \
              ::dsu::__private::CellTransform::field::<{from}, {to}>({shown:?});",
             ident = static_ident(kind, &symbol),
@@ -738,7 +727,7 @@ mod tests {
         let found = records(&units, &dir).unwrap();
         assert!(found.refusals.is_empty(), "{:?}", found.refusals);
         let text: String = found.insertions.iter().map(|i| i.text.as_str()).collect();
-        assert_eq!(text.matches("#[export_name = \"__dsu_state_n\"]").count(), 1, "{text}");
+        assert_eq!(text.matches("#[unsafe(export_name = \"__dsu_state_n\")]").count(), 1, "{text}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

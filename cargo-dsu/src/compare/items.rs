@@ -37,6 +37,9 @@ pub struct Entry {
     pub head: String,
     /// Behaviour tokens of the whole item.
     pub whole: String,
+    /// For a function, what its callers depend on: [`Entry::head`] with the argument patterns
+    /// left out (`fn f(n: u32)` and `fn f(count: u32)` are one signature); otherwise the head.
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +68,10 @@ impl Items {
         let mut items = Items::default();
         for (id, module) in tree.modules() {
             let file = module.file.display().to_string();
-            let mut add = |path: String, span: proc_macro2::Span, kind, head: String, whole: String| {
+            let mut add = |path: String, span: proc_macro2::Span, kind, head: String, whole: String, signature| {
                 let at = ItemRef { path: path.clone(), file: file.clone(), line: span.start().line };
-                items.0.insert(ItemKey { unit: id.unit, path }, Entry { at, module: id, kind, head, whole });
+                let entry = Entry { at, module: id, kind, head, whole, signature };
+                items.0.insert(ItemKey { unit: id.unit, path }, entry);
             };
             for item in &module.items {
                 collect_item(item, &module.path, &mut add);
@@ -106,12 +110,26 @@ fn layout_tokens(item: &Item) -> String {
     behaviour_tokens(&item)
 }
 
+/// The behaviour tokens of a function's signature as its callers see it: its argument patterns
+/// (names, `mut` bindings) are the body's business, and left out.
+pub fn signature_tokens(sig: &syn::Signature) -> String {
+    let mut sig = sig.clone();
+    for input in &mut sig.inputs {
+        match input {
+            syn::FnArg::Typed(t) => *t.pat = syn::parse_quote!(_),
+            syn::FnArg::Receiver(r) if r.reference.is_none() => r.mutability = None,
+            syn::FnArg::Receiver(_) => {}
+        }
+    }
+    behaviour_tokens(&sig)
+}
+
 /// Adds the items of interest `item` holds (a function, each method of an impl, a static, a
 /// type). Inline modules are modules of their own.
 fn collect_item(
     item: &Item,
     module: &str,
-    add: &mut impl FnMut(String, proc_macro2::Span, Kind, String, String),
+    add: &mut impl FnMut(String, proc_macro2::Span, Kind, String, String, String),
 ) {
     match item {
         // Transformers exist only in patches and are not part of the program's code.
@@ -119,7 +137,7 @@ fn collect_item(
         Item::Fn(f) => {
             let kind = if dsu_syntax::is_updateable(&f.attrs) { Kind::UpdateableFn } else { Kind::PlainFn };
             let path = dsu_syntax::stable_path(module, FnOwner::Free, &f.sig.ident);
-            add(path, f.span(), kind, behaviour_tokens(&f.sig), behaviour_tokens(f));
+            add(path, f.span(), kind, behaviour_tokens(&f.sig), behaviour_tokens(f), signature_tokens(&f.sig));
         }
         Item::Impl(i) => {
             let owner = FnOwner::of_impl(i);
@@ -137,12 +155,13 @@ fn collect_item(
                 };
                 let head = format!("{context} {}", behaviour_tokens(&m.sig));
                 let whole = format!("{context} {}", behaviour_tokens(m));
-                add(dsu_syntax::stable_path(module, owner, &m.sig.ident), m.span(), kind, head, whole);
+                let signature = format!("{context} {}", signature_tokens(&m.sig));
+                add(dsu_syntax::stable_path(module, owner, &m.sig.ident), m.span(), kind, head, whole, signature);
             }
         }
         Item::Static(s) => {
             let text = behaviour_tokens(s);
-            add(format!("{module}::{}", s.ident), s.span(), Kind::Static, text.clone(), text);
+            add(format!("{module}::{}", s.ident), s.span(), Kind::Static, text.clone(), text.clone(), text);
         }
         Item::Struct(s) => add(
             format!("{module}::{}", s.ident),
@@ -150,6 +169,7 @@ fn collect_item(
             Kind::Type,
             layout_tokens(item),
             behaviour_tokens(item),
+            layout_tokens(item),
         ),
         Item::Enum(e) => add(
             format!("{module}::{}", e.ident),
@@ -157,6 +177,7 @@ fn collect_item(
             Kind::Type,
             layout_tokens(item),
             behaviour_tokens(item),
+            layout_tokens(item),
         ),
         Item::Union(u) => add(
             format!("{module}::{}", u.ident),
@@ -164,15 +185,16 @@ fn collect_item(
             Kind::Type,
             layout_tokens(item),
             behaviour_tokens(item),
+            layout_tokens(item),
         ),
         _ => {}
     }
 }
 
-/// An updateable function present in both revisions keeps its signature (old callers would
-/// otherwise reach new code with the old calling convention); its body may change. A method
-/// that cannot be updateable may not change at all. Others are reported as added, removed, or
-/// changed without a slot.
+/// An updateable function present in both revisions whose signature changed is a new function
+/// to the patch (`Report::signatures_changed`: routed, its callers carried or refused by
+/// `routes.rs`); one whose body changed is replaced. A method that cannot be updateable may not
+/// change at all. Others are reported as added, removed, or changed without a slot.
 pub fn compare_functions(old: &Items, new: &Items, report: &mut Report) {
     for (key, n) in new.0.iter().filter(|(_, e)| e.kind.is_fn()) {
         let path = &key.path;
@@ -183,13 +205,11 @@ pub fn compare_functions(old: &Items, new: &Items, report: &mut Report) {
             continue;
         };
         match (&n.kind, &o.kind) {
-            (Kind::UpdateableFn, Kind::UpdateableFn) if o.head != n.head => report.refusals.push(refusal(
-                &n.at,
-                format!(
-                    "signature of `{path}` changed: old callers would still reach the new code \
-                     with the old signature; keep the old signature and add a new function"
-                ),
-            )),
+            // Old callers would reach the new code with the old calling convention: the new
+            // version gets slots of its own (the runtime keeps copies by signature).
+            (Kind::UpdateableFn, Kind::UpdateableFn) if o.signature != n.signature => {
+                report.signatures_changed.push(n.at.clone())
+            }
             (Kind::UpdateableFn, Kind::UpdateableFn) if o.whole != n.whole => {
                 report.functions_changed.push(n.at.clone())
             }

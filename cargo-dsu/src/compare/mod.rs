@@ -10,6 +10,9 @@
 //!
 //! * `items.rs`: the items of interest of each crate, and the changes of functions and statics;
 //! * `types.rs`: what a changed type needs (transformers, routing, refusals);
+//! * `routes.rs`: what a changed signature, a removed function or a changed trait needs: the
+//!   callers the patch carries, and the callers and live state that would keep the old version
+//!   (refused);
 //! * `resolve.rs`: which type a path in a module names, across modules and crates;
 //! * `generate.rs`: the code a type change inserts (old definitions, derived transformers, cell
 //!   transforms), as [`Insertion`]s into the newer revision's files;
@@ -28,6 +31,7 @@ pub mod deps;
 mod generate;
 mod items;
 mod resolve;
+mod routes;
 pub mod statics;
 mod tree;
 mod types;
@@ -102,6 +106,15 @@ pub struct Report {
     /// Updateable functions whose signature mentions a changed type: callers compiled for the
     /// old layout keep the old version.
     pub functions_routed: Vec<ItemRef>,
+    /// Updateable functions whose signature changed: routed, a new function to the runtime (code
+    /// running the old version keeps calling it; every caller the patch carries calls this one).
+    pub signatures_changed: Vec<ItemRef>,
+    /// Updateable functions whose own code did not change but which call a function whose
+    /// signature changed: the patch switches them too, so their calls go to the new function.
+    pub functions_carried: Vec<ItemRef>,
+    /// Traits whose method set changed (allowed unless a trait object of one is held where the
+    /// new code could meet it: refused).
+    pub traits_changed: Vec<ItemRef>,
     /// Changed types (of `types_changed`) that also have an inverse transformer,
     /// `#[dsu::transform(to = dsu_old::T)]`: their values can be moved back to the old layout.
     pub types_reversible: Vec<ItemRef>,
@@ -134,7 +147,26 @@ impl Report {
     pub fn is_empty_change(&self) -> bool {
         self.functions_changed.is_empty()
             && self.functions_added.is_empty()
+            && self.signatures_changed.is_empty()
+            && self.functions_carried.is_empty()
             && self.cells_transformed.is_empty()
+    }
+}
+
+impl Report {
+    /// The functions the manifest lists as routed (`dsu_abi::Manifest::routed`): those whose
+    /// signature mentions a changed type, and those whose signature changed.
+    pub fn manifest_routed(&self) -> Vec<String> {
+        let mut paths: Vec<String> =
+            self.functions_routed.iter().chain(&self.signatures_changed).map(|f| f.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// The functions the manifest lists as carried (`dsu_abi::Manifest::carried`).
+    pub fn manifest_carried(&self) -> Vec<String> {
+        self.functions_carried.iter().map(|f| f.path.clone()).collect()
     }
 }
 
@@ -166,11 +198,13 @@ pub fn compare(units: &[CrateUnit], old_root: &Path, new_root: &Path) -> Result<
     }
     let mut report = Report::default();
     items::compare_functions(&old.items, &new.items, &mut report);
-    let changed = items::changed_types(&old.items, &new.items);
+    let mut changed = items::changed_types(&old.items, &new.items);
+    changed.extend(types::enclosing(&old, &new, &changed));
     let changed_set = changed.iter().cloned().collect();
-    statics::compare(units, (&old, old_root), (&new, new_root), &changed_set, &mut report)?;
+    let old_statics = statics::compare(units, (&old, old_root), (&new, new_root), &changed_set, &mut report)?;
     report.types_changed = changed.iter().map(|k| new.items.get(k).at.clone()).collect();
     report.generated = types::plan(&old, &new, &changed, &mut report);
+    routes::plan(&old, &new, &old_statics, &mut report);
     report.refusals.extend(cells::refusals(&new.tree));
     cells::refuse_two_ways(&old, &new, &changed, &mut report);
     report.crates_changed = items::crates_changed(&old.tree, &new.tree);
@@ -187,6 +221,9 @@ fn sort(report: &mut Report) {
         &mut report.types_changed,
         &mut report.cells_transformed,
         &mut report.functions_routed,
+        &mut report.signatures_changed,
+        &mut report.functions_carried,
+        &mut report.traits_changed,
         &mut report.types_reversible,
         &mut report.cells_reversible,
         &mut report.transformers,

@@ -383,7 +383,7 @@ impl<'ast> Visit<'ast> for BodyVisitor<'_, '_> {
 }
 
 /// The name `#[no_mangle]` or `#[export_name = "…"]` (either in `unsafe(…)`) gives an item.
-fn own_symbol(attrs: &[Attribute], ident: &syn::Ident) -> Option<String> {
+pub(crate) fn own_symbol(attrs: &[Attribute], ident: &syn::Ident) -> Option<String> {
     for attr in attrs {
         let meta = if attr.path().is_ident("unsafe") {
             match attr.parse_args::<syn::Meta>() {
@@ -923,14 +923,15 @@ fn declaration(f: &Found, layout: &Layout, has_dsu: bool) -> String {
 /// of `units`: a static whose kind or type changed (unless neither revision's holds state),
 /// or whose type mentions a type whose layout changes (`changed`), unless it is a state cell; a
 /// state cell whose type or name changed. A shared static whose initial value changed keeps the
-/// running program's value: reported. Added and removed statics need nothing.
+/// running program's value: reported. Added and removed statics need nothing. Returns the statics
+/// of the older revision (what `routes.rs` checks live state in).
 pub(crate) fn compare(
     units: &[CrateUnit],
     old: (&super::Revision, &Path),
     new: (&super::Revision, &Path),
     changed: &BTreeSet<super::items::ItemKey>,
     report: &mut Report,
-) -> Result<()> {
+) -> Result<Statics> {
     let old_statics = Statics::find(&old.0.tree, units, old.1)?;
     let new_statics = Statics::find(&new.0.tree, units, new.1)?;
     let resolver = super::resolve::Resolver::new(&new.0.tree);
@@ -979,7 +980,7 @@ pub(crate) fn compare(
             }
         }
     }
-    Ok(())
+    Ok(old_statics)
 }
 
 /// Statics of the running revision (`old`) that the program's build does not have: an earlier

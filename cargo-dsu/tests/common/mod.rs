@@ -159,8 +159,17 @@ impl Host {
 
     /// Starts `binary` with `args`.
     pub fn start_with_args(binary: &Path, args: &[&str]) -> Host {
-        let mut child = Command::new(binary)
-            .args(args)
+        Host::start_command(Command::new(binary).args(args), binary)
+    }
+
+    /// Starts `binary` with `args` in the directory `dir`, where it finds what it names by
+    /// relative paths (a control socket, say).
+    pub fn start_in(dir: &Path, binary: &Path, args: &[&str]) -> Host {
+        Host::start_command(Command::new(binary).args(args).current_dir(dir), binary)
+    }
+
+    fn start_command(command: &mut Command, binary: &Path) -> Host {
+        let mut child = command
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -267,6 +276,13 @@ pub fn write_tree_with(dir: &Path, name: impl AsRef<Path>, version: &str, replac
             *content = text.into_bytes();
         }
     }
+    sync_tree(dir, &files);
+}
+
+/// Makes `dir` hold `files` (by path relative to it): files are rewritten only when they differ,
+/// so builds stay incremental, and other files are removed (`.git`, `.gitignore` and `target`
+/// are left alone).
+pub fn sync_tree(dir: &Path, files: &std::collections::BTreeMap<PathBuf, Vec<u8>>) {
     let mut present = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -289,7 +305,7 @@ pub fn write_tree_with(dir: &Path, name: impl AsRef<Path>, version: &str, replac
             std::fs::remove_file(dir.join(rel)).unwrap();
         }
     }
-    for (rel, content) in &files {
+    for (rel, content) in files {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         write_if_changed(&path, content);

@@ -114,16 +114,16 @@ const MAIN: &str = "use std::sync::Mutex;\nuse core_logic::Entry;\nuse dsu::Cell
     #[dsu::updateable]\nfn total() -> usize { CELLS.with(|c| c.lock().unwrap().len()) + core_logic::count() }\n\
     fn main() { let _ = total(); }\n";
 
-fn rustc(dir: &Path, args: &[&str]) {
-    let out = rustc_output(dir, args);
+fn rustc(dir: &Path, edition: &str, args: &[&str]) {
+    let out = rustc_output(dir, edition, args);
     assert!(out.status.success(), "rustc {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn rustc_output(dir: &Path, args: &[&str]) -> std::process::Output {
+fn rustc_output(dir: &Path, edition: &str, args: &[&str]) -> std::process::Output {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     Command::new(rustc)
         .current_dir(dir)
-        .args(["--edition", "2021", "--out-dir", "out", "-L", "out"])
+        .args(["--edition", edition, "--out-dir", "out", "-L", "out"])
         .args(args)
         .output()
         .unwrap()
@@ -133,14 +133,14 @@ fn rustc_output(dir: &Path, args: &[&str]) -> std::process::Output {
 fn stand_in(dir: &Path) {
     std::fs::write(dir.join("macros.rs"), MACROS).unwrap();
     std::fs::write(dir.join("dsu.rs"), DSU).unwrap();
-    rustc(dir, &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
+    rustc(dir, "2021", &["--crate-type", "proc-macro", "--crate-name", "dsu_stand_in_macros", "macros.rs"]);
     let macros = std::fs::read_dir(dir.join("out"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().contains("dsu_stand_in_macros"))
         .unwrap();
     let macros = format!("dsu_stand_in_macros={}", macros.display());
-    rustc(dir, &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
+    rustc(dir, "2021", &["--crate-type", "rlib", "--crate-name", "dsu", "dsu.rs", "--extern", &macros]);
 }
 
 /// A derived transformer takes values of the new type apart (moves fields out of it, builds it
@@ -168,6 +168,7 @@ fn a_type_with_a_drop_impl_has_no_derived_transformer() {
     stand_in(&dir);
     let out = rustc_output(
         &dir,
+        "2021",
         &["--crate-type", "bin", "--emit", "metadata", "src/main.rs", "--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -223,7 +224,7 @@ fn inserted_code_compiles_across_modules_and_crates() {
         ("store", "Mutex<Vec<Entry>>"),
         ("cells", "Mutex<Vec<Entry>>"),
     ] {
-        let symbol = format!("#[export_name = \"__dsu_state_{name}\"]");
+        let symbol = format!("#[unsafe(export_name = \"__dsu_state_{name}\")]");
         assert!(records.contains(&symbol), "{symbol} in {records}");
         assert!(records.contains(&format!("({name:?}, {ty:?})")), "{name}: {records}");
     }
@@ -246,27 +247,33 @@ fn inserted_code_compiles_across_modules_and_crates() {
     }
     stand_in(&dir);
     let patch = ["--cfg", "dsu_patch", "--extern", "dsu=out/libdsu.rlib"];
-    rustc(
-        &dir,
-        &[&["--crate-type", "rlib", "--crate-name", "core_logic", "src/lib.rs"][..], &patch].concat(),
-    );
-    rustc(
-        &dir,
-        &[
+    // In both editions a program may be written in: in 2024 the exports' attributes must say
+    // `unsafe(…)`, as the code inserted into the user's files does.
+    for edition in ["2021", "2024"] {
+        rustc(
+            &dir,
+            edition,
+            &[&["--crate-type", "rlib", "--crate-name", "core_logic", "src/lib.rs"][..], &patch].concat(),
+        );
+        rustc(
+            &dir,
+            edition,
             &[
-                "--crate-type",
-                "bin",
-                "--crate-name",
-                "app",
-                "--emit",
-                "metadata",
-                "src/main.rs",
-                "--extern",
-                "core_logic=out/libcore_logic.rlib",
-            ][..],
-            &patch,
-        ]
-        .concat(),
-    );
+                &[
+                    "--crate-type",
+                    "bin",
+                    "--crate-name",
+                    "app",
+                    "--emit",
+                    "metadata",
+                    "src/main.rs",
+                    "--extern",
+                    "core_logic=out/libcore_logic.rlib",
+                ][..],
+                &patch,
+            ]
+            .concat(),
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

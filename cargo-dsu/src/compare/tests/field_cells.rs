@@ -38,7 +38,7 @@ fn every_cell_type_gets_one_record_per_module() {
     assert!(squash(&text).contains("FieldCellInfo::new::<Mutex<Store>>(\"app\",\"Mutex<Store>\")"), "{text}");
     assert!(squash(&text).contains("FieldCellInfo::new::<u64>(\"app\",\"u64\")"), "{text}");
     let symbol = dsu_abi::field_cell_symbol("app", "Mutex<Store>");
-    assert!(text.contains(&format!("#[export_name = {symbol:?}]")), "{text}");
+    assert!(text.contains(&format!("#[unsafe(export_name = {symbol:?})]")), "{text}");
 
     // Records already inserted (a checkout the patch build wrote into before) are kept, not
     // written twice.
@@ -60,7 +60,7 @@ fn a_type_change_transforms_field_cells_by_their_old_value_type() {
     assert_eq!(g.matches("CellTransform::field::<").count(), 1, "{g}");
     assert!(g.contains("CellTransform::field::<Mutex<dsu_old::Store>,Mutex<Store>>(\"Mutex<Store>\")"), "{g}");
     let symbol = dsu_abi::field_transform_symbol(dsu_abi::FIELD_TRANSFORM_PREFIX, "");
-    assert!(g.contains(&format!("#[export_name=\"{}", &symbol[..dsu_abi::FIELD_TRANSFORM_PREFIX.len()])), "{g}");
+    assert!(g.contains(&format!("#[unsafe(export_name=\"{}", &symbol[..dsu_abi::FIELD_TRANSFORM_PREFIX.len()])), "{g}");
     // `Store` has no inverse transformer: not reversible.
     assert_eq!(paths(&r.cells_transformed), ["app (field cells `dsu::Cell<Mutex<Store>>`, struct Shared, field store)"]);
     assert!(r.cells_reversible.is_empty());
@@ -95,4 +95,39 @@ fn one_old_type_becoming_two_new_ones_is_refused_naming_both_places() {
     let both = new.replace("x: dsu::Cell<Vec<u32>>", "x: dsu::Cell<Vec<u64>>");
     let r = cmp_main("field-one-way", old, &both);
     assert!(!reasons(&r).iter().any(|x| x.contains("one type cannot become two")), "{:?}", r.refusals);
+}
+
+/// Only `Entry`'s definition changes; `Store`, which holds entries, keeps its text but not its
+/// layout: it is a changed type too (derived transformer, no attribute needed), the field cells
+/// holding it are transformed, and every function whose signature names it is routed.
+#[test]
+fn a_type_holding_a_changed_type_changes_with_it() {
+    let v1 = format!(
+        "{V1}#[dsu::updateable]\nimpl Store {{ pub fn len(&self) -> usize {{ self.entries.len() }} }}\n\
+         #[dsu::updateable]\npub fn lock(m: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {{ m.lock().unwrap() }}\n\
+         #[dsu::updateable]\npub struct Outer {{ pub stores: Vec<Store> }}\n\
+         #[dsu::updateable]\npub struct ThroughCell {{ pub store: dsu::Cell<Mutex<Store>> }}\n"
+    );
+    let v2 = v1.replace(
+        "#[dsu::updateable]\npub struct Entry { pub value: String, pub expires: u64 }",
+        "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]\n\
+         pub struct Entry { pub value: String, pub expires: u64, pub hits: u64 }",
+    );
+    let r = cmp_main("enclosing", &v1, &v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    // Transitively (`Outer` holds stores), but not through a cell, which is one pointer whatever
+    // it holds.
+    assert_eq!(paths(&r.types_changed), ["app::Entry", "app::Store", "app::Outer"]);
+    assert_eq!(r.cells_transformed.len(), 1, "{:?}", r.cells_transformed);
+    assert_eq!(paths(&r.functions_routed), ["app::Store::len", "app::lock"]);
+    // What `Entry`'s inverse makes reversible is reversible: the enclosing types' inverses are
+    // derived too.
+    assert_eq!(paths(&r.types_reversible), ["app::Entry", "app::Store", "app::Outer"]);
+    assert_eq!(r.cells_reversible.len(), 1);
+    let g = squash(&generated(&r));
+    // The old `Store` is written beside the old `Entry`, which its text names.
+    assert!(g.contains("pubstructStore{pubentries:HashMap<String,Entry>,pubindex"), "old definition: {g}");
+    assert!(g.contains("Staged::<HashMap<String,dsu_old::Entry>,HashMap<String,Entry>>::transform(&old.entries)"), "{g}");
+    assert!(g.contains("index:::dsu::__private::carry(&old.index)"), "{g}");
+    assert!(g.contains("CellTransform::field::<Mutex<dsu_old::Store>,Mutex<Store>>"), "{g}");
 }

@@ -20,14 +20,17 @@ fn body_change_added_and_removed() {
 }
 
 #[test]
-fn signature_change_is_refused_at_its_line() {
+fn signature_change_is_routed_at_its_line() {
     let old = "\n#[dsu::updateable]\nfn greet(n: &str) -> String { n.into() }\n";
     let new = "\n\n#[dsu::updateable]\nfn greet(n: &str, loud: bool) -> String { n.into() }\n";
     let r = cmp_main("sig", old, new);
-    assert_eq!(r.refusals.len(), 1);
-    assert_eq!((r.refusals[0].file.as_str(), r.refusals[0].line), ("src/main.rs", 3));
-    assert!(r.refusals[0].reason.contains("signature of `app::greet` changed"));
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    assert_eq!(
+        r.signatures_changed,
+        vec![ItemRef { path: "app::greet".into(), file: "src/main.rs".into(), line: 3 }]
+    );
     assert!(r.functions_changed.is_empty());
+    assert!(!r.is_empty_change());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod compiles;
 mod field_cells;
 mod items;
+mod routes;
 mod statics;
 mod trees;
 mod types;

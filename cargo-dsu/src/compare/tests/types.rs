@@ -145,7 +145,7 @@ fn an_inverse_function_makes_the_type_and_its_cells_reversible() {
     assert_eq!(paths(&r.cells_reversible), ["app::STORE (cell \"store\")"]);
     assert_eq!(r.cells_reversible, r.cells_transformed);
     let g = squash(&generated(&r));
-    assert!(g.contains("#[export_name=\"__dsu_uncell_store\"]"), "{}", generated(&r));
+    assert!(g.contains("#[unsafe(export_name=\"__dsu_uncell_store\")]"), "{}", generated(&r));
     assert!(
         g.contains(
             "static__DSU_UNCELL_STORE:::dsu::__private::CellTransform=::dsu::__private::CellTransform::\
@@ -155,7 +155,7 @@ fn an_inverse_function_makes_the_type_and_its_cells_reversible() {
         generated(&r)
     );
     // The forward one is still there, and the old definition's private field is reachable.
-    assert!(g.contains("#[export_name=\"__dsu_cell_store\"]"), "{}", generated(&r));
+    assert!(g.contains("#[unsafe(export_name=\"__dsu_cell_store\")]"), "{}", generated(&r));
     assert!(g.contains("pub(crate)hits:u32"), "{}", generated(&r));
 }
 
@@ -311,7 +311,7 @@ fn a_cell_is_reversible_only_when_every_changed_type_in_it_is() {
     assert_eq!(paths(&r.cells_reversible), ["app::JUST_A (cell \"just a\")"]);
     let g = squash(&generated(&r));
     let symbol =
-        format!("#[export_name=\"{}{}\"]", dsu_abi::CELL_INVERSE_PREFIX, dsu_abi::symbol_safe("just a"));
+        format!("#[unsafe(export_name=\"{}{}\")]", dsu_abi::CELL_INVERSE_PREFIX, dsu_abi::symbol_safe("just a"));
     assert!(g.contains(&symbol), "{symbol}: {}", generated(&r));
     assert!(!g.contains("__dsu_uncell_both"), "{}", generated(&r));
 }
@@ -696,4 +696,22 @@ fn old_definitions_open_every_field_to_the_crate() {
         "{}",
         generated(&r)
     );
+}
+
+/// The old definition names `BTreeSet`, which only the older module imports: `dsu_old` imports
+/// it again (and only what the old definitions use, and nothing they define).
+#[test]
+fn old_definitions_get_the_imports_the_old_module_had_for_them() {
+    let v1 = "use std::collections::BTreeSet;\nuse std::fmt::{self, Debug};\nuse std::rc::Rc as Shared;\n\
+        #[dsu::updateable]\npub struct Index { pub set: BTreeSet<u64>, pub other: Shared<u8> }\n";
+    let v2 = "use std::collections::BTreeMap;\nuse std::rc::Rc as Shared;\n\
+        #[dsu::updateable]\npub struct Index { pub map: BTreeMap<u64, ()>, pub other: Shared<u8> }\n\
+        #[dsu::transform(from = dsu_old::Index)]\n\
+        fn up(old: &dsu_old::Index) -> Index { Index { map: old.set.iter().map(|k| (*k, ())).collect(), other: old.other.clone() } }\n";
+    let r = cmp_main("old-imports", v1, v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    let g = squash(&generated(&r));
+    let old = &g[g.find("pubmoddsu_old").expect("dsu_old")..];
+    assert!(old.contains("usesuper::*;usestd::collections::BTreeSet;usestd::rc::RcasShared;"), "{old}");
+    assert!(!old.contains("Debug") && !old.contains("fmt"), "only what the definitions use: {old}");
 }
