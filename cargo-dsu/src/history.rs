@@ -74,6 +74,11 @@ pub struct BinaryStep {
     pub functions_added: Vec<ItemRef>,
     pub functions_removed: Vec<ItemRef>,
     pub functions_routed: Vec<ItemRef>,
+    /// Functions whose signature changed: new functions to the runtime.
+    pub signatures_changed: Vec<ItemRef>,
+    /// Unchanged functions the patch switches so that they call the new ones.
+    pub functions_carried: Vec<ItemRef>,
+    pub traits_changed: Vec<ItemRef>,
     pub types_changed: Vec<ItemRef>,
     pub cells_transformed: Vec<ItemRef>,
     /// Whether a rollback could undo the patch with its state: every transformed cell has an
@@ -272,6 +277,9 @@ fn binary_step(bin: &str, r: &Report, refusals: Vec<StepRefusal>) -> BinaryStep 
         functions_added: r.functions_added.clone(),
         functions_removed: r.functions_removed.clone(),
         functions_routed: r.functions_routed.clone(),
+        signatures_changed: r.signatures_changed.clone(),
+        functions_carried: r.functions_carried.clone(),
+        traits_changed: r.traits_changed.clone(),
         types_changed: r.types_changed.clone(),
         cells_transformed: r.cells_transformed.clone(),
         reversible: not_reversible.is_empty(),
@@ -290,6 +298,12 @@ pub fn kind_of(reason: &str) -> &'static str {
         "dependency changed"
     } else if starts("signature of") {
         "changed signature"
+    } else if reason.contains("whose signature changed (was") {
+        "a caller of a changed signature that cannot be switched"
+    } else if reason.contains(" holds `") {
+        "old code reachable from live state"
+    } else if reason.contains("takes or returns") && reason.contains("a trait object of") {
+        "trait object of a changed trait in a signature"
     } else if starts("type `") && reason.contains("no transformer") {
         "type change without a transformer"
     } else if starts("type `") {
@@ -385,11 +399,14 @@ pub fn render(h: &History) -> String {
                     ("added", &b.functions_added),
                     ("removed", &b.functions_removed),
                     ("routed", &b.functions_routed),
+                    ("signature", &b.signatures_changed),
+                    ("carried", &b.functions_carried),
+                    ("trait", &b.traits_changed),
                     ("type", &b.types_changed),
                     ("cell", &b.cells_transformed),
                 ] {
                     for i in items {
-                        let _ = writeln!(s, "      {what:<8} {}  ({}:{})", i.path, i.file, i.line);
+                        let _ = writeln!(s, "      {what:<9} {}  ({}:{})", i.path, i.file, i.line);
                     }
                 }
             }
@@ -437,6 +454,11 @@ mod tests {
         for (reason, kind) in [
             ("dependency `itoa` 1.0.18 → 1.0.19: the program's … (dependencies changed): rebuild", "dependency changed"),
             ("signature of `app::greet` changed: old callers …", "changed signature"),
+            (
+                "`app::run` calls `app::greet`, whose signature changed (was `fn greet()`), but it cannot be updateable",
+                "a caller of a changed signature that cannot be switched",
+            ),
+            ("static `app::F` holds `fn()`: `fn()` can point at `app::greet`", "old code reachable from live state"),
             ("type `app::Entry` changed and no transformer moves its values", "type change without a transformer"),
             ("type `app::Entry` changed, and 2 transformers of it are new", "type change"),
             ("static `app::N` changed type (`u32` to `u64`): …", "static or state cell changed"),

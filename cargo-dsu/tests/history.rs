@@ -150,6 +150,10 @@ const CHANGES: &[Change] = &[
         take(repo, "deps-linked-bump", "Cargo.lock");
     }),
     ("summary says v3.1", |repo| edit(repo, "src/entries.rs", "format!(\"v3 entries=", "format!(\"v3.1 entries=")),
+    ("describe says less unless asked (a changed signature, its caller switched)", |repo| {
+        edit(repo, "src/entries.rs", "fn describe(e: &Entry) -> String {\n", "fn describe(e: &Entry, full: bool) -> String {\n    if !full {\n        return e.name.clone();\n    }\n");
+        edit(repo, "src/entries.rs", "Some(e) => describe(e),", "Some(e) => describe(e, true),");
+    }),
 ];
 
 /// The history repository (tags `c0`, `c1`, … one per change), built nowhere: `cargo dsu
@@ -204,10 +208,14 @@ fn history_tells_every_kind_of_commit_apart() {
     assert_eq!(outcome("fix the reply of apply-locked"), "patched");
     assert_eq!(outcome("comments only"), "nothing_to_patch");
     assert_eq!(outcome("Entry gains pinned, without a transformer"), "refused");
-    assert_eq!(outcome("apply-locked takes a label (a changed signature)"), "refused");
+    assert_eq!(outcome("apply-locked takes a label (a changed signature)"), "refused", "its caller is not updateable");
+    assert_eq!(outcome("describe says less unless asked (a changed signature, its caller switched)"), "patched");
     assert_eq!(outcome("bump the dev-dependency bitflags"), "nothing_to_patch");
     assert_eq!(outcome("bump itoa, which the program links"), "refused");
     let kinds: Vec<&str> = v["summary"]["refusals"].as_array().unwrap().iter().map(|g| g["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["changed signature", "dependency changed", "type change without a transformer"]);
+    assert_eq!(
+        kinds,
+        ["a caller of a changed signature that cannot be switched", "dependency changed", "type change without a transformer"]
+    );
     insta::assert_snapshot!("history_json", mask(&serde_json::to_string_pretty(&v).unwrap()));
 }
