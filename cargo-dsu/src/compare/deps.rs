@@ -47,6 +47,8 @@ pub fn refuse_changed_dependencies(program: &Program, old_root: &Path, new_root:
         return Ok(Vec::new());
     }
     let lock = program.workspace_dir.join("Cargo.lock");
+    // Cargo runs in the checkout: a relative root (a relative --target-dir) would be taken twice.
+    let (old_root, new_root) = (&std::path::absolute(old_root)?, &std::path::absolute(new_root)?);
     let graphs = graph(program, old_root, &old_inputs).and_then(|old| Ok((old, graph(program, new_root, &new_inputs)?)));
     let (old, new) = match graphs {
         Ok(graphs) => graphs,
@@ -379,7 +381,9 @@ mod tests {
 
     #[test]
     fn another_packages_dependencies_are_no_change_and_the_checkout_stays_as_it_was() {
-        let dir = std::env::temp_dir().join(format!("dsu-deps-graph-{}", std::process::id()));
+        // Relative (cargo runs the test in the package's directory), as a relative --target-dir
+        // makes the checkouts: cargo runs in them and must not take the path twice.
+        let dir = PathBuf::from(format!("../target/tmp/dsu-deps-graph-{}", std::process::id()));
         let (old, new) = (dir.join("old"), dir.join("new"));
         workspace(&old, "", "fast = []");
         workspace(&new, "core_b = { path = \"../core_b\" }", "fast = []");
