@@ -108,13 +108,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
 fn copy_tree(from: &Path, to: &Path, skip: &[&str], runtime: &str) -> Result<()> {
     let mut dirs = vec![from.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
-        // No later release: the history is r1 alone.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).context(format!("reading {}", dir.display())),
-    };
-    for entry in entries {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             let rel = path.strip_prefix(from)?;
             if rel.components().count() == 1 && skip.iter().any(|s| rel == Path::new(s)) {
