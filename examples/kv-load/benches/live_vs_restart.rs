@@ -58,7 +58,7 @@ where
 }
 
 fn bench() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let base = root.join("target/kv-bench");
     std::fs::create_dir_all(&base)?;
     let keys: u64 = env("KV_KEYS", 1_000_000)?;

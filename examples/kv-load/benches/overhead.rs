@@ -101,7 +101,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn bench() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let base = root.join("target/kv-bench");
     std::fs::create_dir_all(&base)?;
     let runs: usize = env("KV_OVERHEAD_RUNS", 5)?;

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 fn shared_target_dir() -> PathBuf {
     std::env::var_os("DSU_E2E_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dsu-e2e"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap().join("target/dsu-e2e"))
 }
 
 /// Waits until `done()` holds, at most `within`; panics naming `what` otherwise.
