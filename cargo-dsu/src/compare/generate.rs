@@ -26,6 +26,11 @@ use syn::{Fields, Item};
 pub struct ModuleCode {
     /// The old definitions, for `mod dsu_old`.
     pub old_defs: String,
+    /// The names the old definitions are given there (no import may take them).
+    pub old_idents: BTreeSet<String>,
+    /// The old module's imports of names the old definitions use, by the name each brings in
+    /// (see [`old_imports`]).
+    pub old_uses: BTreeMap<String, String>,
     /// Derived transformers.
     pub impls: String,
     /// Cell transforms.
@@ -107,11 +112,17 @@ impl ModuleCode {
             self.impls, self.cells, self.reexports
         );
         if !self.old_defs.is_empty() {
+            let uses: String = self
+                .old_uses
+                .iter()
+                .filter(|(name, _)| !self.old_idents.contains(*name))
+                .map(|(_, line)| format!("    {line}\n"))
+                .collect();
             let _ = write!(
                 s,
                 "\n/// The old revision's definitions of the types this patch changes.\n\
                  #[doc(hidden)]\n#[allow(dead_code, unused_imports, private_interfaces)]\n\
-                 pub mod dsu_old {{\n    use super::*;\n{}}}\n",
+                 pub mod dsu_old {{\n    use super::*;\n{uses}{}}}\n",
                 self.old_defs
             );
         }
@@ -265,6 +276,62 @@ pub fn old_definition(old: &Item, to_old: &mut ToOld<'_>) -> String {
     }
     to_old.visit_item_mut(&mut item);
     format!("    {}\n", item.to_token_stream())
+}
+
+/// The imports of the old module (`items`) that bring in a name the old definitions (`text`, as
+/// written into `dsu_old`) use, each as one `use` line written from inside `dsu_old`, by the
+/// name it brings in. `dsu_old` sees the newer module's names through `use super::*`; a name
+/// only the older revision imported (`BTreeSet`, where the newer module moved to `BTreeMap`)
+/// must be imported again. Globs are left out (the newer module's names come first).
+pub fn old_imports(items: &[Item], text: &str) -> BTreeMap<String, String> {
+    fn walk(tree: &syn::UseTree, prefix: &mut Vec<String>, cfgs: &str, text: &str, out: &mut BTreeMap<String, String>) {
+        let mut leaf = |path: Vec<String>, name: String, rename: Option<String>| {
+            let brought = rename.clone().unwrap_or_else(|| name.clone());
+            if !super::types::mentions(text, &brought) {
+                return;
+            }
+            // One module deeper: `self` is `super`, `super` one more.
+            let mut path = path;
+            match path.first().map(String::as_str) {
+                Some("self") => path[0] = "super".into(),
+                Some("super") => path.insert(0, "super".into()),
+                _ => {}
+            }
+            let mut full = path.join("::");
+            if name != "self" {
+                full = if full.is_empty() { name } else { format!("{full}::{name}") };
+            }
+            let tail = rename.map(|r| format!(" as {r}")).unwrap_or_default();
+            out.insert(brought, format!("{cfgs}use {full}{tail};"));
+        };
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                walk(&p.tree, prefix, cfgs, text, out);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                let name = n.ident.to_string();
+                let rename = (name == "self").then(|| prefix.last().cloned()).flatten();
+                leaf(prefix.clone(), name, rename);
+            }
+            syn::UseTree::Rename(r) => leaf(prefix.clone(), r.ident.to_string(), Some(r.rename.to_string())),
+            syn::UseTree::Glob(_) => {}
+            syn::UseTree::Group(g) => g.items.iter().for_each(|t| walk(t, prefix, cfgs, text, out)),
+        }
+    }
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Item::Use(u) = item else { continue };
+        let cfgs: String =
+            u.attrs.iter().filter(|a| a.path().is_ident("cfg")).map(|a| format!("{} ", a.to_token_stream())).collect();
+        let mut prefix = Vec::new();
+        if u.leading_colon.is_some() {
+            prefix.push(String::new());
+        }
+        walk(&u.tree, &mut prefix, &cfgs, text, &mut out);
+    }
+    out
 }
 
 /// Writes the exported `CellTransform` static of state cell `name` (the static `ident`): from

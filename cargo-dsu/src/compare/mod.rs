@@ -165,7 +165,8 @@ pub fn compare(units: &[CrateUnit], old_root: &Path, new_root: &Path) -> Result<
     }
     let mut report = Report::default();
     items::compare_functions(&old.items, &new.items, &mut report);
-    let changed = items::changed_types(&old.items, &new.items);
+    let mut changed = items::changed_types(&old.items, &new.items);
+    changed.extend(types::enclosing(&old, &new, &changed));
     let changed_set = changed.iter().cloned().collect();
     statics::compare(units, (&old, old_root), (&new, new_root), &changed_set, &mut report)?;
     report.types_changed = changed.iter().map(|k| new.items.get(k).at.clone()).collect();

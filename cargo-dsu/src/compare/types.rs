@@ -12,6 +12,9 @@
 //!   refuses a patch across two changes of one type, each with its transformer, naming both:
 //!   such a patch is applied in steps. A `default` on the type derives a transformer for any
 //!   change for which no function is new;
+//! * counts as changed, too, every updateable type whose definition is the same but holds a
+//!   changed type (a `Shard` whose map holds a changed `Entry`; [`enclosing`]): its layout
+//!   changes, and its transformer is derived (fields carried or transformed) unless written;
 //! * routes an updateable function whose signature mentions the type: callers compiled for the
 //!   old layout keep its old version, new code gets the new one (the runtime switches only slot
 //!   copies of the same signature). It refuses when the old version reads a transformed state
@@ -53,6 +56,9 @@ struct Planned<'a> {
     old_args: Vec<TransformArgs>,
     /// The transformer functions of its module.
     transformers: Vec<TransformerFn>,
+    /// Its definition is the same in both revisions: it changes because it holds a changed type
+    /// (see [`enclosing`]), and its transformers are derived unless written.
+    enclosing: bool,
 }
 
 /// A transformer function of the newer revision.
@@ -150,6 +156,64 @@ pub fn plan(old: &Revision, new: &Revision, changed: &[ItemKey], report: &mut Re
     p.gen.into_insertions(new)
 }
 
+/// The updateable types of the newer revision whose definition did not change but whose layout
+/// does, because a field holds one of `changed` (a `Shard` whose map holds a changed `Entry`),
+/// or one of these, transitively. Their values move too, and code whose signature names them is
+/// compiled for the old layout, so they are changed types as well; their transformer is derived
+/// (each field carried or transformed) unless one is written. A type reached only inside a
+/// `dsu::Cell` does not count: a cell is one pointer whatever it holds, and the runtime
+/// transforms its value where it is.
+pub fn enclosing(old: &Revision, new: &Revision, changed: &[ItemKey]) -> Vec<ItemKey> {
+    struct NoCells;
+    impl VisitMut for NoCells {
+        fn visit_path_mut(&mut self, p: &mut syn::Path) {
+            match p.segments.last_mut() {
+                Some(last) if last.ident == "Cell" => last.arguments = syn::PathArguments::None,
+                _ => syn::visit_mut::visit_path_mut(self, p),
+            }
+        }
+    }
+    let resolver = Resolver::new(&new.tree);
+    let mut all: BTreeSet<ItemKey> = changed.iter().cloned().collect();
+    let mut added = Vec::new();
+    loop {
+        let more: Vec<ItemKey> = new
+            .items
+            .iter()
+            .filter(|(key, e)| {
+                e.kind == Kind::Type
+                    && !all.contains(*key)
+                    && old.items.find(key).is_some_and(|o| o.kind == Kind::Type && o.head == e.head)
+            })
+            .filter(|(key, e)| {
+                let Some(item) = type_item(new.tree.module(e.module), key.ident()) else { return false };
+                dsu_syntax::is_updateable(item_attrs(item))
+                    && field_types(item).into_iter().any(|ty| {
+                        let mut ty = ty.clone();
+                        NoCells.visit_type_mut(&mut ty);
+                        !generate::mentioned(&resolver, e.module, &ty, &all).is_empty()
+                    })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        if more.is_empty() {
+            return added;
+        }
+        all.extend(more.iter().cloned());
+        added.extend(more);
+    }
+}
+
+/// The types of every field of a struct, enum or union.
+fn field_types(item: &Item) -> Vec<&syn::Type> {
+    match item {
+        Item::Struct(s) => s.fields.iter().map(|f| &f.ty).collect(),
+        Item::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter().map(|f| &f.ty)).collect(),
+        Item::Union(u) => u.fields.named.iter().map(|f| &f.ty).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The behaviour tokens of the transformer function `ident` of `module`, if it has one.
 fn transformer_tokens(module: &Module, ident: &syn::Ident) -> Option<String> {
     module.items.iter().find_map(|i| match i {
@@ -175,7 +239,7 @@ fn item_attrs(item: &Item) -> &[syn::Attribute] {
 }
 
 /// Whether the token text `text` names `ident` as a whole token.
-fn mentions(text: &str, ident: &str) -> bool {
+pub(super) fn mentions(text: &str, ident: &str) -> bool {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|t| t == ident)
 }
 
@@ -308,13 +372,19 @@ impl<'a> Planner<'a> {
         // earlier release asked for; unreadable ones ask for nothing.
         let old_args = dsu_syntax::transform_attrs(item_attrs(old)).unwrap_or_default();
         let transformers = self.transformers_of(n.module);
-        match choose(&transformers, &args, &old_args, ident, Direction::Forward, &n.at) {
+        let enclosing = o.head == n.head;
+        let choice = match choose(&transformers, &args, &old_args, ident, Direction::Forward, &n.at) {
             Err(spanning) => {
                 self.report.refusals.push(spanning_refusal(&n.at, path, "transformers", spanning));
                 return None;
             }
-            Ok(Choice::Function(f)) => self.selected.push(f),
-            Ok(Choice::Derived) => match generate::derive_default(
+            // The same fields, some of whose types change: each field is carried or transformed.
+            Ok(Choice::None) if enclosing => Choice::Derived,
+            Ok(choice) => choice,
+        };
+        match choice {
+            Choice::Function(f) => self.selected.push(f),
+            Choice::Derived => match generate::derive_default(
                 key,
                 old,
                 new,
@@ -326,14 +396,14 @@ impl<'a> Planner<'a> {
                     return None;
                 }
             },
-            Ok(Choice::None) => {
+            Choice::None => {
                 let reason = no_transformer(path, ident, &transformers, old, new);
                 self.report.refusals.push(refusal(&n.at, reason));
                 return None;
             }
         }
         let (module, old_module, at) = (n.module, o.module, n.at.clone());
-        Some(Planned { key: key.clone(), at, module, old_module, old, new, args, old_args, transformers })
+        Some(Planned { key: key.clone(), at, module, old_module, old, new, args, old_args, transformers, enclosing })
     }
 
     /// The transformer functions of a module of the newer revision; one that cannot be read is
@@ -450,7 +520,11 @@ impl<'a> Planner<'a> {
 
     fn write_old_definition(&mut self, t: &Planned<'a>, ok: &BTreeSet<ItemKey>) {
         let text = generate::old_definition(t.old, &mut self.old_namer(t.old_module, t.module, true, ok));
-        self.gen.code(t.module).old_defs.push_str(&text);
+        let uses = generate::old_imports(&self.old.tree.module(t.old_module).items, &text);
+        let code = self.gen.code(t.module);
+        code.old_defs.push_str(&text);
+        code.old_idents.insert(t.key.ident().to_string());
+        code.old_uses.extend(uses);
     }
 
     /// Decides which types of `planned` have an inverse transformer, derives the asked-for ones
@@ -473,10 +547,12 @@ impl<'a> Planner<'a> {
                     continue;
                 }
             };
+            // An enclosing type is reversible, with no attribute, when what it holds is.
+            let implicit = t.enclosing && matches!(choice, Choice::None);
             if let Choice::Function(f) = choice {
                 reversible.insert(t.key.clone());
                 self.selected.push(f);
-            } else if let Choice::Derived = choice {
+            } else if implicit || matches!(choice, Choice::Derived) {
                 match generate::derive_inverse(
                     &t.key,
                     t.old,
@@ -487,6 +563,7 @@ impl<'a> Planner<'a> {
                         reversible.insert(t.key.clone());
                         derived.push(DerivedInverse { of: t, inverse });
                     }
+                    Err(_) if implicit => {}
                     Err(reason) => {
                         self.report.refusals.push(refusal(&t.at, format!("type `{}`: {reason}", t.key.path)))
                     }
@@ -499,6 +576,10 @@ impl<'a> Planner<'a> {
         {
             let d = derived.remove(i);
             reversible.remove(&d.of.key);
+            if d.of.enclosing && !d.of.args.iter().any(|a| a.derives(Direction::Inverse)) {
+                // Nobody asked for it: the patch is only not reversible.
+                continue;
+            }
             let lacking: Vec<&str> =
                 d.inverse.needs.iter().filter(|n| !reversible.contains(*n)).map(ItemKey::ident).collect();
             let reason = format!(

@@ -96,3 +96,38 @@ fn one_old_type_becoming_two_new_ones_is_refused_naming_both_places() {
     let r = cmp_main("field-one-way", old, &both);
     assert!(!reasons(&r).iter().any(|x| x.contains("one type cannot become two")), "{:?}", r.refusals);
 }
+
+/// Only `Entry`'s definition changes; `Store`, which holds entries, keeps its text but not its
+/// layout: it is a changed type too (derived transformer, no attribute needed), the field cells
+/// holding it are transformed, and every function whose signature names it is routed.
+#[test]
+fn a_type_holding_a_changed_type_changes_with_it() {
+    let v1 = format!(
+        "{V1}#[dsu::updateable]\nimpl Store {{ pub fn len(&self) -> usize {{ self.entries.len() }} }}\n\
+         #[dsu::updateable]\npub fn lock(m: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {{ m.lock().unwrap() }}\n\
+         #[dsu::updateable]\npub struct Outer {{ pub stores: Vec<Store> }}\n\
+         #[dsu::updateable]\npub struct ThroughCell {{ pub store: dsu::Cell<Mutex<Store>> }}\n"
+    );
+    let v2 = v1.replace(
+        "#[dsu::updateable]\npub struct Entry { pub value: String, pub expires: u64 }",
+        "#[dsu::updateable]\n#[dsu::transform(from = dsu_old::Entry, to = dsu_old::Entry, default)]\n\
+         pub struct Entry { pub value: String, pub expires: u64, pub hits: u64 }",
+    );
+    let r = cmp_main("enclosing", &v1, &v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    // Transitively (`Outer` holds stores), but not through a cell, which is one pointer whatever
+    // it holds.
+    assert_eq!(paths(&r.types_changed), ["app::Entry", "app::Store", "app::Outer"]);
+    assert_eq!(r.cells_transformed.len(), 1, "{:?}", r.cells_transformed);
+    assert_eq!(paths(&r.functions_routed), ["app::Store::len", "app::lock"]);
+    // What `Entry`'s inverse makes reversible is reversible: the enclosing types' inverses are
+    // derived too.
+    assert_eq!(paths(&r.types_reversible), ["app::Entry", "app::Store", "app::Outer"]);
+    assert_eq!(r.cells_reversible.len(), 1);
+    let g = squash(&generated(&r));
+    // The old `Store` is written beside the old `Entry`, which its text names.
+    assert!(g.contains("pubstructStore{pubentries:HashMap<String,Entry>,pubindex"), "old definition: {g}");
+    assert!(g.contains("Staged::<HashMap<String,dsu_old::Entry>,HashMap<String,Entry>>::transform(&old.entries)"), "{g}");
+    assert!(g.contains("index:::dsu::__private::carry(&old.index)"), "{g}");
+    assert!(g.contains("CellTransform::field::<Mutex<dsu_old::Store>,Mutex<Store>>"), "{g}");
+}

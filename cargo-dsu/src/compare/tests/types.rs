@@ -697,3 +697,21 @@ fn old_definitions_open_every_field_to_the_crate() {
         generated(&r)
     );
 }
+
+/// The old definition names `BTreeSet`, which only the older module imports: `dsu_old` imports
+/// it again (and only what the old definitions use, and nothing they define).
+#[test]
+fn old_definitions_get_the_imports_the_old_module_had_for_them() {
+    let v1 = "use std::collections::BTreeSet;\nuse std::fmt::{self, Debug};\nuse std::rc::Rc as Shared;\n\
+        #[dsu::updateable]\npub struct Index { pub set: BTreeSet<u64>, pub other: Shared<u8> }\n";
+    let v2 = "use std::collections::BTreeMap;\nuse std::rc::Rc as Shared;\n\
+        #[dsu::updateable]\npub struct Index { pub map: BTreeMap<u64, ()>, pub other: Shared<u8> }\n\
+        #[dsu::transform(from = dsu_old::Index)]\n\
+        fn up(old: &dsu_old::Index) -> Index { Index { map: old.set.iter().map(|k| (*k, ())).collect(), other: old.other.clone() } }\n";
+    let r = cmp_main("old-imports", v1, v2);
+    assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+    let g = squash(&generated(&r));
+    let old = &g[g.find("pubmoddsu_old").expect("dsu_old")..];
+    assert!(old.contains("usesuper::*;usestd::collections::BTreeSet;usestd::rc::RcasShared;"), "{old}");
+    assert!(!old.contains("Debug") && !old.contains("fmt"), "only what the definitions use: {old}");
+}
