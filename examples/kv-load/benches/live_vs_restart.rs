@@ -26,7 +26,7 @@
 //! the updates), KV_LOAD_THREADS (1: the generator's tokio worker threads), KV_RUNS
 //! (`live,snapshot,lost`), KV_NO_FIGURE (set: keep docs/ as it is).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kv_load::load::{Generator, LoadConfig};
 use kv_load::scenario::{self, Restart, Setup};
 use kv_load::{dsu, plot, repo};
@@ -35,41 +35,23 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    if let Some(code) = dsu::as_cargo_dsu() {
-        return code;
-    }
-    match bench() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("live_vs_restart failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kv_load::main_or_cargo_dsu("live_vs_restart", bench)
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
 
 fn bench() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let base = root.join("target/kv-bench");
     std::fs::create_dir_all(&base)?;
-    let keys: u64 = env("KV_KEYS", 1_000_000)?;
-    let runs: String = env("KV_RUNS", "live,snapshot,lost".to_string())?;
+    let keys: u64 = kv_load::env_or("KV_KEYS", 1_000_000)?;
+    let runs: String = kv_load::env_or("KV_RUNS", "live,snapshot,lost".to_string())?;
     let load = LoadConfig {
-        connections: env("KV_CONNECTIONS", 50)?,
+        connections: kv_load::env_or("KV_CONNECTIONS", 50)?,
         keys,
-        pipeline: env("KV_PIPELINE", 1)?,
+        pipeline: kv_load::env_or("KV_PIPELINE", 1)?,
         set_percent: 10,
     };
-    let spacing = Duration::from_millis(env("KV_SPACING_MS", 2000)?);
+    let spacing = Duration::from_millis(kv_load::env_or("KV_SPACING_MS", 2000)?);
 
     let t = Instant::now();
     let repo_dir = base.join("repo");
@@ -92,7 +74,7 @@ fn bench() -> Result<()> {
     }
     println!("plain cargo build --release of {} releases; everything built in {:.0} s", binaries.len(), t.elapsed().as_secs_f64());
 
-    let generator = Generator::new(env("KV_LOAD_THREADS", 1)?)?;
+    let generator = Generator::new(kv_load::env_or("KV_LOAD_THREADS", 1)?)?;
     let setup = Setup { generator: &generator, load, work: base.clone(), spacing };
     let mut done = Vec::new();
     for run in runs.split(',').map(str::trim) {

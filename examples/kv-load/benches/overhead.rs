@@ -18,27 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    if let Some(code) = dsu::as_cargo_dsu() {
-        return code;
-    }
-    match bench() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("overhead failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kv_load::main_or_cargo_dsu("overhead", bench)
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
 
 fn redis_benchmark_installed() -> bool {
     Command::new("redis-benchmark").arg("--version").output().is_ok_and(|o| o.status.success())
@@ -104,9 +86,9 @@ fn bench() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let base = root.join("target/kv-bench");
     std::fs::create_dir_all(&base)?;
-    let runs: usize = env("KV_OVERHEAD_RUNS", 5)?;
-    let requests: u64 = env("KV_OVERHEAD_REQUESTS", 1_000_000)?;
-    let tool: String = env("KV_OVERHEAD_TOOL", if redis_benchmark_installed() { "redis-benchmark" } else { "rust" }.to_string())?;
+    let runs: usize = kv_load::env_or("KV_OVERHEAD_RUNS", 5)?;
+    let requests: u64 = kv_load::env_or("KV_OVERHEAD_REQUESTS", 1_000_000)?;
+    let tool: String = kv_load::env_or("KV_OVERHEAD_TOOL", if redis_benchmark_installed() { "redis-benchmark" } else { "rust" }.to_string())?;
 
     let repo_dir = base.join("repo");
     repo::make_repository(&repo::kv_source(), &repo_dir)?;
@@ -120,7 +102,7 @@ fn bench() -> Result<()> {
     for run in 0..runs {
         for (k, (name, binary)) in builds.iter().enumerate() {
             let log = base.join(format!("overhead-{name}.log"));
-            let server = Server::start(binary, &["--bind", "127.0.0.1:0"], &log, Duration::from_secs(60))?;
+            let mut server = Server::start(binary, &["--bind", "127.0.0.1:0"], &log, Duration::from_secs(60))?;
             let (set, get) = match tool.as_str() {
                 "redis-benchmark" => redis_benchmark(&server.addr, requests)?,
                 "rust" => rust_generator(&generator, &server.addr, requests)?,

@@ -17,3 +17,30 @@ pub mod repo;
 pub mod resp;
 pub mod scenario;
 pub mod server;
+
+/// The `main` of the benches and of the end-to-end test: `cargo dsu` when run as that (see
+/// [`dsu::as_cargo_dsu`]), otherwise `run`, its error printed under `name`.
+pub fn main_or_cargo_dsu(name: &str, run: fn() -> anyhow::Result<()>) -> std::process::ExitCode {
+    if let Some(code) = dsu::as_cargo_dsu() {
+        return code;
+    }
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The environment variable `name` parsed, or `default` when it is not set.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use anyhow::Context as _;
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
+        Err(_) => Ok(default),
+    }
+}

@@ -108,44 +108,69 @@ fn fill(s: &Setup, addr: &str) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
-/// Live updates: `binary` is the `cargo dsu build` of r1; `patches[i]` turns release i+1 into
-/// release i+2 (the releases' order); `step` of the sequence is applied through the socket.
-pub fn live(s: &Setup, binary: &Path, patches: &[(String, PathBuf)], steps: &[Step]) -> Result<Run> {
-    let socket = s.work.join("live.sock");
-    let log = s.work.join("live.log");
-    let _ = std::fs::remove_file(&log);
-    let mut server = bounded_start(binary, &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()], &log)?;
+/// What one step reports; the rest of its [`Event`] is measured alike for both ways.
+struct Done {
+    pause: Duration,
+    took: Duration,
+    /// Peak memory of the process that ran until the step.
+    peak_kib: u64,
+}
+
+/// Fills `server`, starts the load, runs `step` for each step of the sequence under it (with
+/// `s.spacing` of load before, between and after), checks INFO names each step's release, then
+/// stops the load, reads every key back and stops the server.
+fn drive(
+    s: &Setup,
+    name: &str,
+    mut server: Server,
+    steps: &[Step],
+    mut step: impl FnMut(&Step, &mut Server) -> Result<Done>,
+) -> Result<Run> {
     let addr = server.addr.clone();
     let fill = fill(s, &addr)?;
     let stats = Arc::new(Stats::new(Instant::now()));
     let load = s.generator.start(&addr, &s.load, stats.clone());
     std::thread::sleep(s.spacing);
     let mut events = Vec::new();
-    for step in steps {
+    let mut peak_kib = 0;
+    for st in steps {
         let at = stats.now();
-        let t = Instant::now();
-        let reply = if step.rollback {
-            crate::dsu::control(&socket, "rollback")
-        } else {
-            let patch = &patches.iter().find(|(tag, _)| *tag == step.tag).with_context(|| format!("no patch to {}", step.tag))?.1;
-            crate::dsu::control(&socket, &format!("load {}", patch.display()))
-        }
-        .with_context(|| format!("step {}", step.label))?;
-        let took = t.elapsed();
-        let status = crate::dsu::control(&socket, "status")?;
-        let pause = Duration::from_micros(crate::dsu::last_pause_us(&status).context("status has no last_pause_us")?);
+        let done = step(st, &mut server).with_context(|| format!("step {}", st.label))?;
         let release = s.generator.info_field(&addr, "kv_release")?.unwrap_or_default();
-        ensure!(release == step.tag, "after {} ({reply}) INFO says kv_release:{release}", step.label);
+        ensure!(release == st.tag, "after {} INFO says kv_release:{release}", st.label);
         let keys_after = s.generator.dbsize(&addr)?;
-        events.push(Event { label: step.label.clone(), at, pause, took, keys_after, peak_kib: server.peak_rss_kib(), release });
+        peak_kib = peak_kib.max(done.peak_kib);
+        events.push(Event { label: st.label.clone(), at, pause: done.pause, took: done.took, keys_after, peak_kib: done.peak_kib, release });
         std::thread::sleep(s.spacing);
     }
     let seconds = stats.now();
     let totals = s.generator.stop(load);
     let verified = s.generator.verify(&addr, s.load.keys, 8, 1000)?;
-    let peak_kib = server.peak_rss_kib();
-    server.stop(Duration::from_secs(120))?;
-    Ok(Run { name: "live".into(), events, series: stats.series(seconds), totals, verified, seconds, peak_kib, fill })
+    peak_kib = peak_kib.max(server.peak_rss_kib());
+    server.stop(Duration::from_secs(300))?;
+    Ok(Run { name: name.into(), events, series: stats.series(seconds), totals, verified, seconds, peak_kib, fill })
+}
+
+/// Live updates: `binary` is the `cargo dsu build` of r1; `patches` maps each release's tag to
+/// the patch from the release before it; each step goes through the control socket.
+pub fn live(s: &Setup, binary: &Path, patches: &[(String, PathBuf)], steps: &[Step]) -> Result<Run> {
+    let socket = s.work.join("live.sock");
+    let log = s.work.join("live.log");
+    let _ = std::fs::remove_file(&log);
+    let server = bounded_start(binary, &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()], &log)?;
+    drive(s, "live", server, steps, |step, server| {
+        let t = Instant::now();
+        if step.rollback {
+            crate::dsu::control(&socket, "rollback")?;
+        } else {
+            let patch = &patches.iter().find(|(tag, _)| *tag == step.tag).with_context(|| format!("no patch to {}", step.tag))?.1;
+            crate::dsu::control(&socket, &format!("load {}", patch.display()))?;
+        }
+        let took = t.elapsed();
+        let status = crate::dsu::control(&socket, "status")?;
+        let pause = Duration::from_micros(crate::dsu::last_pause_us(&status).context("status has no last_pause_us")?);
+        Ok(Done { pause, took, peak_kib: server.peak_rss_kib() })
+    })
 }
 
 /// Graceful restarts: `binaries` maps each release's tag to its plain build.
@@ -158,62 +183,38 @@ pub fn restart(s: &Setup, binaries: &[(String, PathBuf)], steps: &[Step], how: R
     let _ = std::fs::remove_file(&log);
     let snapshot = s.work.join(format!("{name}.snapshot"));
     let _ = std::fs::remove_file(&snapshot);
-    let binary = |tag: &str| -> Result<&PathBuf> {
-        Ok(&binaries.iter().find(|(t, _)| t == tag).with_context(|| format!("no build of {tag}"))?.1)
-    };
-    let args = |bind: &str| -> Vec<String> {
-        let mut a = vec!["--bind".to_string(), bind.to_string(), "--reuseport".to_string()];
-        if how == Restart::Snapshot {
-            a.extend(["--snapshot".to_string(), snapshot.to_str().unwrap().to_string()]);
-        }
-        a
-    };
     let start = |tag: &str, bind: &str| -> Result<Server> {
-        let a = args(bind);
-        bounded_start(binary(tag)?, &a.iter().map(String::as_str).collect::<Vec<_>>(), &log)
+        let binary = &binaries.iter().find(|(t, _)| t == tag).with_context(|| format!("no build of {tag}"))?.1;
+        let mut args = vec!["--bind", bind, "--reuseport"];
+        if how == Restart::Snapshot {
+            args.extend(["--snapshot", snapshot.to_str().unwrap()]);
+        }
+        bounded_start(binary, &args, &log)
     };
-    let mut server = start("r1", "127.0.0.1:0")?;
-    let addr = server.addr.clone();
-    let fill = fill(s, &addr)?;
-    let stats = Arc::new(Stats::new(Instant::now()));
-    let load = s.generator.start(&addr, &s.load, stats.clone());
-    std::thread::sleep(s.spacing);
-    let mut events = Vec::new();
-    let mut peak_kib = 0;
-    for step in steps {
-        let at = stats.now();
+    let first = start("r1", "127.0.0.1:0")?;
+    let addr = first.addr.clone();
+    drive(s, name, first, steps, |step, server| {
         let t = Instant::now();
-        let (next, exit) = match how {
+        let (next, exit, pause) = match how {
             Restart::Snapshot => {
                 // The old process must have written every key before the new one reads them:
                 // it stops, drains and saves; only then the new one starts and loads.
                 let exit = server.stop(Duration::from_secs(300))?;
-                (start(&step.tag, &addr)?, exit)
+                let next = start(&step.tag, &addr)?;
+                let pause = next.ready_at.saturating_duration_since(t);
+                (next, exit, pause)
             }
             Restart::Lost => {
-                // The new process binds the address beside the old one, then the old drains.
+                // The new process binds the address beside the old one, then the old drains:
+                // the address never stops accepting.
                 let next = start(&step.tag, &addr)?;
-                (next, server.stop(Duration::from_secs(300))?)
+                (next, server.stop(Duration::from_secs(300))?, Duration::ZERO)
             }
         };
         ensure!(exit.status.success(), "the process before {} exited with {}", step.label, exit.status);
-        // Lost: the new process listened before the old one stopped accepting.
-        let pause = if how == Restart::Lost { Duration::ZERO } else { next.ready_at.saturating_duration_since(t) };
-        let took = t.elapsed();
-        server = next;
-        let release = s.generator.info_field(&addr, "kv_release")?.unwrap_or_default();
-        ensure!(release == step.tag, "after {} INFO says kv_release:{release}", step.label);
-        let keys_after = s.generator.dbsize(&addr)?;
-        peak_kib = peak_kib.max(exit.peak_kib);
-        events.push(Event { label: step.label.clone(), at, pause, took, keys_after, peak_kib: exit.peak_kib, release });
-        std::thread::sleep(s.spacing);
-    }
-    let seconds = stats.now();
-    let totals = s.generator.stop(load);
-    let verified = s.generator.verify(&addr, s.load.keys, 8, 1000)?;
-    peak_kib = peak_kib.max(server.peak_rss_kib());
-    server.stop(Duration::from_secs(300))?;
-    Ok(Run { name: name.into(), events, series: stats.series(seconds), totals, verified, seconds, peak_kib, fill })
+        *server = next;
+        Ok(Done { pause, took: t.elapsed(), peak_kib: exit.peak_kib })
+    })
 }
 
 /// How an event shows in the throughput: the mean of the second before it is the baseline;

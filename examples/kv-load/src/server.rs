@@ -108,7 +108,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits up to `within` for the exit, reading VmHWM while it drains.
-    pub fn stop(mut self, within: Duration) -> Result<Exit> {
+    pub fn stop(&mut self, within: Duration) -> Result<Exit> {
         let sent = Instant::now();
         self.terminate()?;
         loop {

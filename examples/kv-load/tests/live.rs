@@ -78,7 +78,7 @@ fn live_updates_under_load() {
     let socket = work.join("control.sock");
     let log = work.join("server.log");
     let _ = std::fs::remove_file(&log);
-    let server = Server::start(&binary, &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()], &log, Duration::from_secs(120))
+    let mut server = Server::start(&binary, &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()], &log, Duration::from_secs(120))
         .expect("the server starts");
     let addr = server.addr.clone();
     let generator = Generator::new(2).unwrap();
