@@ -54,7 +54,20 @@ pub struct Stats {
     /// The longest wait (µs) of a request completed in each bucket; after a connection error,
     /// the wait runs from the failed request's send until the next reply on a new connection.
     max_wait_us: Box<[AtomicU64]>,
+    /// GETs answered "no such key" in each bucket.
+    missing: Box<[AtomicU64]>,
     counts: [AtomicU64; 7],
+}
+
+/// One bucket of a load's series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Requests completed (answered, correctly or not).
+    pub completed: u64,
+    /// Of those, GETs of keys the server did not have.
+    pub missing: u64,
+    /// The longest wait of a client for a reply completed in the bucket (µs).
+    pub max_wait_us: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -101,7 +114,7 @@ impl Totals {
 impl Stats {
     pub fn new(start: Instant) -> Stats {
         let zeros = || (0..BUCKETS).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
-        Stats { start, completed: zeros(), max_wait_us: zeros(), counts: Default::default() }
+        Stats { start, completed: zeros(), max_wait_us: zeros(), missing: zeros(), counts: Default::default() }
     }
 
     /// When bucket 0 began.
@@ -122,10 +135,14 @@ impl Stats {
         self.counts[what as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    fn completed_at(&self, at: Instant, waited: Duration) {
+    fn completed_at(&self, at: Instant, waited: Duration, what: Count) {
         let b = self.bucket(at);
         self.completed[b].fetch_add(1, Ordering::Relaxed);
         self.max_wait_us[b].fetch_max(waited.as_micros() as u64, Ordering::Relaxed);
+        if let Count::Missing = what {
+            self.missing[b].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count(what, 1);
     }
 
     pub fn totals(&self) -> Totals {
@@ -141,12 +158,15 @@ impl Stats {
         }
     }
 
-    /// Requests completed per bucket and the longest wait (µs) in each, from bucket 0 to the
-    /// one holding `until` (seconds since the start).
-    pub fn series(&self, until: f64) -> Vec<(u64, u64)> {
+    /// The buckets from 0 to the one holding `until` (seconds since the start).
+    pub fn series(&self, until: f64) -> Vec<Bucket> {
         let n = ((until / BUCKET.as_secs_f64()).ceil() as usize).clamp(1, BUCKETS);
         (0..n)
-            .map(|b| (self.completed[b].load(Ordering::Relaxed), self.max_wait_us[b].load(Ordering::Relaxed)))
+            .map(|b| Bucket {
+                completed: self.completed[b].load(Ordering::Relaxed),
+                missing: self.missing[b].load(Ordering::Relaxed),
+                max_wait_us: self.max_wait_us[b].load(Ordering::Relaxed),
+            })
             .collect()
     }
 }
@@ -205,9 +225,8 @@ async fn connection_loop(addr: String, cfg: LoadConfig, seed: u64, stats: Arc<St
                 match conn.read_reply().await {
                     Ok(reply) => {
                         let now = Instant::now();
-                        stats.completed_at(now, now - if answered == 0 { began } else { sent });
+                        stats.completed_at(now, now - if answered == 0 { began } else { sent }, judge(set, i, &reply));
                         answered += 1;
-                        stats.count(judge(set, i, &reply), 1);
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -426,9 +445,11 @@ mod tests {
     fn completions_land_in_their_bucket_with_the_longest_wait() {
         let start = Instant::now();
         let stats = Stats::new(start);
-        stats.completed_at(start + Duration::from_millis(50), Duration::from_micros(10));
-        stats.completed_at(start + Duration::from_millis(250), Duration::from_micros(900));
-        stats.completed_at(start + Duration::from_millis(299), Duration::from_micros(30));
-        assert_eq!(stats.series(0.3), vec![(1, 10), (0, 0), (2, 900)]);
+        stats.completed_at(start + Duration::from_millis(50), Duration::from_micros(10), Count::Ok);
+        stats.completed_at(start + Duration::from_millis(250), Duration::from_micros(900), Count::Missing);
+        stats.completed_at(start + Duration::from_millis(299), Duration::from_micros(30), Count::Ok);
+        let b = |completed, missing, max_wait_us| Bucket { completed, missing, max_wait_us };
+        assert_eq!(stats.series(0.3), vec![b(1, 0, 10), b(0, 0, 0), b(2, 1, 900)]);
+        assert_eq!(stats.totals(), Totals { ok: 2, missing: 1, ..Totals::default() });
     }
 }

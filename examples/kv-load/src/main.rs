@@ -42,8 +42,8 @@ fn main() -> Result<()> {
     for s in 1..=seconds {
         std::thread::sleep(Duration::from_secs_f64((s as f64 - stats.now()).max(0.0)));
         let series = stats.series(s as f64);
-        let last: u64 = series[series.len().saturating_sub(per_s)..].iter().map(|x| x.0).sum();
-        let wait = series[series.len().saturating_sub(per_s)..].iter().map(|x| x.1).max().unwrap_or(0);
+        let last: u64 = series[series.len().saturating_sub(per_s)..].iter().map(|x| x.completed).sum();
+        let wait = series[series.len().saturating_sub(per_s)..].iter().map(|x| x.max_wait_us).max().unwrap_or(0);
         println!("{s:>4} s  {last:>9} requests/s  longest wait {:.2} ms", wait as f64 / 1000.0);
     }
     let t = generator.stop(load);

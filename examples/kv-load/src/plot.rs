@@ -75,12 +75,23 @@ where
                 .draw_series([Text::new(e.label.clone(), (e.at + 0.05, y), ("sans-serif", 11).into_font().color(color))])
                 .map_err(|e| anyhow!("{e}"))?;
         }
-        let points = run.series.iter().enumerate().map(|(i, (n, _))| ((i as f64 + 0.5) * BUCKET.as_secs_f64(), kreq(*n)));
+        let t = |i: usize| (i as f64 + 0.5) * BUCKET.as_secs_f64();
+        let points = run.series.iter().enumerate().map(|(i, b)| (t(i), kreq(b.completed)));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| anyhow!("{e}"))?
             .label(*name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        if run.series.iter().any(|b| b.missing > 0) {
+            // Throughput alone hides lost state: a GET of a lost key is answered as fast as any.
+            let found = run.series.iter().enumerate().map(|(i, b)| (t(i), kreq(b.completed - b.missing)));
+            let faint = color.mix(0.45);
+            chart
+                .draw_series(LineSeries::new(found, faint.stroke_width(1)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label("  of which found their key (GET answered with the value, or SET)")
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], faint.stroke_width(1)));
+        }
     }
     chart
         .configure_series_labels()
@@ -100,11 +111,11 @@ where
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let all = std::iter::once(live).chain(restarts.iter().copied());
     let x_max = all.clone().map(|r| r.seconds).fold(1.0, f64::max);
-    let y_max = all.flat_map(|r| r.series.iter().map(|(n, _)| kreq(*n))).fold(1.0, f64::max) * 1.15;
+    let y_max = all.flat_map(|r| r.series.iter().map(|b| kreq(b.completed))).fold(1.0, f64::max) * 1.15;
     let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
     panel(
         &top,
-        &format!("dsu: every release applied live to one process ({keys} keys kept)"),
+        &format!("dsu: every release applied live to one process ({} keys)", thousands(keys)),
         &[(live, LIVE, "cargo dsu build, patches through the control socket")],
         x_max,
         y_max,
@@ -113,7 +124,7 @@ where
         .iter()
         .map(|r| {
             if r.name.contains("snapshot") {
-                (*r, SNAPSHOT, "graceful restart, snapshot saved and loaded")
+                (*r, SNAPSHOT, "graceful restart, state saved to a snapshot and loaded")
             } else {
                 (*r, LOST, "graceful restart (SO_REUSEPORT), state lost")
             }
@@ -122,6 +133,19 @@ where
     panel(&bottom, "graceful restart of the plain build, release by release", &series, x_max, y_max)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// 1000000 as "1,000,000".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Draws `<stem>.svg` and `<stem>.png`; returns the font used.

@@ -5,7 +5,7 @@
 //! - **restart**: the plain `cargo build` of each release, each taking over from the one before
 //!   by a graceful restart, its state saved and reloaded from a snapshot, or lost.
 
-use crate::load::{Generator, LoadConfig, Stats, Totals, Verified, BUCKET};
+use crate::load::{Bucket, Generator, LoadConfig, Stats, Totals, Verified, BUCKET};
 use crate::repo::Release;
 use crate::server::Server;
 use anyhow::{ensure, Context, Result};
@@ -75,8 +75,8 @@ pub struct Event {
 pub struct Run {
     pub name: String,
     pub events: Vec<Event>,
-    /// Requests completed per bucket and the longest wait (µs) in each.
-    pub series: Vec<(u64, u64)>,
+    /// The load's buckets.
+    pub series: Vec<Bucket>,
     pub totals: Totals,
     pub verified: Verified,
     /// Load seconds measured.
@@ -235,11 +235,11 @@ pub fn dip(run: &Run, i: usize) -> Dip {
     let start = b(run.events[i].at);
     let end = run.events.get(i + 1).map_or(run.series.len(), |e| b(e.at));
     let before = &run.series[start.saturating_sub(10)..start];
-    let baseline = before.iter().map(|x| x.0 as f64).sum::<f64>() / before.len().max(1) as f64;
+    let baseline = before.iter().map(|x| x.completed as f64).sum::<f64>() / before.len().max(1) as f64;
     let window = &run.series[start..end.max(start)];
-    let lowest = window.iter().map(|x| x.0 as f64).fold(f64::INFINITY, f64::min);
-    let lost: f64 = window.iter().map(|x| (baseline - x.0 as f64).max(0.0)).sum();
-    let max_wait = Duration::from_micros(window.iter().map(|x| x.1).max().unwrap_or(0));
+    let lowest = window.iter().map(|x| x.completed as f64).fold(f64::INFINITY, f64::min);
+    let lost: f64 = window.iter().map(|x| (baseline - x.completed as f64).max(0.0)).sum();
+    let max_wait = Duration::from_micros(window.iter().map(|x| x.max_wait_us).max().unwrap_or(0));
     Dip {
         baseline_per_s: baseline / per_bucket,
         lowest: if baseline > 0.0 && lowest.is_finite() { lowest / baseline } else { 0.0 },
@@ -248,11 +248,14 @@ pub fn dip(run: &Run, i: usize) -> Dip {
     }
 }
 
-/// The throughput series as CSV: seconds, requests per second, longest wait (ms).
+/// The throughput series as CSV: seconds, requests and GETs of missing keys per second, longest
+/// wait (ms).
 pub fn series_csv(run: &Run) -> String {
-    let mut out = String::from("t_s,requests_per_s,max_wait_ms\n");
-    for (i, (n, wait)) in run.series.iter().enumerate() {
-        let _ = writeln!(out, "{:.1},{},{:.3}", i as f64 * BUCKET.as_secs_f64(), *n as f64 / BUCKET.as_secs_f64(), *wait as f64 / 1000.0);
+    let mut out = String::from("t_s,requests_per_s,missing_key_gets_per_s,max_wait_ms\n");
+    let per_s = |n: u64| n as f64 / BUCKET.as_secs_f64();
+    for (i, b) in run.series.iter().enumerate() {
+        let t = i as f64 * BUCKET.as_secs_f64();
+        let _ = writeln!(out, "{t:.1},{},{},{:.3}", per_s(b.completed), per_s(b.missing), b.max_wait_us as f64 / 1000.0);
     }
     out
 }
@@ -353,9 +356,10 @@ mod tests {
 
     #[test]
     fn a_dip_is_measured_against_the_second_before() {
-        let mut series = vec![(100, 50); 20];
-        series[12] = (0, 0);
-        series[13] = (50, 40_000);
+        let b = |completed, max_wait_us| Bucket { completed, missing: 0, max_wait_us };
+        let mut series = vec![b(100, 50); 20];
+        series[12] = b(0, 0);
+        series[13] = b(50, 40_000);
         let run = Run {
             name: "t".into(),
             events: vec![Event {
