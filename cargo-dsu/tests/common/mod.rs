@@ -252,6 +252,13 @@ pub fn write_tree_with(dir: &Path, name: impl AsRef<Path>, version: &str, replac
             *content = text.into_bytes();
         }
     }
+    sync_tree(dir, &files);
+}
+
+/// Makes `dir` hold `files` (by path relative to it): files are rewritten only when they differ,
+/// so builds stay incremental, and other files are removed (`.git`, `.gitignore` and `target`
+/// are left alone).
+pub fn sync_tree(dir: &Path, files: &std::collections::BTreeMap<PathBuf, Vec<u8>>) {
     let mut present = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -274,7 +281,7 @@ pub fn write_tree_with(dir: &Path, name: impl AsRef<Path>, version: &str, replac
             std::fs::remove_file(dir.join(rel)).unwrap();
         }
     }
-    for (rel, content) in &files {
+    for (rel, content) in files {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         write_if_changed(&path, content);

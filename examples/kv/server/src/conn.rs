@@ -19,12 +19,15 @@ pub async fn serve(mut stream: TcpStream, db: Arc<Db>, mut shutdown: watch::Rece
     let mut out = Vec::with_capacity(16 * 1024);
     loop {
         tokio::select! {
+            // Shutdown first: a client that keeps sending gets no more than the requests it had
+            // sent when the server began to stop. The only change is to true.
+            biased;
+            _ = shutdown.changed() => return,
+            // Cancel safe: nothing read is lost when the other branch wins.
             read = stream.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },
-            // The only change is to true. `read_buf` is cancel safe: nothing read is lost.
-            _ = shutdown.changed() => return,
         }
         let close = answer(&db, &mut input, &mut out).await;
         if !out.is_empty() {

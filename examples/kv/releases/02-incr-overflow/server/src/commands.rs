@@ -149,10 +149,8 @@ fn exists(db: &Db, args: &[Bytes], now: u64, out: &mut Vec<u8>) {
     if args.len() < 2 {
         return wrong_arity(args, out);
     }
-    let found = args[1..]
-        .iter()
-        .filter(|key| db.shard_of(key).with(|shard| lock(shard).live(key, now).is_some()))
-        .count();
+    let found =
+        args[1..].iter().filter(|key| db.shard_of(key).with(|shard| lock(shard).live(key, now).is_some())).count();
     resp::integer(out, found as i64);
 }
 

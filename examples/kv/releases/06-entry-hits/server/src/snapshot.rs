@@ -5,7 +5,7 @@
 //! value | deadline (u64 LE, 0 for none)`, then the entry count (u64 LE) as a check that the
 //! file is whole.
 
-use crate::db::{lock, now_ms, Db, Entry};
+use crate::db::{lock, now_ms, shard_index, Db, Entry, SHARDS};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
@@ -62,7 +62,9 @@ pub fn load(db: &Db, path: &Path) -> io::Result<u64> {
     let (mut rest, count) = body.split_at(body.len() - 8);
     let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
     let now = now_ms();
-    let (mut read, mut loaded) = (0u64, 0u64);
+    // Sorted by shard first, so each shard is locked once and its map grown once.
+    let mut by_shard: Vec<Vec<(Vec<u8>, Entry)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    let mut read = 0u64;
     while !rest.is_empty() {
         let key = field(&mut rest).ok_or_else(|| bad("truncated key"))?.to_vec();
         let value = field(&mut rest).ok_or_else(|| bad("truncated value"))?.to_vec();
@@ -73,8 +75,18 @@ pub fn load(db: &Db, path: &Path) -> io::Result<u64> {
             continue;
         }
         let expires_at = (at != 0).then_some(at);
-        db.shard_of(&key).with(|shard| lock(shard).insert(&key, Entry::new(value, expires_at)));
-        loaded += 1;
+        by_shard[shard_index(&key)].push((key, Entry::new(value, expires_at)));
+    }
+    let mut loaded = 0u64;
+    for (cell, entries) in db.shards.iter().zip(by_shard) {
+        loaded += entries.len() as u64;
+        cell.with(|shard| {
+            let mut shard = lock(shard);
+            shard.entries.reserve(entries.len());
+            for (key, entry) in entries {
+                shard.insert(&key, entry);
+            }
+        });
     }
     if read != count {
         return Err(bad(&format!("{read} entries where the trailer says {count}")));
