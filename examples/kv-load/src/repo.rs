@@ -1,6 +1,8 @@
 //! The kv server's release history as a git repository: `examples/kv/` is release r1, each
-//! `examples/kv/releases/<NN>-<slug>/` an overlay on the one before (see helpers' contract in
-//! the kv example's README). The repository is what `cargo dsu patch rA..rB` reads.
+//! `examples/kv/releases/<NN>-<slug>/` an overlay on the one before, holding the files it
+//! changes, a `RELEASE` file (`message: …`, optionally `rollback: yes`) and optionally a
+//! `DELETE` file (one path a line). Release NN is tagged `rNN` without the leading zero. The
+//! repository is what `cargo dsu patch rA..rB` reads.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};

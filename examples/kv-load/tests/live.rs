@@ -59,7 +59,7 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 
 fn live_updates_under_load() {
     let target = shared_target_dir();
-    let dir = target.join("scratch-kv").join("repo");
+    let dir = target.join("scratch-kv-load").join("repo");
     let releases = repo::make_repository(&repo::kv_source(), &dir).expect("the release repository");
     let change = releases.iter().find(|r| r.tag == ENTRY_TYPE_CHANGE).expect("the entry type change release");
     assert!(
@@ -74,7 +74,7 @@ fn live_updates_under_load() {
     let patches: Vec<PathBuf> =
         UPDATES.iter().map(|(a, b)| cargo_dsu.patch(a, b).unwrap_or_else(|e| panic!("cargo dsu patch {a}..{b}: {e:#}"))).collect();
 
-    let work = target.join("scratch-kv");
+    let work = target.join("scratch-kv-load");
     let socket = work.join("control.sock");
     let log = work.join("server.log");
     let _ = std::fs::remove_file(&log);
