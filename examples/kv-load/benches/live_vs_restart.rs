@@ -38,7 +38,6 @@ fn main() -> ExitCode {
     kv_load::main_or_cargo_dsu("live_vs_restart", bench)
 }
 
-
 fn bench() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
     let base = root.join("target/kv-bench");
@@ -57,7 +56,12 @@ fn bench() -> Result<()> {
     let repo_dir = base.join("repo");
     let releases = repo::make_repository(&repo::kv_source(), &repo_dir)?;
     let steps = scenario::steps(&releases);
-    println!("repository {}: {} releases; sequence: {}", repo_dir.display(), releases.len(), steps.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "repository {}: {} releases; sequence: {}",
+        repo_dir.display(),
+        releases.len(),
+        steps.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
+    );
 
     let cargo_dsu = dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true };
     let binary = cargo_dsu.build()?;
@@ -72,7 +76,11 @@ fn bench() -> Result<()> {
     for r in &releases {
         binaries.push((r.tag.clone(), dsu::plain_build(&repo_dir, &r.tag, &base)?));
     }
-    println!("plain cargo build --release of {} releases; everything built in {:.0} s", binaries.len(), t.elapsed().as_secs_f64());
+    println!(
+        "plain cargo build --release of {} releases; everything built in {:.0} s",
+        binaries.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let generator = Generator::new(kv_load::env_or("KV_LOAD_THREADS", 1)?)?;
     let setup = Setup { generator: &generator, load, work: base.clone(), spacing };

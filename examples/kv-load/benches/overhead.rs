@@ -21,7 +21,6 @@ fn main() -> ExitCode {
     kv_load::main_or_cargo_dsu("overhead", bench)
 }
 
-
 fn redis_benchmark_installed() -> bool {
     Command::new("redis-benchmark").arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -88,11 +87,15 @@ fn bench() -> Result<()> {
     std::fs::create_dir_all(&base)?;
     let runs: usize = kv_load::env_or("KV_OVERHEAD_RUNS", 5)?;
     let requests: u64 = kv_load::env_or("KV_OVERHEAD_REQUESTS", 1_000_000)?;
-    let tool: String = kv_load::env_or("KV_OVERHEAD_TOOL", if redis_benchmark_installed() { "redis-benchmark" } else { "rust" }.to_string())?;
+    let tool: String = kv_load::env_or(
+        "KV_OVERHEAD_TOOL",
+        if redis_benchmark_installed() { "redis-benchmark" } else { "rust" }.to_string(),
+    )?;
 
     let repo_dir = base.join("repo");
     repo::make_repository(&repo::kv_source(), &repo_dir)?;
-    let dsu_binary = dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true }.build()?;
+    let dsu_binary =
+        dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true }.build()?;
     let plain_binary: PathBuf = dsu::plain_build(&repo_dir, "r1", &base)?;
     let builds = [("plain", plain_binary), ("dsu", dsu_binary)];
     println!("tool: {tool}; {requests} requests per test, 50 connections; {runs} runs per build, alternating");

@@ -31,7 +31,12 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         // Requests are small and answered one by one: do not hold them back to fill a segment.
         stream.set_nodelay(true)?;
-        Ok(Client { stream, read: BytesMut::with_capacity(16 * 1024), write: Vec::with_capacity(16 * 1024), outstanding: 0 })
+        Ok(Client {
+            stream,
+            read: BytesMut::with_capacity(16 * 1024),
+            write: Vec::with_capacity(16 * 1024),
+            outstanding: 0,
+        })
     }
 
     /// Queues one command; nothing is sent until [`Client::flush`] or [`Client::read_replies`].

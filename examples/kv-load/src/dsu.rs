@@ -80,7 +80,8 @@ pub fn plain_build(repo: &Path, tag: &str, target: &Path) -> Result<PathBuf> {
             bail!("git clone: {}", String::from_utf8_lossy(&out.stderr));
         }
     } else {
-        let out = Command::new("git").args(["fetch", "-q", "--tags", "--force"]).arg(repo).current_dir(&tree).output()?;
+        let out =
+            Command::new("git").args(["fetch", "-q", "--tags", "--force"]).arg(repo).current_dir(&tree).output()?;
         if !out.status.success() {
             bail!("git fetch: {}", String::from_utf8_lossy(&out.stderr));
         }

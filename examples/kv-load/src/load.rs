@@ -315,31 +315,46 @@ impl Generator {
     pub fn dbsize(&self, addr: &str) -> Result<i64, ClientError> {
         match self.command(addr, &["DBSIZE"])? {
             Reply::Integer(n) => Ok(n),
-            other => Err(ClientError::Protocol(crate::resp::ProtocolError::BadInteger { offset: 0, text: other.to_string() })),
+            other => Err(ClientError::Protocol(crate::resp::ProtocolError::BadInteger {
+                offset: 0,
+                text: other.to_string(),
+            })),
         }
     }
 
     /// SETs keys `0..keys` to their values, pipelined `batch` at a time over `connections`
     /// connections. Any reply but `+OK` is an error naming the key.
     pub fn fill(&self, addr: &str, keys: u64, connections: usize, batch: usize) -> anyhow::Result<()> {
-        self.over_keys(addr, keys, connections, batch, |i, c| c.queue(&[&b"SET"[..], &key(i), &value(i)]), |i, reply| {
-            match reply {
+        self.over_keys(
+            addr,
+            keys,
+            connections,
+            batch,
+            |i, c| c.queue(&[&b"SET"[..], &key(i), &value(i)]),
+            |i, reply| match reply {
                 Reply::Simple(s) if s == "OK" => Ok(0),
                 other => anyhow::bail!("SET key:{i:07} answered {other}"),
-            }
-        })
+            },
+        )
         .map(|_| ())
     }
 
     /// Reads every key `0..keys` back (pipelined) and counts the intact ones.
     pub fn verify(&self, addr: &str, keys: u64, connections: usize, batch: usize) -> anyhow::Result<Verified> {
-        let counts = self.over_keys(addr, keys, connections, batch, |i, c| c.queue(&[&b"GET"[..], &key(i)]), |i, reply| {
-            Ok(match reply {
-                Reply::Bulk(Some(v)) if v == value(i) => 0,
-                Reply::Bulk(None) => 1,
-                _ => 2,
-            })
-        })?;
+        let counts = self.over_keys(
+            addr,
+            keys,
+            connections,
+            batch,
+            |i, c| c.queue(&[&b"GET"[..], &key(i)]),
+            |i, reply| {
+                Ok(match reply {
+                    Reply::Bulk(Some(v)) if v == value(i) => 0,
+                    Reply::Bulk(None) => 1,
+                    _ => 2,
+                })
+            },
+        )?;
         let [intact, missing, wrong] = counts;
         Ok(Verified { keys, intact, missing, wrong })
     }

@@ -72,7 +72,11 @@ where
             // Labels of the second series sit lower, so two runs' labels do not overlap.
             let y = y_max * (0.97 - 0.06 * k as f64 - 0.03 * (i % 2) as f64);
             chart
-                .draw_series([Text::new(e.label.clone(), (e.at + 0.05, y), ("sans-serif", 11).into_font().color(color))])
+                .draw_series([Text::new(
+                    e.label.clone(),
+                    (e.at + 0.05, y),
+                    ("sans-serif", 11).into_font().color(color),
+                )])
                 .map_err(|e| anyhow!("{e}"))?;
         }
         let t = |i: usize| (i as f64 + 0.5) * BUCKET.as_secs_f64();
@@ -140,7 +144,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -153,8 +157,10 @@ pub fn figure(stem: &Path, live: &Run, restarts: &[&Run], keys: u64) -> Result<&
     let font = register_font()?;
     let size = (1400, 900);
     let svg = stem.with_extension("svg");
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), live, restarts, keys).with_context(|| format!("drawing {}", svg.display()))?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), live, restarts, keys)
+        .with_context(|| format!("drawing {}", svg.display()))?;
     let png = stem.with_extension("png");
-    draw(BitMapBackend::new(&png, size).into_drawing_area(), live, restarts, keys).with_context(|| format!("drawing {}", png.display()))?;
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), live, restarts, keys)
+        .with_context(|| format!("drawing {}", png.display()))?;
     Ok(font)
 }

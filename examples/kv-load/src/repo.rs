@@ -69,7 +69,11 @@ pub fn releases(kv: &Path) -> Result<Vec<Release>> {
     }
     overlays.sort();
     for (k, (number, path)) in overlays.into_iter().enumerate() {
-        ensure!(number as usize == k + 2, "release directories must be numbered 02, 03, … without gaps; found {number:02} at place {}", k + 2);
+        ensure!(
+            number as usize == k + 2,
+            "release directories must be numbered 02, 03, … without gaps; found {number:02} at place {}",
+            k + 2
+        );
         let text = std::fs::read_to_string(path.join("RELEASE"))
             .with_context(|| format!("release {} has no RELEASE file", path.display()))?;
         let mut message = None;
@@ -79,7 +83,10 @@ pub fn releases(kv: &Path) -> Result<Vec<Release>> {
                 Some(("message", v)) => message = Some(v.to_string()),
                 Some(("rollback", "yes")) => rollback = true,
                 Some(("rollback", "no")) => {}
-                _ => bail!("{}: unknown line {line:?} (expected `message: …` or `rollback: yes`)", path.join("RELEASE").display()),
+                _ => bail!(
+                    "{}: unknown line {line:?} (expected `message: …` or `rollback: yes`)",
+                    path.join("RELEASE").display()
+                ),
             }
         }
         let deletes = match std::fs::read_to_string(path.join("DELETE")) {
@@ -145,7 +152,11 @@ pub fn make_repository(kv: &Path, dest: &Path) -> Result<Vec<Release>> {
     let runtime = runtime_path()?;
     let runtime = runtime.to_str().context("the runtime's path is not UTF-8")?;
     let manifest = std::fs::read_to_string(kv.join("Cargo.toml")).context("reading the kv workspace manifest")?;
-    ensure!(manifest.contains(RUNTIME_LINE), "{} does not name the runtime as `{RUNTIME_LINE}`", kv.join("Cargo.toml").display());
+    ensure!(
+        manifest.contains(RUNTIME_LINE),
+        "{} does not name the runtime as `{RUNTIME_LINE}`",
+        kv.join("Cargo.toml").display()
+    );
     std::fs::create_dir_all(dest)?;
     // Everything but the build directory goes: a file of an older copy would be committed.
     for entry in std::fs::read_dir(dest)? {
@@ -169,8 +180,9 @@ pub fn make_repository(kv: &Path, dest: &Path) -> Result<Vec<Release>> {
             copy_tree(overlay, dest, &["RELEASE", "DELETE"], runtime)?;
             for path in &release.deletes {
                 let full = dest.join(path);
-                std::fs::remove_file(&full)
-                    .with_context(|| format!("release {} deletes {}, which does not exist", release.tag, path.display()))?;
+                std::fs::remove_file(&full).with_context(|| {
+                    format!("release {} deletes {}, which does not exist", release.tag, path.display())
+                })?;
             }
         }
         git(dest, &["add", "-A"])?;
@@ -227,7 +239,11 @@ mod tests {
         assert!(show(&dest, "r2:server/src/old.rs").is_some());
         assert!(show(&dest, "r3:server/src/old.rs").is_none());
         assert!(show(&dest, "r3:server/src/new.rs").is_some());
-        assert!(show(&dest, "r3:RELEASE").is_none() && show(&dest, "r1:releases").is_none() && show(&dest, "r1:target").is_none());
+        assert!(
+            show(&dest, "r3:RELEASE").is_none()
+                && show(&dest, "r1:releases").is_none()
+                && show(&dest, "r1:target").is_none()
+        );
         assert_eq!(show(&dest, "r2:.gitignore").unwrap(), "/target\n");
         // The work tree is r1, clean.
         assert_eq!(std::fs::read_to_string(dest.join("server/src/lib.rs")).unwrap(), "// r1\n");

@@ -186,10 +186,10 @@ mod tests {
         out.clear();
         encode_command(&mut out, &[&b"GET"[..], &b"a\r\nb\0"[..]]);
         assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$5\r\na\r\nb\0\r\n");
-        assert_eq!(whole(&out), Reply::Array(Some(vec![
-            Reply::Bulk(Some(b"GET".to_vec())),
-            Reply::Bulk(Some(b"a\r\nb\0".to_vec())),
-        ])));
+        assert_eq!(
+            whole(&out),
+            Reply::Array(Some(vec![Reply::Bulk(Some(b"GET".to_vec())), Reply::Bulk(Some(b"a\r\nb\0".to_vec())),]))
+        );
     }
 
     #[test]

@@ -140,7 +140,15 @@ fn drive(
         ensure!(release == st.tag, "after {} INFO says kv_release:{release}", st.label);
         let keys_after = s.generator.dbsize(&addr)?;
         peak_kib = peak_kib.max(done.peak_kib);
-        events.push(Event { label: st.label.clone(), at, pause: done.pause, took: done.took, keys_after, peak_kib: done.peak_kib, release });
+        events.push(Event {
+            label: st.label.clone(),
+            at,
+            pause: done.pause,
+            took: done.took,
+            keys_after,
+            peak_kib: done.peak_kib,
+            release,
+        });
         std::thread::sleep(s.spacing);
     }
     let seconds = stats.now();
@@ -163,7 +171,11 @@ pub fn live(s: &Setup, binary: &Path, patches: &[(String, PathBuf)], steps: &[St
         if step.rollback {
             crate::dsu::control(&socket, "rollback")?;
         } else {
-            let patch = &patches.iter().find(|(tag, _)| *tag == step.tag).with_context(|| format!("no patch to {}", step.tag))?.1;
+            let patch = &patches
+                .iter()
+                .find(|(tag, _)| *tag == step.tag)
+                .with_context(|| format!("no patch to {}", step.tag))?
+                .1;
             crate::dsu::control(&socket, &format!("load {}", patch.display()))?;
         }
         let took = t.elapsed();
@@ -255,7 +267,8 @@ pub fn series_csv(run: &Run) -> String {
     let per_s = |n: u64| n as f64 / BUCKET.as_secs_f64();
     for (i, b) in run.series.iter().enumerate() {
         let t = i as f64 * BUCKET.as_secs_f64();
-        let _ = writeln!(out, "{t:.1},{},{},{:.3}", per_s(b.completed), per_s(b.missing), b.max_wait_us as f64 / 1000.0);
+        let _ =
+            writeln!(out, "{t:.1},{},{},{:.3}", per_s(b.completed), per_s(b.missing), b.max_wait_us as f64 / 1000.0);
     }
     out
 }
@@ -350,7 +363,13 @@ mod tests {
         let labels: Vec<_> = s.iter().map(|s| (s.label.as_str(), s.tag.as_str(), s.rollback)).collect();
         assert_eq!(
             labels,
-            vec![("r2", "r2", false), ("r3", "r3", false), ("rollback r3", "r2", true), ("r3 again", "r3", false), ("r4", "r4", false)]
+            vec![
+                ("r2", "r2", false),
+                ("r3", "r3", false),
+                ("rollback r3", "r2", true),
+                ("r3 again", "r3", false),
+                ("r4", "r4", false)
+            ]
         );
     }
 

@@ -59,12 +59,20 @@ impl Server {
             Ok(Some(Ok(line))) => line,
             Ok(_) => {
                 let status = child.wait()?;
-                bail!("{} exited ({status}) without saying where it listens; its log: {}", binary.display(), log.display())
+                bail!(
+                    "{} exited ({status}) without saying where it listens; its log: {}",
+                    binary.display(),
+                    log.display()
+                )
             }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("{} did not say `listening on` within {ready_within:?}; its log: {}", binary.display(), log.display())
+                bail!(
+                    "{} did not say `listening on` within {ready_within:?}; its log: {}",
+                    binary.display(),
+                    log.display()
+                )
             }
         };
         let ready_at = Instant::now();
@@ -137,5 +145,8 @@ impl Drop for Server {
 /// Peak resident memory (VmHWM) of process `pid` in KiB, while it runs.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

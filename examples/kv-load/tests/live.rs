@@ -43,9 +43,9 @@ fn main() -> ExitCode {
 /// The target directory the cargo-dsu end-to-end tests share (see cargo-dsu/tests/common), so
 /// the runtime's dependency library and third-party crates are built once for all of them.
 fn shared_target_dir() -> PathBuf {
-    std::env::var_os("DSU_E2E_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap().join("target/dsu-e2e"))
+    std::env::var_os("DSU_E2E_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap().join("target/dsu-e2e")
+    })
 }
 
 /// Waits until `done()` holds, at most `within`; panics naming `what` otherwise.
@@ -71,15 +71,22 @@ fn live_updates_under_load() {
     assert!(out.status.success(), "git checkout {BASE}: {}", String::from_utf8_lossy(&out.stderr));
     let cargo_dsu = CargoDsu { repo: dir.clone(), target: target.clone(), release: false };
     let binary = cargo_dsu.build().expect("cargo dsu build");
-    let patches: Vec<PathBuf> =
-        UPDATES.iter().map(|(a, b)| cargo_dsu.patch(a, b).unwrap_or_else(|e| panic!("cargo dsu patch {a}..{b}: {e:#}"))).collect();
+    let patches: Vec<PathBuf> = UPDATES
+        .iter()
+        .map(|(a, b)| cargo_dsu.patch(a, b).unwrap_or_else(|e| panic!("cargo dsu patch {a}..{b}: {e:#}")))
+        .collect();
 
     let work = target.join("scratch-kv-load");
     let socket = work.join("control.sock");
     let log = work.join("server.log");
     let _ = std::fs::remove_file(&log);
-    let mut server = Server::start(&binary, &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()], &log, Duration::from_secs(120))
-        .expect("the server starts");
+    let mut server = Server::start(
+        &binary,
+        &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()],
+        &log,
+        Duration::from_secs(120),
+    )
+    .expect("the server starts");
     let addr = server.addr.clone();
     let generator = Generator::new(2).unwrap();
     let info_release = || generator.info_field(&addr, "kv_release").unwrap().unwrap_or_default();
