@@ -24,7 +24,8 @@
 //! `cargo bench -p kv-load --bench live_vs_restart`. Environment: KV_KEYS (default 1000000),
 //! KV_CONNECTIONS (50), KV_PIPELINE (1), KV_SPACING_MS (2000: load before, between and after
 //! the updates), KV_LOAD_THREADS (1: the generator's tokio worker threads), KV_RUNS
-//! (`live,snapshot,lost`), KV_NO_FIGURE (set: keep docs/ as it is).
+//! (`live,snapshot,lost`), KV_NO_FIGURE (set: keep docs/ as it is), KV_SIGN (set: the build trusts
+//! a key made for the bench and every patch is signed with it).
 
 use anyhow::Result;
 use kv_load::load::{Generator, LoadConfig};
@@ -63,7 +64,17 @@ fn bench() -> Result<()> {
         steps.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
     );
 
-    let cargo_dsu = dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true };
+    // KV_SIGN=1: the build trusts a key and every patch is signed with it, as in production.
+    let signing = match std::env::var_os("KV_SIGN") {
+        Some(_) => {
+            let keys = base.join("keys").join("release");
+            dsu::keygen(&keys)?;
+            println!("patches signed with {}.key; the build trusts {}.pub", keys.display(), keys.display());
+            Some(keys)
+        }
+        None => None,
+    };
+    let cargo_dsu = dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true, keys: signing };
     let binary = cargo_dsu.build()?;
     println!("cargo dsu build --release: {}", binary.display());
     let mut patches = Vec::new();

@@ -95,7 +95,7 @@ fn bench() -> Result<()> {
     let repo_dir = base.join("repo");
     repo::make_repository(&repo::kv_source(), &repo_dir)?;
     let dsu_binary =
-        dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true }.build()?;
+        dsu::CargoDsu { repo: repo_dir.clone(), target: base.join("dsu-target"), release: true, keys: None }.build()?;
     let plain_binary: PathBuf = dsu::plain_build(&repo_dir, "r1", &base)?;
     let builds = [("plain", plain_binary), ("dsu", dsu_binary)];
     println!("tool: {tool}; {requests} requests per test, 50 connections; {runs} runs per build, alternating");

@@ -21,6 +21,9 @@ pub struct CargoDsu {
     pub repo: PathBuf,
     pub target: PathBuf,
     pub release: bool,
+    /// A key pair from `cargo dsu keygen` (the path without `.key`/`.pub`): the build trusts its
+    /// public half and every patch is signed with its secret half.
+    pub keys: Option<PathBuf>,
 }
 
 impl CargoDsu {
@@ -41,16 +44,42 @@ impl CargoDsu {
 
     /// `cargo dsu build` of the checked-out revision: the server binary's path.
     pub fn build(&self) -> Result<PathBuf> {
-        let out = self.run(&["build", "-p", "kv", "--bin", "kv-server"])?;
+        let public = self.keys.as_ref().map(|k| k.with_extension("pub"));
+        let mut args = vec!["build", "-p", "kv", "--bin", "kv-server"];
+        if let Some(public) = &public {
+            args.extend(["--trust", public.to_str().context("non-UTF-8 key path")?]);
+        }
+        let out = self.run(&args)?;
         let path = out.lines().last().context("cargo dsu build printed no path")?;
         Ok(PathBuf::from(path))
     }
 
     /// `cargo dsu patch FROM..TO`: the patch's path.
     pub fn patch(&self, from: &str, to: &str) -> Result<PathBuf> {
-        let out = self.run(&["patch", &format!("{from}..{to}"), "-p", "kv", "--bin", "kv-server"])?;
+        let range = format!("{from}..{to}");
+        let secret = self.keys.as_ref().map(|k| k.with_extension("key"));
+        let mut args = vec!["patch", range.as_str(), "-p", "kv", "--bin", "kv-server"];
+        if let Some(secret) = &secret {
+            args.extend(["--sign", secret.to_str().context("non-UTF-8 key path")?]);
+        }
+        let out = self.run(&args)?;
         Ok(PathBuf::from(out.lines().last().context("cargo dsu patch printed no path")?))
     }
+}
+
+/// `cargo dsu keygen NAME` unless NAME.key exists: the key pair [`CargoDsu::keys`] names.
+pub fn keygen(name: &Path) -> Result<()> {
+    if name.with_extension("key").exists() {
+        return Ok(());
+    }
+    if let Some(dir) = name.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = Command::new(std::env::current_exe()?).arg("dsu").arg("keygen").arg(name).output()?;
+    if !out.status.success() {
+        bail!("cargo dsu keygen failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// One request to a running program's control socket (what `cargo dsu load|rollback|status

@@ -73,7 +73,7 @@ fn live_updates_under_load() {
     );
     let out = std::process::Command::new("git").args(["checkout", "-q", BASE]).current_dir(&dir).output().unwrap();
     assert!(out.status.success(), "git checkout {BASE}: {}", String::from_utf8_lossy(&out.stderr));
-    let cargo_dsu = CargoDsu { repo: dir.clone(), target: target.clone(), release: false };
+    let cargo_dsu = CargoDsu { repo: dir.clone(), target: target.clone(), release: false, keys: None };
     let binary = cargo_dsu.build().expect("cargo dsu build");
     let patches: Vec<PathBuf> = UPDATES
         .iter()
