@@ -3,14 +3,13 @@
 //! them changes the type of every entry). Expected: 0 failed requests, no GET of a missing key,
 //! every key intact, and INFO naming the new release after each update.
 //!
-//! Its own `main` (harness = false): the test executable is also `cargo dsu`, as the demo is,
-//! so it builds the server and the patches without an installed cargo-dsu.
+//! Its own `main` (harness = false): the test executable is also `cargo dsu` (see
+//! `tests/common`), and it shares its repository and target directory with `tests/releases.rs`.
 
-use kv_load::dsu::{self, CargoDsu};
+mod common;
+
+use kv_load::dsu;
 use kv_load::load::{Generator, LoadConfig, Stats};
-use kv_load::repo;
-use kv_load::server::Server;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,32 +23,7 @@ const ENTRY_TYPE_CHANGE: &str = "r6";
 const KEYS: u64 = 20_000;
 
 fn main() -> ExitCode {
-    if let Some(code) = dsu::as_cargo_dsu() {
-        return code;
-    }
-    // Accept and ignore libtest's arguments (`cargo test -- --nocapture`), but honour a filter
-    // that excludes this test.
-    if std::env::args().any(|a| a == "--list") {
-        println!("live_updates_under_load: test");
-        return ExitCode::SUCCESS;
-    }
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "live_updates_under_load".contains(f.as_str())) {
-        println!("test live_updates_under_load ... filtered out");
-        return ExitCode::SUCCESS;
-    }
-    println!("test live_updates_under_load ...");
-    live_updates_under_load();
-    println!("test live_updates_under_load ... ok");
-    ExitCode::SUCCESS
-}
-
-/// The target directory the cargo-dsu end-to-end tests share (see cargo-dsu/tests/common), so
-/// the runtime's dependency library and third-party crates are built once for all of them.
-fn shared_target_dir() -> PathBuf {
-    std::env::var_os("DSU_E2E_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap().join("target/dsu-e2e")
-    })
+    common::main(&[("live_updates_under_load", live_updates_under_load)])
 }
 
 /// Waits until `done()` holds, at most `within`; panics naming `what` otherwise.
@@ -62,9 +36,7 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn live_updates_under_load() {
-    let target = shared_target_dir();
-    let dir = target.join("scratch-kv-load").join("repo");
-    let releases = repo::make_repository(&repo::kv_source(), &dir).expect("the release repository");
+    let (dir, releases) = common::release_repository();
     let change = releases.iter().find(|r| r.tag == ENTRY_TYPE_CHANGE).expect("the entry type change release");
     assert!(
         change.message.to_lowercase().contains("entr"),
@@ -73,24 +45,11 @@ fn live_updates_under_load() {
     );
     let out = std::process::Command::new("git").args(["checkout", "-q", BASE]).current_dir(&dir).output().unwrap();
     assert!(out.status.success(), "git checkout {BASE}: {}", String::from_utf8_lossy(&out.stderr));
-    let cargo_dsu = CargoDsu { repo: dir.clone(), target: target.clone(), release: false, keys: None };
+    let cargo_dsu = common::cargo_dsu(&dir);
     let binary = cargo_dsu.build().expect("cargo dsu build");
-    let patches: Vec<PathBuf> = UPDATES
-        .iter()
-        .map(|(a, b)| cargo_dsu.patch(a, b).unwrap_or_else(|e| panic!("cargo dsu patch {a}..{b}: {e:#}")))
-        .collect();
+    let patches = common::patches(&cargo_dsu, UPDATES.iter().copied());
 
-    let work = target.join("scratch-kv-load");
-    let socket = work.join("control.sock");
-    let log = work.join("server.log");
-    let _ = std::fs::remove_file(&log);
-    let mut server = Server::start(
-        &binary,
-        &["--bind", "127.0.0.1:0", "--control", socket.to_str().unwrap()],
-        &log,
-        Duration::from_secs(120),
-    )
-    .expect("the server starts");
+    let common::Started { mut server, socket, log } = common::start_server(&binary, "live");
     let addr = server.addr.clone();
     let generator = Generator::new(2).unwrap();
     let info_release = || generator.info_field(&addr, "kv_release").unwrap().unwrap_or_default();
