@@ -8,7 +8,7 @@
 //! `libstd-*.so` are copied side by side into `<target>/dsu/<profile>/`, with one build record
 //! per binary beside them.
 
-use crate::deps_library::{DepsCrate, RUSTFLAGS};
+use crate::deps_library::{rustflags, DepsCrate};
 use crate::identity::{self, SourceState};
 use crate::locate::{self, BuildOptions, Program, SetCrate, Target};
 use crate::compare::statics::HostStatic;
@@ -393,7 +393,7 @@ fn cargo_build(
         .arg(&target.target_dir)
         .arg("--message-format=json-render-diagnostics")
         .args(extra)
-        .env("CARGO_ENCODED_RUSTFLAGS", RUSTFLAGS.join("\x1f"))
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(opts).join("\x1f"))
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env("RUSTC_WRAPPER", &opts.wrapper)

@@ -149,6 +149,11 @@ pub struct BuildArgs {
     /// The program then loads only patches signed by one of its trusted keys.
     #[arg(long, value_name = "NAME.pub")]
     pub trust: Vec<PathBuf>,
+    /// Reach thread-locals of the program and its dependencies with one load instead of a call
+    /// to `__tls_get_addr` (the initial-exec TLS model; needs a nightly compiler). Patches are
+    /// built without it.
+    #[arg(long)]
+    pub initial_exec_tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -217,7 +222,7 @@ pub fn main_with(argv: Vec<OsString>) -> ExitCode {
 pub fn run(args: DsuArgs) -> Result<()> {
     match args.command {
         DsuCommand::Build(b) => {
-            let built = build(&b.package, &b.trust)?;
+            let built = build(&b)?;
             for record in &built.records {
                 println!("{}", record.binary.display());
             }
@@ -290,10 +295,18 @@ fn wrapper_exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the running cargo-dsu executable")
 }
 
-fn build(p: &PackageArgs, trust: &[PathBuf]) -> Result<Built> {
-    let mut opts = build_options(p)?;
-    opts.trust = trust.to_vec();
+fn build(b: &BuildArgs) -> Result<Built> {
+    let mut opts = build_options(&b.package)?;
+    opts.trust = b.trust.clone();
+    opts.initial_exec_tls = b.initial_exec_tls;
     let target = crate::locate::locate(&opts)?;
+    if opts.initial_exec_tls && !target.rustc.is_nightly() {
+        anyhow::bail!(
+            "--initial-exec-tls needs a nightly compiler (it passes `{}`); this one is {}",
+            crate::deps_library::INITIAL_EXEC_TLS,
+            target.rustc.release()
+        );
+    }
     let bins: Vec<&str> = target.programs.iter().map(|p| p.bin.as_str()).collect();
     status("Building", format!("{} ({}) in updateable form", target.package_name, bins.join(", ")));
     let built = build::build_target(&target, &opts)?;

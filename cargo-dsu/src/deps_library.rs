@@ -24,6 +24,25 @@ use std::process::Command;
 /// Flags every crate of an updateable build is compiled with; host and patches must agree.
 pub const RUSTFLAGS: &[&str] = &["-Cprefer-dynamic"];
 
+/// `cargo dsu build --initial-exec-tls` (a nightly compiler): the program and its dependency
+/// library reach their thread-locals with one `%fs`-relative load instead of a call to
+/// `__tls_get_addr`, which a shared library's code otherwise makes for each (tokio reads its
+/// context and budget from thread-locals at every poll: 2.8% of a tokio server's instructions,
+/// docs/PERFORMANCE.md). The model is valid for both because they are loaded when the program
+/// starts, so their thread-locals are in the static TLS block. A patch is `dlopen`ed later:
+/// its crates are compiled without the flag (`patch_build` drops it), so its own thread-locals,
+/// if any, are allocated as a loaded library's must be.
+pub const INITIAL_EXEC_TLS: &str = "-Ztls-model=initial-exec";
+
+/// The flags of an updateable build with these options.
+pub fn rustflags(opts: &BuildOptions) -> Vec<&'static str> {
+    let mut flags = RUSTFLAGS.to_vec();
+    if opts.initial_exec_tls {
+        flags.push(INITIAL_EXEC_TLS);
+    }
+    flags
+}
+
 /// The generated dependency library crate.
 pub struct DepsCrate {
     pub name: String,
@@ -99,7 +118,7 @@ impl DepsCrate {
             target.rustc.version_text.as_bytes(),
             target.triple.as_bytes(),
             opts.profile().as_bytes(),
-            RUSTFLAGS.join(" ").as_bytes(),
+            rustflags(opts).join(" ").as_bytes(),
         ]);
         let name = format!("dsu_deps_{hash}");
         let manifest = format!(

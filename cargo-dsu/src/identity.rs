@@ -40,6 +40,17 @@ impl Rustc {
         hex_hash(self.version_text.as_bytes())
     }
 
+    /// Its `release:` line (`1.95.0`, `1.97.0-nightly`).
+    pub fn release(&self) -> &str {
+        self.version_text.lines().find_map(|l| l.strip_prefix("release: ")).unwrap_or("unknown")
+    }
+
+    /// Whether it takes `-Z` flags: a nightly or a locally built (`-dev`) compiler.
+    pub fn is_nightly(&self) -> bool {
+        let release = self.release();
+        release.ends_with("-nightly") || release.ends_with("-dev")
+    }
+
     /// `<sysroot>/lib/rustlib/<target>/lib`, where the shared `libstd-*.so` lives.
     pub fn target_libdir(&self, target: &str) -> Result<PathBuf> {
         let out = Command::new(&self.path).args(["--print", "sysroot"]).output()?;

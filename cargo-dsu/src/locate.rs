@@ -34,6 +34,10 @@ pub struct BuildOptions {
     /// (`cargo dsu build --trust`): kept in its build identity, so it then loads only patches
     /// signed by one of them.
     pub trust: Vec<PathBuf>,
+    /// Compile the program and its dependency library with the initial-exec TLS model
+    /// (`cargo dsu build --initial-exec-tls`; a nightly compiler; see
+    /// `deps_library::INITIAL_EXEC_TLS`).
+    pub initial_exec_tls: bool,
 }
 
 impl BuildOptions {
@@ -47,6 +51,7 @@ impl BuildOptions {
             wrapper: wrapper.into(),
             cargo: std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| "cargo".into()),
             trust: Vec::new(),
+            initial_exec_tls: false,
         }
     }
 

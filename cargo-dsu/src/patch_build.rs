@@ -445,7 +445,10 @@ fn patch_args(
                 || s.starts_with("--diagnostic-width=")
                 || s.starts_with("--emit=")
                 || s.starts_with("-Cincremental=")
-                || (cdylib && s.starts_with("-Cextra-filename=")) => {}
+                || (cdylib && s.starts_with("-Cextra-filename="))
+                // A patch is `dlopen`ed: its thread-locals cannot be in the static TLS block
+                // (see `deps_library::INITIAL_EXEC_TLS`).
+                || s == crate::deps_library::INITIAL_EXEC_TLS => {}
             s if s.strip_prefix("-L") == Some(program_deps.as_str()) => {
                 args.push(format!("-Ldependency={}", work.deps.display()))
             }
