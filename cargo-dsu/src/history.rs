@@ -261,8 +261,7 @@ fn located(text: &str) -> (String, usize, String) {
 }
 
 fn binary_step(bin: &str, r: &Report, refusals: Vec<StepRefusal>) -> BinaryStep {
-    let not_reversible: Vec<String> =
-        r.cells_transformed.iter().filter(|c| !r.cells_reversible.contains(c)).map(|c| c.path.clone()).collect();
+    let not_reversible: Vec<String> = r.irreversible_cells().map(|c| c.path.clone()).collect();
     let outcome = if !refusals.is_empty() {
         Outcome::Refused
     } else if r.is_empty_change() {

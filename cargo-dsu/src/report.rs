@@ -26,12 +26,7 @@ pub fn render(r: &Report) -> String {
         "\n    callers inside the patch see the new version; callers in the running program keep the old one",
     );
     section("types changed", &r.types_changed, "");
-    let irreversible: Vec<&str> = r
-        .cells_transformed
-        .iter()
-        .filter(|c| !r.cells_reversible.contains(c))
-        .map(|c| c.path.as_str())
-        .collect();
+    let irreversible: Vec<&str> = r.irreversible_cells().map(|c| c.path.as_str()).collect();
     let cells_note = if irreversible.is_empty() {
         " (at the update point, all or none; reversible: inverse transformers for every cell)".to_string()
     } else {

@@ -151,6 +151,12 @@ impl Report {
             && self.functions_carried.is_empty()
             && self.cells_transformed.is_empty()
     }
+
+    /// The transformed cells without an inverse transform: a rollback of the patch is refused
+    /// for them (code alone always rolls back).
+    pub fn irreversible_cells(&self) -> impl Iterator<Item = &ItemRef> {
+        self.cells_transformed.iter().filter(|c| !self.cells_reversible.contains(c))
+    }
 }
 
 impl Report {
