@@ -193,6 +193,16 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
+/// For an executable that carries cargo-dsu and runs itself as `cargo dsu` (the demo, the kv
+/// benches and tests): when it was started as `EXE dsu …`, or by cargo as the rustc wrapper of
+/// an updateable build, runs exactly the `cargo dsu` command and returns its exit code; `None`
+/// when the executable should go on as itself.
+pub fn run_if_invoked_as_cargo_dsu() -> Option<ExitCode> {
+    let invoked = std::env::var_os(crate::wrapper::CONFIG_ENV).is_some()
+        || std::env::args_os().nth(1).is_some_and(|a| a == "dsu");
+    invoked.then(|| main_with(std::env::args_os().collect()))
+}
+
 /// `cargo-dsu`'s `main`: the rustc wrapper during an updateable build, the CLI otherwise.
 pub fn main_with(argv: Vec<OsString>) -> ExitCode {
     if let Some(config) = std::env::var_os(crate::wrapper::CONFIG_ENV) {

@@ -26,10 +26,8 @@ const RELEASES: &[(&str, &str, &str)] = &[
 const NAMES: &[&str] = &["alice", "bob", "alice"];
 
 fn main() -> ExitCode {
-    if std::env::var_os(cargo_dsu::wrapper::CONFIG_ENV).is_some()
-        || std::env::args().nth(1).as_deref() == Some("dsu")
-    {
-        return cargo_dsu::cli::main_with(std::env::args_os().collect());
+    if let Some(code) = cargo_dsu::cli::run_if_invoked_as_cargo_dsu() {
+        return code;
     }
     match demo() {
         Ok(()) => ExitCode::SUCCESS,

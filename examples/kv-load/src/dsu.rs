@@ -1,20 +1,11 @@
 //! `cargo dsu` from a bench or test executable: the executable is cargo-dsu itself (as the demo
-//! is), so it needs no installed `cargo-dsu`. Its `main` first calls [`as_cargo_dsu`]: run as
-//! `EXE dsu …`, or by cargo as the rustc wrapper of an updateable build, it is exactly the
-//! `cargo dsu` command.
+//! is), so it needs no installed `cargo-dsu`. Its `main` first calls
+//! `cargo_dsu::cli::run_if_invoked_as_cargo_dsu`: run as `EXE dsu …`, or by cargo as the rustc
+//! wrapper of an updateable build, it is exactly the `cargo dsu` command.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-
-/// `Some(exit code)` when this process runs as `cargo dsu` (and has done so); `None` when it
-/// should go on as itself.
-pub fn as_cargo_dsu() -> Option<ExitCode> {
-    if std::env::var_os(cargo_dsu::wrapper::CONFIG_ENV).is_some() || std::env::args().nth(1).as_deref() == Some("dsu") {
-        return Some(cargo_dsu::cli::main_with(std::env::args_os().collect()));
-    }
-    None
-}
+use std::process::{Command, Stdio};
 
 /// `cargo dsu` in one repository with one target directory.
 pub struct CargoDsu {

@@ -19,9 +19,9 @@ pub mod scenario;
 pub mod server;
 
 /// The `main` of the benches and of the end-to-end test: `cargo dsu` when run as that (see
-/// [`dsu::as_cargo_dsu`]), otherwise `run`, its error printed under `name`.
+/// `cargo_dsu::cli::run_if_invoked_as_cargo_dsu`), otherwise `run`, its error printed under `name`.
 pub fn main_or_cargo_dsu(name: &str, run: fn() -> anyhow::Result<()>) -> std::process::ExitCode {
-    if let Some(code) = dsu::as_cargo_dsu() {
+    if let Some(code) = cargo_dsu::cli::run_if_invoked_as_cargo_dsu() {
         return code;
     }
     match run() {

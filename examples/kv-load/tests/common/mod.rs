@@ -16,7 +16,7 @@ use std::time::Duration;
 /// `tests` in order, accepting libtest's arguments (`--list`, a filter, `--nocapture` ignored).
 /// A test fails by panicking, which fails the executable.
 pub fn main(tests: &[(&str, fn())]) -> ExitCode {
-    if let Some(code) = dsu::as_cargo_dsu() {
+    if let Some(code) = cargo_dsu::cli::run_if_invoked_as_cargo_dsu() {
         return code;
     }
     if std::env::args().any(|a| a == "--list") {
