@@ -241,23 +241,14 @@ fn build_refusal(e: anyhow::Error) -> Result<StepRefusal> {
         return Ok(StepRefusal { kind: COMPILE, file, line, reason });
     }
     if let Some(r) = e.downcast_ref::<patch::Refused>() {
-        let (file, line, reason) = located(&r.0);
+        // The first of the patch build's reasons, with its place; or the message, without one.
+        let (file, line, reason) = match r.reasons.first() {
+            Some(first) => (first.file.clone(), first.line, first.reason.clone()),
+            None => (String::new(), 0, r.message.clone()),
+        };
         return Ok(StepRefusal { kind: kind_of(&reason), file, line, reason });
     }
     Err(e)
-}
-
-/// `file:line: reason` (the patch build's refusals), or the whole text without a place.
-fn located(text: &str) -> (String, usize, String) {
-    let text = text.strip_prefix("the patch is refused:\n").unwrap_or(text);
-    let first = text.lines().next().unwrap_or_default();
-    let mut parts = first.splitn(3, ':');
-    if let (Some(file), Some(line), Some(reason)) = (parts.next(), parts.next(), parts.next()) {
-        if let Ok(line) = line.parse() {
-            return (file.to_string(), line, reason.trim().to_string());
-        }
-    }
-    (String::new(), 0, text.to_string())
 }
 
 fn binary_step(bin: &str, r: &Report, refusals: Vec<StepRefusal>) -> BinaryStep {
@@ -470,10 +461,17 @@ mod tests {
 
     #[test]
     fn the_patch_builds_refusals_keep_their_place() {
-        assert_eq!(
-            located("the patch is refused:\nsrc/main.rs:7: static `app::N` is shared\nsrc/x.rs:1: more"),
-            ("src/main.rs".to_string(), 7, "static `app::N` is shared".to_string())
-        );
-        assert_eq!(located("no place"), (String::new(), 0, "no place".to_string()));
+        let at = |file: &str, line, reason: &str| crate::compare::Refusal {
+            file: file.to_string(),
+            line,
+            reason: reason.to_string(),
+        };
+        let refused = patch::Refused::listing(vec![at("src/main.rs", 7, "static `app::N` is shared"), at("src/x.rs", 1, "more")]);
+        assert_eq!(refused.message, "the patch is refused:\nsrc/main.rs:7: static `app::N` is shared\nsrc/x.rs:1: more");
+        let r = build_refusal(refused.into()).unwrap();
+        assert_eq!((r.file.as_str(), r.line, r.reason.as_str()), ("src/main.rs", 7, "static `app::N` is shared"));
+        let r = build_refusal(patch::Refused::new("no place".to_string()).into()).unwrap();
+        assert_eq!((r.file.as_str(), r.line, r.reason.as_str()), ("", 0, "no place"));
+        assert!(build_refusal(anyhow::anyhow!("another failure")).is_err(), "not a refusal: the history stops");
     }
 }

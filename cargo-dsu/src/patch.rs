@@ -17,10 +17,27 @@ use crate::{cli::status, report};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// The patch was refused; the reasons have been printed.
+/// The patch was refused: the message, and the reasons with their places when the refusal has
+/// them (those of the patch build: `history` reports them as the compare step's are).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
+#[error("{message}")]
+pub struct Refused {
+    pub message: String,
+    pub reasons: Vec<crate::compare::Refusal>,
+}
+
+impl Refused {
+    /// A refusal whose reasons have been printed, or that the message says whole.
+    pub fn new(message: String) -> Refused {
+        Refused { message, reasons: Vec::new() }
+    }
+
+    /// A refusal for `reasons`, listed one a line as `file:line: reason`.
+    pub fn listing(reasons: Vec<crate::compare::Refusal>) -> Refused {
+        let lines: Vec<String> = reasons.iter().map(|r| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
+        Refused { message: format!("the patch is refused:\n{}", lines.join("\n")), reasons }
+    }
+}
 
 /// No binary's behaviour changed between the revisions.
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +247,7 @@ fn print_report(req: &PatchRequest, target: &Target, program: &Program, report: 
         if req.json {
             print_json(&[report::json(report, &program.bin, None)?])?;
         }
-        return Err(Refused(format!(
+        return Err(Refused::new(format!(
             "the patch is refused: {} change(s) cannot be applied safely (see above)",
             report.refusals.len()
         ))
@@ -280,7 +297,7 @@ pub(crate) fn load_record(target: &Target, program: &Program, opts: &BuildOption
         let other_record = BuildRecord::record_path(&target.dsu_dir.join(other), &program.bin);
         let flag = if opts.release { " --release" } else { "" };
         if other_record.is_file() {
-            Refused(format!(
+            Refused::new(format!(
                 "profile mismatch: {} was built {}, and this patch is asked {}, so the program would \
                  refuse it. {}, or run `cargo dsu build{flag}` and restart the program",
                 program.bin,
@@ -305,7 +322,7 @@ fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_com
     let id = record.identity();
     if !record.dirty_files.is_empty() || id.revision.ends_with("+dirty") {
         let files = if record.dirty_files.is_empty() { "unknown".to_string() } else { record.dirty_files.join(", ") };
-        return Err(Refused(format!(
+        return Err(Refused::new(format!(
             "{} was built from a dirty work tree (changed or untracked: {files}): no revision names \
              its code, so no patch can say it applies to it. Commit them (or add them to .gitignore), \
              rebuild with `cargo dsu build` and restart the program",
@@ -314,7 +331,7 @@ fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_com
         .into());
     }
     if id.rustc != target.rustc.hash() {
-        return Err(Refused(format!(
+        return Err(Refused::new(format!(
             "{} was built by another compiler than the one cargo runs now (`rustc -vV` differs): the \
              program would refuse the patch. Use the toolchain it was built with",
             record.bin
@@ -322,7 +339,7 @@ fn check_base(repo: &Repo, target: &Target, record: &BuildRecord, a: &str, a_com
         .into());
     }
     if !repo.is_ancestor(&id.revision, a_commit)? {
-        return Err(Refused(format!(
+        return Err(Refused::new(format!(
             "wrong base: {} was built from {}, and `{a}` ({}) is neither that revision nor a later \
              one, so no running program of this build runs it. Patch from {}: `cargo dsu patch {}..`",
             record.bin,

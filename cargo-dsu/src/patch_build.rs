@@ -300,8 +300,7 @@ fn share_statics(record: &BuildRecord, source_root: &Path) -> Result<statics::Pa
     };
     let plan = statics::patch_plan(&units, source_root, &program)?;
     if !plan.refusals.is_empty() {
-        let lines: Vec<String> = plan.refusals.iter().map(|r| format!("{}:{}: {}", r.file, r.line, r.reason)).collect();
-        return Err(crate::patch::Refused(format!("the patch is refused:\n{}", lines.join("\n"))).into());
+        return Err(crate::patch::Refused::listing(plan.refusals).into());
     }
     Ok(plan)
 }
